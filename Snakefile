@@ -1,0 +1,24 @@
+# spinedx: labelme-annotated spinal MR images -> CNN diagnostic-accuracy study.
+# Run: snakemake --cores 2 (demo)  |  snakemake --configfile config/paper.yaml ...  |
+#      snakemake --profile slurm --cores N (cluster). See README.md.
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo_cohort.smk"
+include: "workflow/rules/annotations.smk"
+include: "workflow/rules/preprocessing.smk"
+include: "workflow/rules/splits.smk"
+include: "workflow/rules/training.smk"
+include: "workflow/rules/inference.smk"
+include: "workflow/rules/ensembling.smk"
+include: "workflow/rules/case_level.smk"
+include: "workflow/rules/evaluation.smk"
+
+
+rule all:
+    input:
+        rules.merge_annotations.output,
+        rules.evaluation.output,
+    default_target: True

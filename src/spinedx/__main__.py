@@ -1,0 +1,5 @@
+import sys
+
+from spinedx.cli import main
+
+sys.exit(main())

@@ -1,0 +1,182 @@
+"""``spinedx <stage>``: every workflow stage as a command, for use outside Snakemake.
+
+The Snakemake rules call exactly these commands; each takes its settings either from a
+config file (``--config``) or as JSON of config sections (``--settings``, what the rules
+pass), resolved against the same schema.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from spinedx import config as configuration
+from spinedx.errors import InputError
+
+log = logging.getLogger("spinedx")
+
+
+def _resolved(args) -> dict:
+    overrides = json.loads(args.settings) if args.settings else None
+    return configuration.load(args.config, overrides)
+
+
+def cmd_config(args, config):
+    sys.stdout.write(yaml.safe_dump(config, sort_keys=False))
+
+
+def cmd_demo_cohort(args, config):
+    from spinedx.demo_cohort import generate_demo_cohort
+    settings = dict(config["demo_cohort"])
+    settings.pop("enabled")
+    missing = [s for s in ("T1", "T2", "CE-T1") if s not in config["sequences"]]
+    if missing:
+        raise configuration.ConfigError(f"the demo cohort has T1, T2 and CE-T1; config `sequences` lacks {missing}")
+    # Write folders under an alias rather than the canonical name, so the demo exercises
+    # the folder-name mapping the way real data does.
+    settings["sequence_folders"] = {s: names[1] if len(names) > 1 else names[0]
+                                    for s, names in config["sequences"].items() if s in ("T1", "T2", "CE-T1")}
+    cases = generate_demo_cohort(args.images_dir, args.cases, settings)
+    log.info("demo cohort: %d patients written to %s", len(cases), args.images_dir)
+
+
+def cmd_annotations(args, config):
+    from spinedx import annotations
+    table = annotations.tabulate(args.images_dir, args.cases, config, args.sequence)
+    annotations.write_table(table, args.out)
+    log.info("%d images of %d patients -> %s", len(table), table["patient_id"].nunique(), args.out)
+
+
+def cmd_merge_annotations(args, config):
+    from spinedx import annotations
+    table = pd.concat([pd.read_parquet(p) for p in args.tables], ignore_index=True)
+    annotations.check_duplicates(table, Path(args.images_dir or "."))
+    annotations.write_table(table, args.out)
+
+
+def cmd_preprocessing(args, config):
+    from spinedx import preprocessing
+    images = pd.read_parquet(args.images)
+    preprocessing.write_cache(preprocessing.build_cache(images, args.images_dir, config), args.out)
+    log.info("%d images cached at %dpx -> %s", len(images), config["preprocessing"]["size"], args.out)
+
+
+def cmd_splits(args, config):
+    from spinedx import annotations, splits
+    cases = annotations.read_cases(args.cases, config["classes"])
+    folds = splits.make_folds(cases, config["splits"]["n_folds"], config["splits"]["seed"], args.cases)
+    splits.write_folds(folds, args.out)
+    log.info("%d internal patients in %d folds -> %s", len(folds), config["splits"]["n_folds"], args.out)
+
+
+def cmd_training(args, config):
+    from spinedx import training
+    training.train(args.cache, args.images, args.folds, args.backbone, args.sequence, args.fold,
+                   config, args.out_dir)
+
+
+def cmd_inference(args, config):
+    from spinedx import inference
+    table = inference.score_fold(args.checkpoint, args.cache, args.images, args.folds, args.fold, config)
+    inference.write_predictions(table, args.out)
+
+
+def cmd_ensembling(args, config):
+    from spinedx import ensembling
+    tables = [pd.read_parquet(p) for p in args.predictions]
+    ensembling.write(ensembling.ensemble(tables, args.backbone, args.predictions), args.out)
+
+
+def cmd_case_level(args, config):
+    from spinedx import case_level
+    images = pd.concat([pd.read_parquet(p) for p in args.predictions], ignore_index=True)
+    case_level.write(case_level.aggregate(images), args.out)
+
+
+def cmd_evaluation(args, config):
+    from spinedx import evaluation
+    images = pd.concat([pd.read_parquet(p) for p in args.image_predictions], ignore_index=True)
+    cases = pd.concat([pd.read_parquet(p) for p in args.case_predictions], ignore_index=True)
+    settings = {"threshold": config["decision"]["threshold"], **config["evaluation"]}
+    evaluation.write_tables(evaluation.build_tables(images, cases, settings), args.out_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spinedx", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="YAML config file (defaults from the schema)")
+    common.add_argument("--settings", help="JSON of config sections, merged over --config")
+    common.add_argument("--log-level", default="INFO")
+    stages = parser.add_subparsers(dest="stage", required=True, metavar="stage")
+
+    def stage(name, function, help_text):
+        sub = stages.add_parser(name, parents=[common], help=help_text)
+        sub.set_defaults(function=function)
+        return sub
+
+    stage("config", cmd_config, "print the resolved configuration")
+    sub = stage("demo_cohort", cmd_demo_cohort, "generate the built-in synthetic cohort")
+    sub.add_argument("--images-dir", required=True)
+    sub.add_argument("--cases", required=True)
+    sub = stage("annotations", cmd_annotations, "tabulate labelme annotations (one sequence or all)")
+    sub.add_argument("--images-dir", required=True)
+    sub.add_argument("--cases", required=True)
+    sub.add_argument("--sequence")
+    sub.add_argument("--out", required=True)
+    sub = stage("merge_annotations", cmd_merge_annotations, "concatenate per-sequence image tables")
+    sub.add_argument("tables", nargs="+")
+    sub.add_argument("--images-dir")
+    sub.add_argument("--out", required=True)
+    sub = stage("preprocessing", cmd_preprocessing, "crop/resize images into a uint8 cache")
+    sub.add_argument("--images", required=True, help="image table (parquet) of the annotations stage")
+    sub.add_argument("--images-dir", required=True)
+    sub.add_argument("--out", required=True)
+    sub = stage("splits", cmd_splits, "patient-grouped stratified folds of the internal cohort")
+    sub.add_argument("--cases", required=True)
+    sub.add_argument("--out", required=True)
+    sub = stage("training", cmd_training, "train one backbone x sequence x fold model")
+    for option in ("--cache", "--images", "--folds", "--backbone", "--sequence", "--out-dir"):
+        sub.add_argument(option, required=True)
+    sub.add_argument("--fold", type=int, required=True)
+    sub = stage("inference", cmd_inference, "score external and validation images with one fold model")
+    for option in ("--checkpoint", "--cache", "--images", "--folds", "--out"):
+        sub.add_argument(option, required=True)
+    sub.add_argument("--fold", type=int, required=True)
+    sub = stage("ensembling", cmd_ensembling, "fold models -> ensemble and out-of-fold predictions")
+    sub.add_argument("predictions", nargs="+")
+    sub.add_argument("--backbone", required=True)
+    sub.add_argument("--out", required=True)
+    sub = stage("case_level", cmd_case_level, "image -> case probabilities per sequence and ALL")
+    sub.add_argument("predictions", nargs="+")
+    sub.add_argument("--out", required=True)
+    sub = stage("evaluation", cmd_evaluation, "metrics tables (table 2, table 3, fold 2x2)")
+    sub.add_argument("--image-predictions", nargs="+", required=True)
+    sub.add_argument("--case-predictions", nargs="+", required=True)
+    sub.add_argument("--out-dir", required=True)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = _resolved(args)
+        args.function(args, config)
+    except (InputError, configuration.ConfigError) as error:
+        print(f"spinedx {args.stage}: error: {error}", file=sys.stderr)
+        return 2
+    except FloatingPointError as error:
+        print(f"spinedx {args.stage}: error: {error}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

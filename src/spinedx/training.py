@@ -1,0 +1,296 @@
+"""Training stage: one timm CNN per backbone x sequence x fold.
+
+Fold k's patients (from the persisted split) validate; the other internal patients
+train. The epoch with the best validation accuracy is kept (a tie keeps the earlier
+epoch). A per-epoch ``last.pt`` lets a killed or preempted job resume exactly where it
+stopped; it is removed once the job finishes.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import platform
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+import yaml
+
+import spinedx
+from spinedx import models
+from spinedx.errors import InputError
+from spinedx.preprocessing import align, read_cache
+from spinedx.splits import read_folds
+
+log = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                   "val_auc", "seconds", "selected"]
+
+
+def job_seed(base_seed: int, backbone: str, sequence: str, fold: int) -> int:
+    """A distinct, stable seed per job (Python's hash() is salted per process)."""
+    return (base_seed * 1_000_003 + zlib.crc32(f"{backbone}/{sequence}/{fold}".encode())) % 2**31
+
+
+def augment(batch: torch.Tensor, generator: torch.Generator, settings: dict) -> torch.Tensor:
+    """Random rotation, horizontal flip and zoom as one batched affine resampling.
+
+    ``batch`` is N x 1 x H x W in [0, 1]. Parameters are drawn on the CPU from the job's
+    generator (identical on every device); the resampling runs where the batch lives.
+    """
+    n = batch.shape[0]
+    draws = torch.rand(n, 3, generator=generator, dtype=torch.float64)
+    angle = (draws[:, 0] * 2 - 1) * math.radians(settings["rotation_degrees"])
+    scale = 1 + draws[:, 1] * (settings["max_scale"] - 1)
+    flip = torch.where(draws[:, 2] < 0.5, -1.0, 1.0) if settings["hflip"] else torch.ones(n, dtype=torch.float64)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    # affine_grid maps output to input coordinates: input = R(angle) / scale @ diag(flip, 1).
+    theta = torch.stack([
+        torch.stack([cos * flip, -sin, torch.zeros(n, dtype=torch.float64)], 1),
+        torch.stack([sin * flip, cos, torch.zeros(n, dtype=torch.float64)], 1),
+    ], 1).to(device=batch.device, dtype=batch.dtype)
+    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+    return F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def split_indices(images: pd.DataFrame, folds: pd.DataFrame, fold: int, folds_path) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions of the training and validation images of ``fold``."""
+    if fold not in set(folds["fold"]):
+        raise InputError(f"{folds_path}: no fold {fold}; folds are {sorted(set(folds['fold']))}")
+    internal = images["cohort"].to_numpy() == "internal"
+    fold_of = images["patient_id"].map(folds.set_index("patient_id")["fold"])
+    unassigned = internal & fold_of.isna().to_numpy()
+    if unassigned.any():
+        missing = sorted(set(images.loc[unassigned, "patient_id"]))[:5]
+        raise InputError(f"{folds_path}: internal patient(s) {missing} have images but no fold; rerun the splits stage")
+    validation = internal & (fold_of.to_numpy() == fold)
+    training = internal & ~validation
+    for name, mask in (("training", training), ("validation", validation)):
+        if len(set(images.loc[mask, "label"])) < 2:
+            raise InputError(
+                f"fold {fold}: the {name} images of this sequence hold one class only "
+                f"({int(mask.sum())} images); more patients with this sequence are needed"
+            )
+    return np.flatnonzero(training), np.flatnonzero(validation)
+
+
+def binary_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+    return float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else float("nan")
+
+
+class FoldTrainer:
+    """State of one training job, checkpointable after every epoch."""
+
+    def __init__(self, images_u8: torch.Tensor, labels: torch.Tensor, train_idx, val_idx,
+                 backbone: str, n_classes: int, config: dict, seed: int, device: torch.device):
+        settings = config["training"]
+        self.settings = settings
+        self.device = device
+        self.images = images_u8.to(device)  # the whole cache once; batches are index lookups
+        self.labels = labels.to(device)
+        self.train_idx = torch.as_tensor(train_idx, dtype=torch.long)
+        self.val_idx = torch.as_tensor(val_idx, dtype=torch.long)
+        torch.manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        pretrained = settings["pretrained"].get(backbone)
+        self.model = models.build_model(backbone, n_classes, settings["in_chans"], pretrained).to(device)
+        self.optimizer = self._optimizer()
+        self.history: list[dict] = []
+        self.best_state: dict | None = None
+
+    def _optimizer(self):
+        params, s = self.model.parameters(), self.settings
+        if s["optimizer"] == "sgd":
+            return torch.optim.SGD(params, lr=s["lr"], momentum=0.9, weight_decay=s["weight_decay"])
+        optimizer = torch.optim.AdamW if s["optimizer"] == "adamw" else torch.optim.Adam
+        return optimizer(params, lr=s["lr"], weight_decay=s["weight_decay"])
+
+    def _inputs(self, index: torch.Tensor, train: bool) -> torch.Tensor:
+        batch = self.images[index.to(self.device)].float().div_(255).unsqueeze(1)
+        if train:
+            batch = augment(batch, self.generator, self.settings)
+        return models.to_model_input(batch, self.settings["mean"], self.settings["std"], self.settings["in_chans"])
+
+    def train_epoch(self) -> tuple[float, float]:
+        self.model.train()
+        order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.generator)]
+        batch_size = self.settings["batch_size"]
+        batches = list(torch.split(order, batch_size))
+        # A last batch of one image breaks BatchNorm's batch statistics: fold it into the previous.
+        if len(batches) > 1 and len(batches[-1]) < 2:
+            batches[-2:] = [torch.cat(batches[-2:])]
+        loss_sum, correct = 0.0, 0
+        for index in batches:
+            logits = self.model(self._inputs(index, train=True))
+            target = self.labels[index.to(self.device)]
+            loss = F.cross_entropy(logits, target)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"training loss became {loss.item()} at epoch {len(self.history) + 1}; lower "
+                    "training.lr or check the input images (the cache may hold constant images)"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += loss.item() * len(index)
+            correct += int((logits.argmax(1) == target).sum())
+        return loss_sum / len(order), correct / len(order)
+
+    @torch.no_grad()
+    def validate(self) -> tuple[float, float, float]:
+        self.model.eval()
+        logits = torch.cat([self.model(self._inputs(index, train=False))
+                            for index in torch.split(self.val_idx, self.settings["batch_size"])])
+        target = self.labels[self.val_idx.to(self.device)]
+        loss = F.cross_entropy(logits, target).item()
+        accuracy = (logits.argmax(1) == target).float().mean().item()
+        positive = torch.softmax(logits.float(), 1)[:, -1].cpu().numpy()
+        return loss, accuracy, binary_auc(target.cpu().numpy(), positive)
+
+    def run_epoch(self) -> dict:
+        started = time.perf_counter()
+        train_loss, train_accuracy = self.train_epoch()
+        val_loss, val_accuracy, val_auc = self.validate()
+        record = dict(epoch=len(self.history) + 1, train_loss=train_loss, train_accuracy=train_accuracy,
+                      val_loss=val_loss, val_accuracy=val_accuracy, val_auc=val_auc,
+                      seconds=time.perf_counter() - started)
+        best = self.best_epoch()
+        # Strictly better only: on a tie the earlier epoch stays selected.
+        if best is None or val_accuracy > best["val_accuracy"]:
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        self.history.append(record)
+        return record
+
+    def best_epoch(self) -> dict | None:
+        if not self.history:
+            return None
+        return max(self.history, key=lambda r: (r["val_accuracy"], -r["epoch"]))
+
+    # --- resumable state -------------------------------------------------------------
+    def state(self, signature: str) -> dict:
+        return {
+            "format": "spinedx-resume/1", "signature": signature,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "history": copy.deepcopy(self.history), "best_state": self.best_state,
+        }
+
+    def restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history = state["history"]
+        self.best_state = state["best_state"]
+
+
+def load_job_data(cache_path, images_path, folds_path, fold: int):
+    images = pd.read_parquet(images_path)
+    cache = read_cache(cache_path)
+    pixels = torch.from_numpy(align(cache, images, cache_path))
+    labels = torch.as_tensor(images["label"].to_numpy(), dtype=torch.long)
+    train_idx, val_idx = split_indices(images, read_folds(folds_path), fold, folds_path)
+    return images, pixels, labels, train_idx, val_idx
+
+
+def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fold: int,
+          config: dict, out_dir) -> dict:
+    """Train one fold model; write best.pt, history.tsv and config.yaml into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = config["training"]
+    models.configure_threads(settings["threads"], settings["deterministic"])
+    device = models.select_device(settings["device"])
+    images, pixels, labels, train_idx, val_idx = load_job_data(cache_path, images_path, folds_path, fold)
+    seed = job_seed(settings["seed"], backbone, sequence, fold)
+    trainer = FoldTrainer(pixels, labels, train_idx, val_idx, backbone, len(config["classes"]),
+                          config, seed, device)
+
+    # Resume only a run of exactly the same job and settings.
+    signature = yaml.safe_dump({"backbone": backbone, "sequence": sequence, "fold": fold,
+                                "training": settings, "preprocessing": config["preprocessing"],
+                                "classes": config["classes"]}, sort_keys=True)
+    resume_path = out_dir / "last.pt"
+    if resume_path.is_file():
+        state = _load_resume(resume_path)
+        if state is not None and state.get("signature") == signature:
+            trainer.restore(state)
+            log.info("resumed from %s after epoch %d", resume_path, len(trainer.history))
+        else:
+            log.info("ignoring %s: it belongs to other settings", resume_path)
+
+    log.info("%s %s fold %d: %d training / %d validation images on %s, seed %d",
+             backbone, sequence, fold, len(train_idx), len(val_idx), device, seed)
+    while len(trainer.history) < settings["epochs"]:
+        record = trainer.run_epoch()
+        log.info("epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f auc %.3f (%.1f s)",
+                 record["epoch"], record["train_loss"], record["train_accuracy"], record["val_loss"],
+                 record["val_accuracy"], record["val_auc"], record["seconds"])
+        models.save_checkpoint(trainer.state(signature), resume_path)
+
+    best = trainer.best_epoch()
+    checkpoint = {
+        "format": models.CHECKPOINT_FORMAT,
+        "backbone": backbone, "sequence": sequence, "fold": int(fold),
+        "epoch": int(best["epoch"]), "val_accuracy": float(best["val_accuracy"]),
+        "classes": list(config["classes"]), "n_classes": len(config["classes"]),
+        "in_chans": int(settings["in_chans"]), "image_size": int(config["preprocessing"]["size"]),
+        "mean": float(settings["mean"]), "std": float(settings["std"]),
+        "state_dict": trainer.best_state,
+    }
+    models.save_checkpoint(checkpoint, out_dir / "best.pt")
+    history = pd.DataFrame(trainer.history, columns=HISTORY_COLUMNS[:-1])
+    history["selected"] = history["epoch"] == best["epoch"]
+    history.to_csv(out_dir / "history.tsv", sep="\t", index=False)
+    write_resolved_config(out_dir / "config.yaml", config, backbone, sequence, fold, seed, device,
+                          images, train_idx, val_idx, best)
+    resume_path.unlink(missing_ok=True)
+    log.info("selected epoch %d (validation accuracy %.3f)", best["epoch"], best["val_accuracy"])
+    return best
+
+
+def _load_resume(path: Path) -> dict | None:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a job killed mid-write leaves junk: start over, say so
+        log.warning("cannot read %s (%s); training from scratch", path, error)
+        return None
+
+
+def environment(device: torch.device | None = None) -> dict:
+    import timm
+    info = {"python": platform.python_version(), "spinedx": spinedx.__version__,
+            "torch": torch.__version__, "timm": timm.__version__, "numpy": np.__version__,
+            "pandas": pd.__version__, "platform": platform.platform(),
+            "torch_threads": torch.get_num_threads()}
+    if device is not None:
+        info["device"] = str(device)
+        if device.type == "cuda":
+            info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def write_resolved_config(path, config, backbone, sequence, fold, seed, device, images,
+                          train_idx, val_idx, best) -> None:
+    """Everything needed to rerun this job, beside its outputs (as timm's train.py does)."""
+    def describe(index):
+        subset = images.iloc[index]
+        return {"images": int(len(subset)), "patients": int(subset["patient_id"].nunique()),
+                "images_per_class": {config["classes"][k]: int(v) for k, v in
+                                     subset["label"].value_counts().sort_index().items()}}
+    resolved = {
+        "job": {"backbone": backbone, "sequence": sequence, "fold": int(fold), "seed": int(seed)},
+        "selected": {"epoch": int(best["epoch"]), "val_accuracy": float(best["val_accuracy"])},
+        "data": {"training": describe(train_idx), "validation": describe(val_idx)},
+        "config": {key: config[key] for key in ("classes", "preprocessing", "splits", "training")},
+        "environment": environment(device),
+    }
+    Path(path).write_text(yaml.safe_dump(resolved, sort_keys=False))

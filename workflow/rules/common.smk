@@ -1,0 +1,54 @@
+import re
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+# The spinedx package is imported here (config checks, file lists) and by every job.
+SRC_DIR = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC_DIR)
+
+from spinedx.annotations import sequence_files
+from spinedx.config import check_semantics, settings_json
+from spinedx.runtime import prepare_job_environment
+
+prepare_job_environment(SRC_DIR)
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+check_semantics(config)
+
+RESULTS = config["results_dir"]
+SEQUENCES = list(config["sequences"])
+BACKBONES = config["backbones"]
+FOLDS = list(range(config["splits"]["n_folds"]))
+IMAGES_DIR = config["data"]["images_dir"]
+CASES = config["data"]["cases"]
+DEMO = config["demo_cohort"]["enabled"]
+
+
+wildcard_constraints:
+    sequence="|".join(map(re.escape, SEQUENCES)),
+    backbone="|".join(map(re.escape, BACKBONES)),
+    fold=r"\d+",
+
+
+def settings(*sections):
+    """The config sections a stage uses, as one JSON param (reruns on their change only)."""
+    return settings_json(config, *sections)
+
+
+def log_path(stage, name):
+    return f"{RESULTS}/logs/{stage}/{name}.log"
+
+
+def benchmark_path(stage, name):
+    return f"{RESULTS}/benchmarks/{stage}/{name}.tsv"
+
+
+def sequence_inputs(wildcards):
+    """The files of one sequence, so changing a T2 image reruns the T2 branch only."""
+    files = [str(f) for f in sequence_files(IMAGES_DIR, config["sequences"], wildcards.sequence)]
+    return ([IMAGES_DIR] if DEMO else []) + files

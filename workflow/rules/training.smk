@@ -1,0 +1,28 @@
+rule training:
+    input:
+        cache=rules.preprocessing.output,
+        images=rules.annotations.output,
+        folds=rules.splits.output,
+    output:
+        checkpoint=f"{RESULTS}/models/{{backbone}}/{{sequence}}/fold{{fold}}/best.pt",
+        history=f"{RESULTS}/models/{{backbone}}/{{sequence}}/fold{{fold}}/history.tsv",
+        config=f"{RESULTS}/models/{{backbone}}/{{sequence}}/fold{{fold}}/config.yaml",
+    params:
+        settings=settings("classes", "preprocessing", "splits", "training"),
+        out_dir=subpath(output.checkpoint, parent=True),
+    log:
+        log_path("training", "{backbone}/{sequence}/fold{fold}"),
+    benchmark:
+        benchmark_path("training", "{backbone}/{sequence}/fold{fold}")
+    threads: config["training"]["threads"]
+    resources:
+        gpu=config["training"]["gpus"],
+        mem_mb=config["training"]["mem_mb"],
+        runtime=config["training"]["runtime"],
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m spinedx training --settings {params.settings:q} --cache {input.cache:q}"
+        " --images {input.images:q} --folds {input.folds:q} --backbone {wildcards.backbone:q}"
+        " --sequence {wildcards.sequence:q} --fold {wildcards.fold} --out-dir {params.out_dir:q}"
+        " 2> {log:q}"
