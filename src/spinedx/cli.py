@@ -83,14 +83,15 @@ def cmd_training(args, config):
 
 def cmd_inference(args, config):
     from spinedx import inference
-    table = inference.score_fold(args.checkpoint, args.cache, args.images, args.folds, args.fold, config)
+    table = inference.score_folds(args.checkpoints, args.cache, args.images, args.folds, config)
     inference.write_predictions(table, args.out)
 
 
 def cmd_ensembling(args, config):
     from spinedx import ensembling
-    tables = [pd.read_parquet(p) for p in args.predictions]
-    ensembling.write(ensembling.ensemble(tables, args.backbone, args.predictions), args.out)
+    predictions = pd.read_parquet(args.predictions)
+    table = ensembling.ensemble(predictions, args.backbone, config["splits"]["n_folds"], args.predictions)
+    ensembling.write(table, args.out)
 
 
 def cmd_case_level(args, config):
@@ -144,12 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     for option in ("--cache", "--images", "--folds", "--backbone", "--sequence", "--out-dir"):
         sub.add_argument(option, required=True)
     sub.add_argument("--fold", type=int, required=True)
-    sub = stage("inference", cmd_inference, "score external and validation images with one fold model")
-    for option in ("--checkpoint", "--cache", "--images", "--folds", "--out"):
+    sub = stage("inference", cmd_inference, "score external and validation images with each fold model")
+    sub.add_argument("checkpoints", nargs="+", help="best.pt of each fold")
+    for option in ("--cache", "--images", "--folds", "--out"):
         sub.add_argument(option, required=True)
-    sub.add_argument("--fold", type=int, required=True)
     sub = stage("ensembling", cmd_ensembling, "fold models -> ensemble and out-of-fold predictions")
-    sub.add_argument("predictions", nargs="+")
+    sub.add_argument("predictions", help="fold predictions (parquet) of the inference stage")
     sub.add_argument("--backbone", required=True)
     sub.add_argument("--out", required=True)
     sub = stage("case_level", cmd_case_level, "image -> case probabilities per sequence and ALL")

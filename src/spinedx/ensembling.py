@@ -16,21 +16,18 @@ from spinedx.errors import InputError
 ENSEMBLE_COLUMNS = ["backbone", "sequence", "image_id", "patient_id", "cohort", "label", "model", "prob"]
 
 
-def ensemble(fold_predictions: list[pd.DataFrame], backbone: str, sources: list | None = None) -> pd.DataFrame:
-    sources = sources or [f"fold table {i}" for i in range(len(fold_predictions))]
-    folds = [int(t["fold"].iloc[0]) for t in fold_predictions]
-    if sorted(folds) != list(range(len(folds))):
-        raise InputError(f"expected fold tables 0..{len(folds) - 1}, got folds {sorted(folds)} from {sources}")
-    table = pd.concat(fold_predictions, ignore_index=True)
-    external = table[table["role"] == "external"]
-    reference = set(fold_predictions[0].loc[fold_predictions[0]["role"] == "external", "image_id"])
-    for source, part in zip(sources, fold_predictions):
-        scored = set(part.loc[part["role"] == "external", "image_id"])
-        if scored != reference:
-            raise InputError(f"{source}: scored a different set of external images than {sources[0]}; rerun inference")
-    internal = table[table["role"] == "validation"]
+def ensemble(predictions: pd.DataFrame, backbone: str, n_folds: int, source="predictions") -> pd.DataFrame:
+    """Per-fold, mean ("ensemble") and out-of-fold ("oof") predictions of one backbone x sequence."""
+    folds = sorted(predictions["fold"].unique().tolist())
+    if folds != list(range(n_folds)):
+        raise InputError(f"{source}: expected predictions of folds 0..{n_folds - 1}, found {folds}; rerun inference")
+    external = predictions[predictions["role"] == "external"]
+    scored = external.groupby("fold")["image_id"].apply(frozenset)
+    if scored.nunique() > 1:
+        raise InputError(f"{source}: the fold models scored different external images; rerun inference")
+    internal = predictions[predictions["role"] == "validation"]
     if internal["image_id"].duplicated().any():
-        raise InputError(f"an internal image was validated by two fold models ({sources}): the split leaks")
+        raise InputError(f"{source}: an internal image was validated by two fold models: the split leaks")
     keys = ["image_id", "patient_id", "sequence", "cohort", "label"]
     per_fold = external.assign(model="fold" + external["fold"].astype(str))
     mean = (external.groupby(keys, sort=False, as_index=False)["prob"].mean().assign(model="ensemble"))

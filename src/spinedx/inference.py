@@ -1,4 +1,4 @@
-"""Inference stage: score images with one fold model.
+"""Inference stage: score images with the fold models of one backbone x sequence.
 
 Each fold model scores the external cohort and its own validation patients (giving the
 out-of-fold predictions of the internal cohort); training patients are not scored.
@@ -36,26 +36,33 @@ def predict(model, pixels: np.ndarray, checkpoint: dict, device: torch.device, b
     return torch.cat(probabilities).numpy().astype(np.float64) if probabilities else np.zeros(0)
 
 
-def score_fold(checkpoint_path, cache_path, images_path, folds_path, fold: int, config: dict) -> pd.DataFrame:
-    checkpoint = models.load_checkpoint(checkpoint_path)
-    if checkpoint["fold"] != fold:
-        raise InputError(f"{checkpoint_path}: checkpoint of fold {checkpoint['fold']}, expected fold {fold}")
+def score_folds(checkpoint_paths, cache_path, images_path, folds_path, config: dict) -> pd.DataFrame:
+    """Every fold model of one backbone x sequence on its validation patients and the
+    external cohort; the cache is read once for all folds."""
     images = pd.read_parquet(images_path)
     folds = read_folds(folds_path)
-    fold_of = images["patient_id"].map(folds.set_index("patient_id")["fold"])
-    role = np.where(images["cohort"] == "external", "external",
-                    np.where(fold_of == fold, "validation", "training"))
-    keep = role != "training"
-    selected = images[keep].reset_index(drop=True)
+    fold_of = images["patient_id"].map(folds.set_index("patient_id")["fold"]).to_numpy()
+    external = (images["cohort"] == "external").to_numpy()
+    cache = read_cache(cache_path)
     models.configure_threads(config["training"]["threads"], config["training"]["deterministic"])
     device = models.select_device(config["training"]["device"])
-    model = models.model_from_checkpoint(checkpoint, device)
-    pixels = align(read_cache(cache_path), selected, cache_path)
-    table = selected[["image_id", "patient_id", "sequence", "cohort", "label"]].copy()
-    table["fold"] = int(fold)
-    table["role"] = role[keep]
-    table["prob"] = predict(model, pixels, checkpoint, device, config["inference"]["batch_size"])
-    return table[PREDICTION_COLUMNS]
+    tables = []
+    for path in checkpoint_paths:
+        checkpoint = models.load_checkpoint(path)
+        fold = checkpoint["fold"]
+        keep = external | (fold_of == fold)  # training patients are not scored
+        selected = images[keep].reset_index(drop=True)
+        model = models.model_from_checkpoint(checkpoint, device)
+        table = selected[["image_id", "patient_id", "sequence", "cohort", "label"]].copy()
+        table["fold"] = int(fold)
+        table["role"] = np.where(external[keep], "external", "validation")
+        table["prob"] = predict(model, align(cache, selected, cache_path), checkpoint, device,
+                                config["inference"]["batch_size"])
+        tables.append(table[PREDICTION_COLUMNS])
+    scored = [int(t["fold"].iloc[0]) for t in tables if len(t)]
+    if len(set(scored)) != len(tables):
+        raise InputError(f"checkpoints {list(map(str, checkpoint_paths))} do not hold distinct folds: {scored}")
+    return pd.concat(tables, ignore_index=True)
 
 
 def write_predictions(table: pd.DataFrame, path) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
 from spinedx.errors import InputError
 
@@ -32,6 +31,8 @@ def make_folds(cases: pd.DataFrame, n_folds: int, seed: int, cases_path="cases t
             f"every fold needs each class, so each class needs at least {n_folds} patients "
             "(or lower config splits.n_folds)"
         )
+    from sklearn.model_selection import StratifiedGroupKFold  # slow import, needed only here
+
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     fold = np.full(len(internal), -1)
     for k, (_, validation) in enumerate(

@@ -25,6 +25,7 @@ import yaml
 import spinedx
 from spinedx import models
 from spinedx.errors import InputError
+from spinedx.evaluation import roc_auc
 from spinedx.preprocessing import align, read_cache
 from spinedx.splits import read_folds
 
@@ -79,11 +80,6 @@ def split_indices(images: pd.DataFrame, folds: pd.DataFrame, fold: int, folds_pa
                 f"({int(mask.sum())} images); more patients with this sequence are needed"
             )
     return np.flatnonzero(training), np.flatnonzero(validation)
-
-
-def binary_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-    return float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else float("nan")
 
 
 class FoldTrainer:
@@ -153,7 +149,7 @@ class FoldTrainer:
         loss = F.cross_entropy(logits, target).item()
         accuracy = (logits.argmax(1) == target).float().mean().item()
         positive = torch.softmax(logits.float(), 1)[:, -1].cpu().numpy()
-        return loss, accuracy, binary_auc(target.cpu().numpy(), positive)
+        return loss, accuracy, roc_auc(target.cpu().numpy(), positive)
 
     def run_epoch(self) -> dict:
         started = time.perf_counter()
@@ -196,7 +192,7 @@ def load_job_data(cache_path, images_path, folds_path, fold: int):
     images = pd.read_parquet(images_path)
     cache = read_cache(cache_path)
     pixels = torch.from_numpy(align(cache, images, cache_path))
-    labels = torch.as_tensor(images["label"].to_numpy(), dtype=torch.long)
+    labels = torch.tensor(images["label"].to_numpy(copy=True), dtype=torch.long)
     train_idx, val_idx = split_indices(images, read_folds(folds_path), fold, folds_path)
     return images, pixels, labels, train_idx, val_idx
 
@@ -268,7 +264,7 @@ def _load_resume(path: Path) -> dict | None:
 def environment(device: torch.device | None = None) -> dict:
     import timm
     info = {"python": platform.python_version(), "spinedx": spinedx.__version__,
-            "torch": torch.__version__, "timm": timm.__version__, "numpy": np.__version__,
+            "torch": str(torch.__version__), "timm": timm.__version__, "numpy": np.__version__,
             "pandas": pd.__version__, "platform": platform.platform(),
             "torch_threads": torch.get_num_threads()}
     if device is not None:

@@ -1,8 +1,10 @@
 rule ensembling:
     input:
-        expand(rules.inference.output, fold=FOLDS, allow_missing=True),
+        rules.inference.output,
     output:
         f"{RESULTS}/ensembling/{{backbone}}/{{sequence}}.parquet",
+    params:
+        settings=settings("splits"),
     log:
         log_path("ensembling", "{backbone}/{sequence}"),
     benchmark:
@@ -10,4 +12,5 @@ rule ensembling:
     conda:
         "../../envs/evaluation.yaml"
     shell:
-        "python -m spinedx ensembling {input:q} --backbone {wildcards.backbone:q} --out {output:q} 2> {log:q}"
+        "python -m spinedx ensembling {input:q} --settings {params.settings:q}"
+        " --backbone {wildcards.backbone:q} --out {output:q} 2> {log:q}"

@@ -1,21 +1,23 @@
 rule inference:
     input:
-        checkpoint=rules.training.output.checkpoint,
+        checkpoints=expand(rules.training.output.checkpoint, fold=FOLDS, allow_missing=True),
         cache=rules.preprocessing.output,
         images=rules.annotations.output,
         folds=rules.splits.output,
     output:
-        f"{RESULTS}/inference/{{backbone}}/{{sequence}}/fold{{fold}}.parquet",
+        f"{RESULTS}/inference/{{backbone}}/{{sequence}}.parquet",
     params:
         settings=settings("classes", "training", "inference"),
     log:
-        log_path("inference", "{backbone}/{sequence}/fold{fold}"),
+        log_path("inference", "{backbone}/{sequence}"),
     benchmark:
-        benchmark_path("inference", "{backbone}/{sequence}/fold{fold}")
+        benchmark_path("inference", "{backbone}/{sequence}")
     threads: config["training"]["threads"]
+    resources:
+        gpu=config["training"]["gpus"],
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m spinedx inference --settings {params.settings:q} --checkpoint {input.checkpoint:q}"
+        "python -m spinedx inference {input.checkpoints:q} --settings {params.settings:q}"
         " --cache {input.cache:q} --images {input.images:q} --folds {input.folds:q}"
-        " --fold {wildcards.fold} --out {output:q} 2> {log:q}"
+        " --out {output:q} 2> {log:q}"

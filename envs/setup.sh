@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Idempotent set-up used by both README commands and by .ci/run: a virtual environment
+# (.venv, or $SPINEDX_VENV) with the pinned packages of envs/requirements.txt and spinedx
+# installed in editable mode. A second call with unchanged pins returns in a second.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+venv=${SPINEDX_VENV:-.venv}
+python=${PYTHON:-python3}
+
+"$python" - <<'PY'
+import sys
+if sys.version_info < (3, 10):
+    sys.exit(f"spinedx needs Python >= 3.10, found {sys.version.split()[0]} (set PYTHON=...)")
+PY
+
+stamp="$venv/.spinedx-setup"
+wanted=$(cat envs/requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$wanted" ]; then
+  echo "set-up: $venv is up to date"
+  exit 0
+fi
+
+echo "set-up: installing pinned packages into $venv (torch wheels are large; minutes on first run)"
+"$python" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r envs/requirements.txt
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e .
+"$venv/bin/python" -c "import torch, torchvision, timm, snakemake, spinedx" \
+  || { echo "set-up: installed packages do not import together; see the error above" >&2; exit 1; }
+echo "$wanted" > "$stamp"
+echo "set-up: done ($venv)"

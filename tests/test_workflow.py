@@ -1,0 +1,113 @@
+"""The whole workflow end to end on the tiny .test config, in a scratch directory."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.workflow
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(workdir: Path, *args: str, check=True) -> subprocess.CompletedProcess:
+    command = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+               "--configfile", str(REPO / ".test/config.yaml"), *args]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
+    return done
+
+
+def planned_jobs(workdir: Path) -> dict[str, int]:
+    """Job counts per rule of a dry run ({} when there is nothing to do)."""
+    output = snakemake(workdir, "-n", "--cores", "2").stdout
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", output, flags=re.MULTILINE))
+    counts.pop("total", None)
+    return {rule: int(n) for rule, n in counts.items()}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    snakemake(workdir, "--cores", "2")
+    return workdir, workdir / ".test/results"
+
+
+def test_tables_have_every_backbone_input_and_fold(run):
+    _, results = run
+    table2 = pd.read_csv(results / "tables/table2_image_level.csv")
+    table3 = pd.read_csv(results / "tables/table3_case_level.csv")
+    fold_2x2 = pd.read_csv(results / "tables/fold_2x2.csv")
+    backbones = ["mobilenetv3_small_050", "resnet10t"]
+    assert list(table2.backbone.unique()) == backbones and set(table2.input) == {"T1", "T2", "CE-T1"}
+    assert len(table2) == 6 and len(table3) == 8 and len(fold_2x2) == 2 * 4 * 3
+    assert list(table3.input[:4]) == ["T1", "T2", "CE-T1", "ALL"]
+    required = ["backbone", "input", "n_pos", "n_neg", "tp", "fp", "fn", "tn", "sensitivity",
+                "specificity", "accuracy", "auc", "kappa", "sensitivity_lo", "sensitivity_hi", "auc_lo", "auc_hi"]
+    assert set(required) <= set(table3.columns)
+    # 3 + 3 external cases in the tiny cohort, every one decided.
+    assert (table3.n_pos == 3).all() and (table3.n_neg == 3).all()
+    assert ((table3.tp + table3.fn) == 3).all() and ((table3.tn + table3.fp) == 3).all()
+    assert ((fold_2x2.tp + fold_2x2.fn + fold_2x2.tn + fold_2x2.fp) == 6).all()
+    images = pd.read_parquet(results / "annotations/images.parquet")
+    external_images = images[images.cohort == "external"].groupby("sequence").size()
+    for row in table2[table2.backbone == backbones[0]].itertuples():
+        assert row.n_pos + row.n_neg == external_images[row.input]
+
+
+def test_every_job_left_its_model_log_and_benchmark(run):
+    _, results = run
+    for backbone in ("mobilenetv3_small_050", "resnet10t"):
+        for sequence in ("T1", "T2", "CE-T1"):
+            for fold in range(3):
+                model_dir = results / f"models/{backbone}/{sequence}/fold{fold}"
+                assert {p.name for p in model_dir.iterdir()} == {"best.pt", "history.tsv", "config.yaml"}
+                assert (results / f"logs/training/{backbone}/{sequence}/fold{fold}.log").exists()
+                assert (results / f"benchmarks/training/{backbone}/{sequence}/fold{fold}.tsv").exists()
+    splits = pd.read_csv(results / "splits/folds.tsv", sep="\t")
+    assert len(splits) == 12 and splits.groupby("fold").label.nunique().eq(2).all()
+
+
+def test_nothing_to_do_on_a_second_run(run):
+    workdir, _ = run
+    assert planned_jobs(workdir) == {}
+
+
+def test_changing_one_t2_image_reruns_only_the_t2_branch(run):
+    workdir, results = run
+    image = next((results / "demo_cohort/images").glob("*/T2WI/*.png"))
+    stat = image.stat()
+    os.utime(image, (stat.st_atime, stat.st_mtime + 3600))
+    try:
+        planned = planned_jobs(workdir)
+    finally:
+        os.utime(image, (stat.st_atime, stat.st_mtime))
+    assert planned == {"annotations": 1, "merge_annotations": 1, "preprocessing": 1, "training": 6,
+                       "inference": 2, "ensembling": 2, "case_level": 2, "evaluation": 1, "all": 1}
+
+
+def test_a_lost_fold_model_reruns_only_that_fold(run):
+    workdir, results = run
+    models = sorted((results / "models").rglob("best.pt"))
+    lost = results / "models/resnet10t/CE-T1/fold1/best.pt"
+    before = {p: p.stat().st_mtime_ns for p in models if p != lost}
+    lost.unlink()
+    assert planned_jobs(workdir) == {"training": 1, "inference": 1, "ensembling": 1, "case_level": 1,
+                                     "evaluation": 1, "all": 1}
+    snakemake(workdir, "--cores", "2")
+    assert lost.exists()
+    assert before == {p: p.stat().st_mtime_ns for p in before}
+    assert planned_jobs(workdir) == {}
+
+
+def test_lint_is_clean():
+    done = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0 and "Congratulations" in done.stdout, done.stdout + done.stderr
