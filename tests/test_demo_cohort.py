@@ -170,3 +170,18 @@ def test_rerun_replaces_an_earlier_demo_but_nothing_else(tmp_path):
     cases = generate_demo_cohort(images, cases_csv, fewer)
     assert {p.name for p in images.iterdir() if p.is_dir()} == set(cases["patient_id"])
     assert (images / "my_notes.txt").read_text() == "keep me"
+
+
+def test_planned_files_are_exactly_the_files_written(tmp_path):
+    from spinedx import config as configuration
+    from spinedx.demo_cohort import demo_settings, planned_files
+
+    config = configuration.resolve({"demo_cohort": {"n_internal": {"ependymoma": 2, "schwannoma": 1},
+                                                    "n_external": {"ependymoma": 1, "schwannoma": 1},
+                                                    "slices_per_sequence": [1, 3]}})
+    settings = demo_settings(config)
+    generate_demo_cohort(tmp_path / "images", tmp_path / "cases.csv", settings)
+    written = {p.relative_to(tmp_path / "images").as_posix() for p in (tmp_path / "images").rglob("*") if p.is_file()}
+    planned = planned_files(settings)
+    assert written == {f for files in planned.values() for f in files}
+    assert all("/T2WI/" in f for f in planned["T2"]) and all("/T1C/" in f for f in planned["CE-T1"])

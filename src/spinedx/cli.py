@@ -32,17 +32,11 @@ def cmd_config(args, config):
 
 
 def cmd_demo_cohort(args, config):
-    from spinedx.demo_cohort import generate_demo_cohort
-    settings = dict(config["demo_cohort"])
-    settings.pop("enabled")
-    missing = [s for s in ("T1", "T2", "CE-T1") if s not in config["sequences"]]
-    if missing:
-        raise configuration.ConfigError(f"the demo cohort has T1, T2 and CE-T1; config `sequences` lacks {missing}")
-    # Write folders under an alias rather than the canonical name, so the demo exercises
-    # the folder-name mapping the way real data does.
-    settings["sequence_folders"] = {s: names[1] if len(names) > 1 else names[0]
-                                    for s, names in config["sequences"].items() if s in ("T1", "T2", "CE-T1")}
-    cases = generate_demo_cohort(args.images_dir, args.cases, settings)
+    from spinedx.demo_cohort import demo_settings, generate_demo_cohort
+    try:
+        cases = generate_demo_cohort(args.images_dir, args.cases, demo_settings(config))
+    except ValueError as error:  # settings the schema allows but the generator cannot honour
+        raise configuration.ConfigError(f"demo_cohort: {error}") from error
     log.info("demo cohort: %d patients written to %s", len(cases), args.images_dir)
 
 

@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from spinedx.config import ConfigError
+
 DEFAULT_SETTINGS: dict = {
     "seed": 20240101,
     "n_internal": {"ependymoma": 20, "schwannoma": 20},
@@ -183,8 +185,8 @@ def generate_demo_cohort(images_dir: str | Path, cases_csv: str | Path, settings
     for patient in patients:
         for sequence_index, sequence in enumerate(SEQUENCES):
             folder = settings["sequence_folders"][sequence]
-            rng = np.random.default_rng([settings["seed"], 2, patient.index, sequence_index])
-            n_slices = int(rng.integers(low, high + 1))
+            rng = _sequence_rng(settings, patient.index, sequence_index)
+            n_slices = int(rng.integers(low, high + 1))  # first draw: planned_files repeats it
             out_dir = images_dir / patient.patient_id / folder
             out_dir.mkdir(parents=True)
             for k, (image, _, box) in enumerate(_render_sequence(patient, sequence, n_slices, rng), start=1):
@@ -198,6 +200,42 @@ def generate_demo_cohort(images_dir: str | Path, cases_csv: str | Path, settings
     cases_csv.parent.mkdir(parents=True, exist_ok=True)
     cases.to_csv(cases_csv, index=False)
     return cases
+
+
+def _sequence_rng(settings: dict, patient_index: int, sequence_index: int) -> np.random.Generator:
+    return np.random.default_rng([settings["seed"], 2, patient_index, sequence_index])
+
+
+def demo_settings(config: dict) -> dict:
+    """Generator settings from a resolved spinedx config."""
+    settings = {key: value for key, value in config["demo_cohort"].items() if key != "enabled"}
+    missing = [s for s in SEQUENCES if s not in config["sequences"]]
+    if missing:
+        raise ConfigError(f"the demo cohort has {list(SEQUENCES)}; config `sequences` lacks {missing}")
+    # Folders carry an alias rather than the canonical name, so the demo exercises the
+    # folder-name mapping the way real data does.
+    settings["sequence_folders"] = {s: names[1] if len(names) > 1 else names[0]
+                                    for s, names in config["sequences"].items() if s in SEQUENCES}
+    return settings
+
+
+def planned_files(settings: dict) -> dict[str, list[str]]:
+    """Relative paths (PNG and JSON) that :func:`generate_demo_cohort` writes, per sequence,
+    computed without rendering, so a workflow can declare them as outputs and inputs."""
+    settings = _checked(settings)
+    low, high = settings["slices_per_sequence"]
+    patient_ids = [f"{prefix}{number:03d}"
+                   for key, prefix in (("n_internal", "DEMO-I"), ("n_external", "DEMO-E"))
+                   for number in range(1, sum(int(n) for n in settings[key].values()) + 1)]
+    files: dict[str, list[str]] = {sequence: [] for sequence in SEQUENCES}
+    for index, patient_id in enumerate(patient_ids):
+        for sequence_index, sequence in enumerate(SEQUENCES):
+            folder = settings["sequence_folders"][sequence]
+            n_slices = int(_sequence_rng(settings, index, sequence_index).integers(low, high + 1))
+            for k in range(1, n_slices + 1):
+                stem = f"{patient_id}/{folder}/{patient_id}_{folder}_{k}"
+                files[sequence] += [f"{stem}.png", f"{stem}.json"]
+    return files
 
 
 def _checked(settings: dict) -> dict:

@@ -1,3 +1,4 @@
+import os
 import re
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ sys.path.insert(0, SRC_DIR)
 
 from spinedx.annotations import sequence_files
 from spinedx.config import check_semantics, settings_json
+from spinedx.demo_cohort import demo_settings, planned_files
 from spinedx.runtime import prepare_job_environment
 
 prepare_job_environment(SRC_DIR)
@@ -27,6 +29,7 @@ FOLDS = list(range(config["splits"]["n_folds"]))
 IMAGES_DIR = config["data"]["images_dir"]
 CASES = config["data"]["cases"]
 DEMO = config["demo_cohort"]["enabled"]
+DEMO_FILES = planned_files(demo_settings(config)) if DEMO else {}
 
 
 wildcard_constraints:
@@ -50,5 +53,6 @@ def benchmark_path(stage, name):
 
 def sequence_inputs(wildcards):
     """The files of one sequence, so changing a T2 image reruns the T2 branch only."""
-    files = [str(f) for f in sequence_files(IMAGES_DIR, config["sequences"], wildcards.sequence)]
-    return ([IMAGES_DIR] if DEMO else []) + files
+    if DEMO:
+        return [f"{IMAGES_DIR}/{path}" for path in DEMO_FILES[wildcards.sequence]]
+    return [str(f) for f in sequence_files(IMAGES_DIR, config["sequences"], wildcards.sequence)]
