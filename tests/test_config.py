@@ -9,7 +9,7 @@ from conftest import REPO
 
 def test_defaults_fill_every_section():
     config = configuration.resolve({})
-    assert config["training"]["epochs"] == 12 and config["splits"]["n_folds"] == 5
+    assert config["training"]["epochs"] == 15 and config["splits"]["n_folds"] == 5
     assert config["classes"][-1] == "schwannoma"  # the positive class is last
 
 

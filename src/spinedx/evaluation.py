@@ -31,6 +31,8 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
+from spinedx.errors import InputError
+
 __all__ = [
     "bootstrap_intervals",
     "build_tables",
@@ -97,14 +99,14 @@ def _as_label_prob_arrays(labels, probs) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray(labels)
     probs = np.asarray(probs, dtype=float)
     if labels.ndim != 1 or probs.shape != labels.shape:
-        raise ValueError(
+        raise InputError(
             f"labels and probs must be 1-D of equal length, got shapes {labels.shape} "
             f"and {probs.shape}"
         )
     if not np.isin(labels, (0, 1)).all():
-        raise ValueError("labels must all be 0 or 1")
+        raise InputError("labels must all be 0 or 1")
     if not np.isfinite(probs).all():
-        raise ValueError("probs must all be finite")
+        raise InputError("probs must all be finite")
     return labels.astype(np.int64), probs
 
 
@@ -126,7 +128,7 @@ def confusion_counts(labels, probs, threshold: float = 0.5) -> dict[str, int]:
 
 def _check_level(level: float) -> None:
     if not 0 < level < 1:
-        raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
+        raise InputError(f"level must lie strictly between 0 and 1, got {level}")
 
 
 def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -137,7 +139,7 @@ def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float,
     """
     _check_level(level)
     if n < 0 or not 0 <= successes <= max(n, 0):
-        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
+        raise InputError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
     if n == 0:
         return (math.nan, math.nan)
     z = NormalDist().inv_cdf(0.5 + level / 2)
@@ -182,7 +184,7 @@ def metrics_from_counts(tp: int, fp: int, fn: int, tn: int, level: float = 0.95)
     counts = {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
     for name, value in counts.items():
         if int(value) != value or value < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+            raise InputError(f"{name} must be a non-negative integer, got {value!r}")
     tp, fp, fn, tn = (int(value) for value in counts.values())
     n_pos, n_neg = tp + fn, tn + fp
     result = {"n_pos": n_pos, "n_neg": n_neg, "tp": tp, "fp": fp, "fn": fn, "tn": tn}
@@ -265,7 +267,7 @@ def _summarise_clusters(labels, probs, clusters, threshold: float) -> _ClusterSu
     labels, probs = _as_label_prob_arrays(labels, probs)
     clusters = np.asarray(clusters)
     if clusters.shape != labels.shape:
-        raise ValueError("clusters must have the same length as labels")
+        raise InputError("clusters must have the same length as labels")
     cluster_code, cluster_ids = pd.factorize(clusters, use_na_sentinel=False)
     label_min = np.full(len(cluster_ids), 1)
     label_max = np.full(len(cluster_ids), 0)
@@ -273,7 +275,7 @@ def _summarise_clusters(labels, probs, clusters, threshold: float) -> _ClusterSu
     np.maximum.at(label_max, cluster_code, labels)
     mixed = label_min != label_max
     if mixed.any():
-        raise ValueError(
+        raise InputError(
             f"clusters must not mix labels; cluster(s) {list(cluster_ids[mixed][:5])} have both"
         )
 
@@ -331,7 +333,7 @@ def bootstrap_intervals(
     """
     _check_level(level)
     if int(n_boot) != n_boot or n_boot < 0:
-        raise ValueError(f"n_boot must be a non-negative integer, got {n_boot!r}")
+        raise InputError(f"n_boot must be a non-negative integer, got {n_boot!r}")
     summary = _summarise_clusters(labels, probs, clusters, threshold)
     n_pos, n_neg = len(summary.pos_sizes), len(summary.neg_sizes)
     if n_boot == 0 or n_pos == 0 or n_neg == 0:
@@ -364,15 +366,15 @@ def _validate_predictions(frame: pd.DataFrame, required: Iterable[str], name: st
     """Raise ValueError naming the frame and column when ``frame`` is unfit to evaluate."""
     missing = [column for column in required if column not in frame.columns]
     if missing:
-        raise ValueError(f"{name} lacks required column(s): {', '.join(missing)}")
+        raise InputError(f"{name} lacks required column(s): {', '.join(missing)}")
     if not frame["label"].isin((0, 1)).all():
         bad = frame.loc[~frame["label"].isin((0, 1)), "label"].unique()[:5]
-        raise ValueError(f"{name}: column 'label' must hold only 0 or 1, found {list(bad)}")
+        raise InputError(f"{name}: column 'label' must hold only 0 or 1, found {list(bad)}")
     prob = pd.to_numeric(frame["prob"], errors="coerce").to_numpy(dtype=float)
     invalid = ~(np.isfinite(prob) & (prob >= 0) & (prob <= 1))
     if invalid.any():
         bad = frame["prob"].to_numpy()[invalid][:5]
-        raise ValueError(
+        raise InputError(
             f"{name}: column 'prob' must hold finite probabilities in [0, 1], found {list(bad)}"
         )
 
@@ -474,14 +476,14 @@ def _resolve_settings(settings: Mapping) -> dict:
     """Merge ``settings`` over :data:`DEFAULT_SETTINGS` and check their ranges."""
     resolved = {**DEFAULT_SETTINGS, **{k: settings[k] for k in DEFAULT_SETTINGS if k in settings}}
     if not 0 <= resolved["threshold"] <= 1:
-        raise ValueError(f"settings['threshold'] must lie in [0, 1], got {resolved['threshold']}")
+        raise InputError(f"settings['threshold'] must lie in [0, 1], got {resolved['threshold']}")
     replicates = resolved["bootstrap_replicates"]
     if int(replicates) != replicates or replicates < 0:
-        raise ValueError(
+        raise InputError(
             f"settings['bootstrap_replicates'] must be a non-negative integer, got {replicates}"
         )
     if not 0 < resolved["ci_level"] < 1:
-        raise ValueError(f"settings['ci_level'] must lie in (0, 1), got {resolved['ci_level']}")
+        raise InputError(f"settings['ci_level'] must lie in (0, 1), got {resolved['ci_level']}")
     return resolved
 
 
