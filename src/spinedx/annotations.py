@@ -64,22 +64,18 @@ def read_cases(path: str | Path, classes: list[str]) -> pd.DataFrame:
             f"{path}: patient(s) listed more than once: {ids}; a patient belongs to one "
             "cohort with one diagnosis (the same patient in both cohorts would leak)"
         )
-    unknown = ~cases["diagnosis"].isin(classes)
-    if unknown.any():
-        values = sorted(set(cases.loc[unknown, "diagnosis"]))
-        raise InputError(
-            f"{path}: unknown diagnosis {values} on line(s) {_lines(unknown)}; "
-            f"expected one of {classes} (config key `classes`)"
-        )
-    bad_cohort = ~cases["cohort"].isin(COHORTS)
-    if bad_cohort.any():
-        values = sorted(set(cases.loc[bad_cohort, "cohort"]))
-        raise InputError(
-            f"{path}: unknown cohort {values} on line(s) {_lines(bad_cohort)}; "
-            f"expected one of {list(COHORTS)}"
-        )
+    _check_values(cases, "diagnosis", list(classes), path, " (config key `classes`)")
+    _check_values(cases, "cohort", list(COHORTS), path)
     cases["label"] = cases["diagnosis"].map({name: i for i, name in enumerate(classes)})
     return cases.astype({"patient_id": str, "diagnosis": str, "cohort": str})
+
+
+def _check_values(cases: pd.DataFrame, column: str, allowed: list[str], path, hint: str = "") -> None:
+    unknown = ~cases[column].isin(allowed)
+    if unknown.any():
+        values = sorted(set(cases.loc[unknown, column]))
+        raise InputError(f"{path}: unknown {column} {values} on line(s) {_lines(unknown)}; "
+                         f"expected one of {allowed}{hint}")
 
 
 def _lines(mask: pd.Series) -> list[int]:
