@@ -15,10 +15,12 @@ include: "workflow/rules/inference.smk"
 include: "workflow/rules/ensembling.smk"
 include: "workflow/rules/case_level.smk"
 include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/meta_analysis.smk"
 
 
 rule all:
     input:
         rules.merge_annotations.output,
         rules.evaluation.output,
+        rules.meta_analysis.output if config["meta_analysis"]["enabled"] else [],
     default_target: True

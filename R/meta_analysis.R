@@ -16,7 +16,10 @@
 #   lr_pos, lr_neg, dor, cor_mu_nu (posterior correlation of mu and nu; mean only),
 #   logit_se_new, logit_sp_new (posterior predictive of a new study), cor_new (their
 #   correlation; mean only), se_<study>, sp_<study> (fitted study-level Se/Sp; <study> is
-#   "fold<k>" when the input has a fold column, else "study<i>").
+#   "fold<k>" when the input has a fold column, else "study<i>"); engine stan only:
+#   n_divergent, n_draws (divergent transitions after warmup and post-warmup draws, in
+#   the mean column; divergences are reported, not an error: see the log's warning),
+#   converged (1, or 0 when the R-hat/ESS checks failed and stop_on_failure = FALSE).
 
 m4d_default_priors <- function() {
   list(
@@ -28,7 +31,7 @@ m4d_default_priors <- function() {
 
 meta_analysis_defaults <- function() {
   list(engine = "stan", iter = 4000L, warmup = 1000L, chains = 4L, seed = 1L,
-       rhat_max = 1.01, ess_min = 400, adapt_delta = 0.95)
+       rhat_max = 1.01, ess_min = 400, adapt_delta = 0.99)
 }
 
 .spinedx_here <- local({
@@ -73,8 +76,11 @@ compiled_bivariate_model <- function(stan_file = default_stan_file(), cache_dir 
     if (!is.null(model) && !methods::is(model, "stanmodel")) model <- NULL
   }
   if (is.null(model)) {
-    # Debian's rstan finds its Boost headers only when told (harmless elsewhere).
-    if (dir.exists("/usr/include/boost")) rstan::rstan_options(boost_lib = "/usr/include")
+    # Debian's R (r-cran-rstan) finds its Boost headers only when told; other installs
+    # (CRAN, conda) bring their own through the BH package and are left alone.
+    if (startsWith(R.home(), "/usr/lib/R") && dir.exists("/usr/include/boost")) {
+      rstan::rstan_options(boost_lib = "/usr/include")
+    }
     model <- rstan::stan_model(file = stan_file, model_name = "bivariate_dta", save_dso = TRUE)
     dir.create(cache_dir, recursive = TRUE, showWarnings = FALSE)
     partial <- tempfile(tmpdir = cache_dir, fileext = ".part")
@@ -126,9 +132,10 @@ check_counts <- function(data, label) {
 # One bivariate fit with Stan. Returns list(table, diagnostics); stops (with advice) when
 # sampling fails or the convergence checks fail.
 fit_bivariate_stan <- function(counts, label = "meta-analysis", iter = 4000L, warmup = 1000L,
-                               chains = 4L, seed = 1L, adapt_delta = 0.95, rhat_max = 1.01,
+                               chains = 4L, seed = 1L, adapt_delta = 0.99, rhat_max = 1.01,
                                ess_min = 400, priors = m4d_default_priors(),
-                               stan_file = default_stan_file(), cache_dir = stan_cache_dir()) {
+                               stan_file = default_stan_file(), cache_dir = stan_cache_dir(),
+                               stop_on_failure = TRUE) {
   iter <- as.integer(iter); warmup <- as.integer(warmup); chains <- as.integer(chains)
   if (warmup >= iter) stop(sprintf("%s: warmup (%d) must be smaller than iter (%d)", label, warmup, iter))
   model <- compiled_bivariate_model(stan_file, cache_dir)
@@ -165,12 +172,14 @@ fit_bivariate_stan <- function(counts, label = "meta-analysis", iter = 4000L, wa
                                                         as.vector(param("logit_sp_new"))))))
   for (i in seq_len(counts$n)) rows[[length(rows) + 1]] <- summarise(paste0("se_", counts$study[i]), sprintf("se_study[%d]", i))
   for (i in seq_len(counts$n)) rows[[length(rows) + 1]] <- summarise(paste0("sp_", counts$study[i]), sprintf("sp_study[%d]", i))
-  table <- do.call(rbind, rows)
-  rownames(table) <- NULL
-
   sampler <- rstan::get_sampler_params(fit, inc_warmup = FALSE)
   divergent <- sum(vapply(sampler, function(s) sum(s[, "divergent__"]), numeric(1)))
   max_depth <- sum(vapply(sampler, function(s) sum(s[, "treedepth__"] >= 10), numeric(1)))
+  # Reported in the table (mean column) so a reader sees them next to the estimates.
+  rows <- c(rows, list(.value_row("n_divergent", divergent), .value_row("n_draws", dim(draws)[1] * dim(draws)[2])))
+  table <- do.call(rbind, rows)
+  rownames(table) <- NULL
+  converged <- TRUE
   # Convergence is judged on the model parameters (not the generated quantities).
   checked <- table[table$parameter %in% c("mu", "nu", "var1", "var2", "rho"), ]
   bad_rhat <- checked$parameter[!is.finite(checked$rhat) | checked$rhat > rhat_max]
@@ -185,12 +194,18 @@ fit_bivariate_stan <- function(counts, label = "meta-analysis", iter = 4000L, wa
                                     paste(bad_rhat, collapse = ", "), max(checked$rhat)),
       if (length(bad_ess)) sprintf("bulk ESS < %g for %s (min %.0f)", ess_min,
                                    paste(bad_ess, collapse = ", "), min(checked$ess_bulk)))
-    stop(sprintf(paste0("%s: the MCMC did not converge: %s (%d divergent transitions in %d draws). ",
-                        "Advice: raise meta_analysis.iter (and warmup) or chains, raise ",
-                        "meta_analysis.adapt_delta towards 0.99, or inspect this input's 2x2 ",
-                        "tables for a degenerate pattern; do not use these numbers."),
-                 label, paste(problems, collapse = "; "), divergent, diagnostics$draws))
+    problem <- sprintf(paste0("%s: the MCMC did not converge: %s (%d divergent transitions in %d draws). ",
+                              "Advice: raise meta_analysis.iter (and warmup) or chains, raise ",
+                              "meta_analysis.adapt_delta towards 0.999, or inspect this input's 2x2 ",
+                              "tables for a degenerate pattern (e.g. Se or Sp of 0 or 1 in every fold); ",
+                              "do not use these numbers."),
+                       label, paste(problems, collapse = "; "), divergent, diagnostics$draws)
+    if (stop_on_failure) stop(problem)
+    message("NOT CONVERGED (kept because on_nonconvergence = flag): ", problem)
+    converged <- FALSE
   }
+  table <- rbind(table, .value_row("converged", as.numeric(converged)))
+  diagnostics$converged <- converged
   list(table = table, diagnostics = diagnostics)
 }
 
@@ -284,9 +299,9 @@ resolve_engine <- function(engine) {
 
 # One meta-analysis (one set of studies); `label` names it in every error message.
 fit_bivariate <- function(data, label = "meta-analysis", engine = "stan", iter = 4000L,
-                          warmup = 1000L, chains = 4L, seed = 1L, adapt_delta = 0.95,
+                          warmup = 1000L, chains = 4L, seed = 1L, adapt_delta = 0.99,
                           rhat_max = 1.01, ess_min = 400, stan_file = default_stan_file(),
-                          cache_dir = stan_cache_dir()) {
+                          cache_dir = stan_cache_dir(), stop_on_failure = TRUE) {
   counts <- check_counts(data, label)
   engine <- resolve_engine(engine)
   if (engine == "meta4diag") {
@@ -294,16 +309,17 @@ fit_bivariate <- function(data, label = "meta-analysis", engine = "stan", iter =
   } else {
     fit_bivariate_stan(counts, label, iter = iter, warmup = warmup, chains = chains, seed = seed,
                        adapt_delta = adapt_delta, rhat_max = rhat_max, ess_min = ess_min,
-                       stan_file = stan_file, cache_dir = cache_dir)
+                       stan_file = stan_file, cache_dir = cache_dir, stop_on_failure = stop_on_failure)
   }
 }
 
 # All meta-analyses of a fold 2x2 table (columns backbone, input, fold, tp, fp, fn, tn; one
 # row per backbone x input x fold): one fit per backbone x input, in table order.
 meta_analysis_table <- function(fold_2x2, engine = "stan", iter = 4000L, warmup = 1000L,
-                                chains = 4L, seed = 1L, adapt_delta = 0.95, rhat_max = 1.01,
+                                chains = 4L, seed = 1L, adapt_delta = 0.99, rhat_max = 1.01,
                                 ess_min = 400, stan_file = default_stan_file(),
-                                cache_dir = stan_cache_dir(), verbose = TRUE) {
+                                cache_dir = stan_cache_dir(), verbose = TRUE,
+                                stop_on_failure = TRUE) {
   fold_2x2 <- as.data.frame(fold_2x2, stringsAsFactors = FALSE)
   missing <- setdiff(c("backbone", "input"), names(fold_2x2))
   if (length(missing)) stop(sprintf("fold 2x2 table: missing column(s) %s", paste(missing, collapse = ", ")))
@@ -318,7 +334,8 @@ meta_analysis_table <- function(fold_2x2, engine = "stan", iter = 4000L, warmup 
     started <- proc.time()[["elapsed"]]
     fit <- fit_bivariate(rows, label, engine = engine, iter = iter, warmup = warmup, chains = chains,
                          seed = seed, adapt_delta = adapt_delta, rhat_max = rhat_max,
-                         ess_min = ess_min, stan_file = stan_file, cache_dir = cache_dir)
+                         ess_min = ess_min, stan_file = stan_file, cache_dir = cache_dir,
+                         stop_on_failure = stop_on_failure)
     if (verbose) {
       d <- fit$diagnostics
       message(sprintf("%s: fitted in %.1fs%s", label, proc.time()[["elapsed"]] - started,
@@ -333,4 +350,11 @@ meta_analysis_table <- function(fold_2x2, engine = "stan", iter = 4000L, warmup 
   out <- do.call(rbind, results)
   rownames(out) <- NULL
   out
+}
+
+# meta_analysis_table() that returns its error instead of raising it (for callers through
+# rpy2: list(ok = TRUE, table = ...) or list(ok = FALSE, message = "...")).
+meta_analysis_table_safely <- function(...) {
+  tryCatch(list(ok = TRUE, table = meta_analysis_table(...)),
+           error = function(e) list(ok = FALSE, message = conditionMessage(e)))
 }

@@ -14,6 +14,19 @@ if sys.version_info < (3, 10):
     sys.exit(f"spinedx needs Python >= 3.10, found {sys.version.split()[0]} (set PYTHON=...)")
 PY
 
+# R with rstan for the meta-analysis stage (Debian packages; CRAN is not needed).
+if ! Rscript -e 'quit(status = !requireNamespace("rstan", quietly = TRUE))' >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "set-up: installing R and rstan from Debian"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      r-base-core r-cran-rstan r-cran-codetools >/dev/null
+  else
+    echo "set-up: the meta-analysis needs R with rstan (Debian: apt-get install r-base-core r-cran-rstan);" \
+         "without it set meta_analysis.enabled: false; its tests are skipped" >&2
+  fi
+fi
+
 stamp="$venv/.spinedx-setup"
 wanted=$(cat envs/requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$wanted" ]; then

@@ -65,6 +65,16 @@ def test_tables_have_every_backbone_input_and_fold(run):
         assert row.n_pos + row.n_neg == external_images[row.input]
 
 
+def test_meta_analysis_table_and_figures(run):
+    _, results = run
+    meta = pd.read_csv(results / "tables/meta_analysis.csv")
+    assert set(meta.input) == {"T1", "T2", "CE-T1", "ALL"} and set(meta.backbone) == {"mobilenetv3_small_050", "resnet10t"}
+    assert {"mu", "nu", "rho", "var1", "var2"} <= set(meta.parameter)
+    for name in ["fig5_sroc", *(f"fig4_forest_{i}" for i in ("T1", "T2", "CE-T1", "ALL"))]:
+        assert (results / f"figures/{name}.pdf").read_bytes()[:5] == b"%PDF-"
+        assert (results / f"figures/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_every_job_left_its_model_log_and_benchmark(run):
     _, results = run
     for backbone in ("mobilenetv3_small_050", "resnet10t"):
@@ -99,7 +109,7 @@ def test_changing_one_t2_image_reruns_only_the_t2_branch(run):
         os.utime(image, (stat.st_atime, stat.st_mtime))
     assert planned_jobs(workdir) == {}
     assert planned == {"annotations": 1, "merge_annotations": 1, "preprocessing": 1, "training": 6,
-                       "inference": 2, "ensembling": 2, "case_level": 2, "evaluation": 1, "all": 1}
+                       "inference": 2, "ensembling": 2, "case_level": 2, "evaluation": 1, "meta_analysis": 1, "all": 1}
 
 
 def test_a_changed_fold_model_reruns_only_its_downstream(run):
@@ -114,7 +124,8 @@ def test_a_changed_fold_model_reruns_only_its_downstream(run):
     first = next(iter(checkpoint["state_dict"]))
     checkpoint["state_dict"][first] = checkpoint["state_dict"][first] + 0.01
     torch.save(checkpoint, changed)
-    assert planned_jobs(workdir) == {"inference": 1, "ensembling": 1, "case_level": 1, "evaluation": 1, "all": 1}
+    assert planned_jobs(workdir) == {"inference": 1, "ensembling": 1, "case_level": 1, "evaluation": 1,
+                                     "meta_analysis": 1, "all": 1}
     snakemake(workdir, "--cores", "2")
     assert before == {p: p.stat().st_mtime_ns for p in before}
     assert planned_jobs(workdir) == {}

@@ -102,6 +102,12 @@ def cmd_evaluation(args, config):
     evaluation.write_tables(evaluation.build_tables(images, cases, settings), args.out_dir)
 
 
+def cmd_meta_analysis(args, config):
+    from spinedx import meta_analysis
+    settings = {k: v for k, v in config["meta_analysis"].items() if k != "enabled"}
+    meta_analysis.main_stage(args.fold_2x2, args.out, args.figures_dir, settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spinedx", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -154,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--image-predictions", nargs="+", required=True)
     sub.add_argument("--case-predictions", nargs="+", required=True)
     sub.add_argument("--out-dir", required=True)
+    sub = stage("meta_analysis", cmd_meta_analysis, "bivariate Bayesian meta-analysis of fold Se/Sp (figures 4, 5)")
+    sub.add_argument("--fold-2x2", required=True, help="fold_2x2.csv of the evaluation stage")
+    sub.add_argument("--out", required=True, help="meta_analysis.csv to write")
+    sub.add_argument("--figures-dir", required=True, help="folder for fig4_forest_<input> and fig5_sroc")
     return parser
 
 
