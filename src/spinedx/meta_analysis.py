@@ -236,7 +236,7 @@ def sroc_figure(results: pd.DataFrame, fold_2x2: pd.DataFrame):
     backbones = list(results.backbone.unique())
     inputs = list(results.input.unique())
     colors = dict(zip(inputs, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3))
-    fig, axes = plt.subplots(1, len(backbones), figsize=(5.2 * len(backbones), 5.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(backbones), figsize=(5.2 * len(backbones), 6.4), squeeze=False)
     for ax, backbone in zip(axes[0], backbones):
         for input_ in inputs:
             est = _estimates(results, backbone, input_)
@@ -281,8 +281,9 @@ def sroc_figure(results: pd.DataFrame, fold_2x2: pd.DataFrame):
         Line2D([], [], color="0.3", lw=1.3, label="95% credible region"),
         Line2D([], [], color="0.3", lw=1, ls="--", label="95% prediction region"),
         Line2D([], [], color="0.3", lw=2, alpha=0.7, label="SROC line")]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 0.97))
+    # Three columns fit one backbone's panel width; the legend sits below the axes.
+    fig.legend(handles=handles, loc="lower center", ncol=3 * len(backbones), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.16, 1, 0.97))
     return fig
 
 
@@ -304,8 +305,9 @@ def write_figures(results: pd.DataFrame, fold_2x2: pd.DataFrame, figures_dir) ->
 
 def _save(fig, stem: Path) -> list[Path]:
     paths = [stem.with_suffix(".pdf"), stem.with_suffix(".png")]
-    fig.savefig(paths[0])
-    fig.savefig(paths[1], dpi=200)
+    # "tight" keeps figure-level legends inside the saved image.
+    fig.savefig(paths[0], bbox_inches="tight")
+    fig.savefig(paths[1], dpi=200, bbox_inches="tight")
     return paths
 
 
