@@ -1,6 +1,5 @@
 """Ensembling and case-level aggregation on hand-made predictions."""
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -1,8 +1,6 @@
-import numpy as np
 import pandas as pd
 import pytest
 
-from spinedx.annotations import read_cases
 from spinedx.errors import InputError
 from spinedx.splits import check_folds, make_folds
 

@@ -311,11 +311,3 @@ def check_duplicates(table: pd.DataFrame, images_dir: Path) -> None:
         )
 
 
-def write_table(table: pd.DataFrame, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(path, index=False)
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    return pd.read_parquet(path)

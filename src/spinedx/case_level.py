@@ -8,7 +8,6 @@ out-of-fold predictions), so fold models get their own case-level 2x2 tables.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pandas as pd
 
@@ -32,8 +31,3 @@ def aggregate(image_predictions: pd.DataFrame) -> pd.DataFrame:
                 .assign(input=ALL_INPUT))
     cases = pd.concat([per_sequence, combined], ignore_index=True)
     return cases[CASE_COLUMNS]
-
-
-def write(table: pd.DataFrame, path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(path, index=False)

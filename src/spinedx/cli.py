@@ -18,6 +18,7 @@ import yaml
 
 from spinedx import config as configuration
 from spinedx.errors import InputError
+from spinedx.io import read_parquets, write_parquet
 
 log = logging.getLogger("spinedx")
 
@@ -43,15 +44,15 @@ def cmd_demo_cohort(args, config):
 def cmd_annotations(args, config):
     from spinedx import annotations
     table = annotations.tabulate(args.images_dir, args.cases, config, args.sequence)
-    annotations.write_table(table, args.out)
+    write_parquet(table, args.out)
     log.info("%d images of %d patients -> %s", len(table), table["patient_id"].nunique(), args.out)
 
 
 def cmd_merge_annotations(args, config):
     from spinedx import annotations
-    table = pd.concat([pd.read_parquet(p) for p in args.tables], ignore_index=True)
+    table = read_parquets(args.tables)
     annotations.check_duplicates(table, Path(args.images_dir or "."))
-    annotations.write_table(table, args.out)
+    write_parquet(table, args.out)
 
 
 def cmd_preprocessing(args, config):
@@ -78,26 +79,25 @@ def cmd_training(args, config):
 def cmd_inference(args, config):
     from spinedx import inference
     table = inference.score_folds(args.checkpoints, args.cache, args.images, args.folds, config)
-    inference.write_predictions(table, args.out)
+    write_parquet(table, args.out)
 
 
 def cmd_ensembling(args, config):
     from spinedx import ensembling
     predictions = pd.read_parquet(args.predictions)
     table = ensembling.ensemble(predictions, args.backbone, config["splits"]["n_folds"], args.predictions)
-    ensembling.write(table, args.out)
+    write_parquet(table, args.out)
 
 
 def cmd_case_level(args, config):
     from spinedx import case_level
-    images = pd.concat([pd.read_parquet(p) for p in args.predictions], ignore_index=True)
-    case_level.write(case_level.aggregate(images), args.out)
+    write_parquet(case_level.aggregate(read_parquets(args.predictions)), args.out)
 
 
 def cmd_evaluation(args, config):
     from spinedx import evaluation
-    images = pd.concat([pd.read_parquet(p) for p in args.image_predictions], ignore_index=True)
-    cases = pd.concat([pd.read_parquet(p) for p in args.case_predictions], ignore_index=True)
+    images = read_parquets(args.image_predictions)
+    cases = read_parquets(args.case_predictions)
     settings = {"threshold": config["decision"]["threshold"], **config["evaluation"]}
     evaluation.write_tables(evaluation.build_tables(images, cases, settings), args.out_dir)
 

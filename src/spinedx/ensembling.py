@@ -7,7 +7,6 @@ train on the patient (model "oof", out-of-fold).
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pandas as pd
 
@@ -36,8 +35,3 @@ def ensemble(predictions: pd.DataFrame, backbone: str, n_folds: int, source="pre
                           out_of_fold[keys + ["model", "prob"]]], ignore_index=True)
     combined.insert(0, "backbone", backbone)
     return combined[ENSEMBLE_COLUMNS]
-
-
-def write(table: pd.DataFrame, path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(path, index=False)

@@ -6,7 +6,6 @@ out-of-fold predictions of the internal cohort); training patients are not score
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -63,8 +62,3 @@ def score_folds(checkpoint_paths, cache_path, images_path, folds_path, config: d
     if len(set(scored)) != len(tables):
         raise InputError(f"checkpoints {list(map(str, checkpoint_paths))} do not hold distinct folds: {scored}")
     return pd.concat(tables, ignore_index=True)
-
-
-def write_predictions(table: pd.DataFrame, path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(path, index=False)
