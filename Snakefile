@@ -18,6 +18,20 @@ include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/meta_analysis.smk"
 
 
+# Seconds of bookkeeping on small tables: on a cluster these run on the submitting node
+# instead of waiting in the queue. Training, inference, preprocessing and the
+# meta-analysis are submitted.
+localrules:
+    all,
+    demo_cohort,
+    annotations,
+    merge_annotations,
+    splits,
+    ensembling,
+    case_level,
+    evaluation,
+
+
 rule all:
     input:
         rules.merge_annotations.output,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,41 @@ from spinedx import config as configuration
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake_command(workdir: Path, *args: str, extra_configs=()) -> list[str]:
+    """The workflow on the tiny .test config (plus overriding config files) in `workdir`."""
+    return [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+            "--configfile", str(REPO / ".test/config.yaml"), *map(str, extra_configs), *args]
+
+
+def snakemake(workdir: Path, *args: str, check=True, cwd: Path | None = None,
+              env: dict | None = None, extra_configs=()) -> subprocess.CompletedProcess:
+    command = snakemake_command(workdir, *args, extra_configs=extra_configs)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=cwd or workdir, env=env)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
+    return done
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One local run of the whole workflow on the tiny config: (workdir, results dir)."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    snakemake(workdir, "--cores", "2")
+    return workdir, workdir / ".test/results"
+
+
+@pytest.fixture(scope="session")
+def tiny_reference(tiny_run, tmp_path_factory):
+    """A frozen copy of the local run's tables and models, for comparisons with other
+    executors (tests of the local run itself change some inputs later)."""
+    _, results = tiny_run
+    frozen = tmp_path_factory.mktemp("reference")
+    for part in ("tables", "models"):
+        shutil.copytree(results / part, frozen / part)
+    return frozen
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +12,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from conftest import REPO, SNAKEMAKE, snakemake
 
 pytestmark = pytest.mark.workflow
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def snakemake(workdir: Path, *args: str, check=True) -> subprocess.CompletedProcess:
-    command = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-               "--configfile", str(REPO / ".test/config.yaml"), *args]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
-    if check and done.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")
-    return done
-
-
 def planned_jobs(workdir: Path) -> dict[str, int]:
     """Job counts per rule of a dry run ({} when there is nothing to do)."""
     output = snakemake(workdir, "-n", "--cores", "2").stdout
@@ -37,10 +24,9 @@ def planned_jobs(workdir: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("workflow")
-    snakemake(workdir, "--cores", "2")
-    return workdir, workdir / ".test/results"
+def run(tiny_run):
+    """The tiny workflow run (shared with the SLURM test; later tests here modify it)."""
+    return tiny_run
 
 
 def test_tables_have_every_backbone_input_and_fold(run):

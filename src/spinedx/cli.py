@@ -171,6 +171,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from spinedx.runtime import scheduler_note
+    note = scheduler_note()
+    if note:
+        log.info("%s", note)
     try:
         config = _resolved(args)
         args.function(args, config)

@@ -8,17 +8,24 @@ from pathlib import Path
 
 import torch
 
+from spinedx import runtime
 from spinedx.errors import InputError
 
 CHECKPOINT_FORMAT = "spinedx-checkpoint/1"
 
 
 def select_device(name: str = "auto") -> torch.device:
+    """The configured device; ``auto``/``cuda`` on a machine with several visible GPUs
+    claim the least-used one, so concurrent local jobs spread over the devices (under
+    SLURM each job sees only its allocated GPUs)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"config training.device is {name!r} but no CUDA device is available; use auto or cpu")
+    if device.type == "cuda" and device.index is None:
+        count = torch.cuda.device_count()
+        device = torch.device("cuda", runtime.claim_gpu(count) if count > 1 else 0)
     return device
 
 
