@@ -22,8 +22,9 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 def snakemake_command(workdir: Path, *args: str, extra_configs=()) -> list[str]:
     """The workflow on the tiny .test config (plus overriding config files) in `workdir`."""
-    return [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-            "--configfile", str(REPO / ".test/config.yaml"), *map(str, extra_configs), *args]
+    # --configfile takes several files: last, so that it cannot swallow a target.
+    return [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args,
+            "--configfile", str(REPO / ".test/config.yaml"), *map(str, extra_configs)]
 
 
 def snakemake(workdir: Path, *args: str, check=True, cwd: Path | None = None,

@@ -25,6 +25,11 @@ SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
 FAKE_GPUS = 2
 
 
+def _is_test_config(link: Path) -> bool:
+    target = link.resolve()
+    return not target.exists() or "ClusterName=spinedxtest" in target.read_text()
+
+
 class ClusterUnavailable(RuntimeError):
     """SLURM cannot be installed or started here (the test is skipped with this reason)."""
 
@@ -123,6 +128,8 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
         ensure_installed()
         if os.geteuid() != 0:
             raise ClusterUnavailable("starting slurmctld/slurmd needs root")
+        if SYSTEM_CONF.is_symlink() and _is_test_config(SYSTEM_CONF):
+            SYSTEM_CONF.unlink()  # left by an interrupted test run
         if SYSTEM_CONF.exists() or SYSTEM_CONF.is_symlink():
             raise ClusterUnavailable(f"{SYSTEM_CONF} exists (a site SLURM?); the test cluster "
                                      "needs that path for the srun inside each job")

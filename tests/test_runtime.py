@@ -67,15 +67,16 @@ def test_no_scheduler_note_outside_slurm(monkeypatch):
 
 def test_scheduler_note_names_the_job_node_restart_and_slurm_log(tmp_path, monkeypatch):
     scontrol = tmp_path / "scontrol"
-    scontrol.write_text("#!/bin/sh\necho \"JobId=$4 JobName=x StdOut=/work/.snakemake/slurm_logs/"
-                        "rule_training/resnet10t_T2_0/$4.log StdErr=/dev/null\"\n")
+    scontrol.write_text("#!/bin/sh\necho \"JobId=$4 JobName=x Restarts=2 StdOut=/work/.snakemake/"
+                        "slurm_logs/rule_training/resnet10t_T2_0/$4.log StdErr=/dev/null\"\n")
     scontrol.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     monkeypatch.setenv("SLURMD_NODENAME", "gpu07")
-    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)  # dropped by the job step
     assert runtime.scheduler_note() == (
-        "SLURM job 4242 on gpu07, restart 1; "
+        "SLURM job 4242 on gpu07, restart 2; "
         "SLURM log: /work/.snakemake/slurm_logs/rule_training/resnet10t_T2_0/4242.log")
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))  # scontrol missing: still a note
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     assert runtime.scheduler_note() == "SLURM job 4242 on gpu07, restart 1"

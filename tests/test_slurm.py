@@ -99,16 +99,19 @@ def _job_of(cluster: SlurmCluster, wildcards: str) -> dict | None:
                  and job["JobState"] in ("PENDING", "RUNNING", "CONFIGURING")), None)
 
 
-def test_a_requeued_training_job_resumes_and_selects_the_same_epoch(slurm_run, cluster, tmp_path):
+def test_a_requeued_training_job_resumes_and_selects_the_same_epoch(cluster, tmp_path):
     """Preemption: SLURM requeues a running job; the new run resumes from last.pt and
     ends with the history and weights of an uninterrupted run."""
-    workdir, results, _ = slurm_run
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    results = workdir / ".test/results"
     longer = tmp_path / "longer.yaml"  # long enough to requeue the job mid-run
     longer.write_text("training:\n  epochs: 40\n")
     fold_dir = results / "models/resnet10t/T2/fold0"
     target = str(fold_dir.relative_to(workdir) / "best.pt")
 
-    snakemake(workdir, target, "--cores", "1", extra_configs=[longer])  # uninterrupted, local
+    # Uninterrupted reference, locally: this one job and what it needs.
+    snakemake(workdir, target, "--cores", "2", extra_configs=[longer])
     uninterrupted = {"history": pd.read_csv(fold_dir / "history.tsv", sep="\t"),
                      "weights": torch.load(fold_dir / "best.pt", weights_only=True)["state_dict"]}
     for name in ("best.pt", "history.tsv", "config.yaml"):

@@ -86,16 +86,18 @@ def scheduler_note() -> str | None:
     job_id = os.environ.get("SLURM_JOB_ID")
     if not job_id:
         return None
-    note = f"SLURM job {job_id} on {os.environ.get('SLURMD_NODENAME', '?')}"
-    restarts = os.environ.get("SLURM_RESTART_COUNT")
-    if restarts and restarts != "0":
-        note += f", restart {restarts}"
     try:
         shown = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True,
                                text=True, timeout=20).stdout
     except (OSError, subprocess.TimeoutExpired):
         shown = ""
-    match = re.search(r"\bStdOut=(\S+)", shown)
-    if match:
-        note += f"; SLURM log: {match.group(1)}"
+    fields = dict(re.findall(r"(\w+)=(\S*)", shown))
+    note = f"SLURM job {job_id} on {os.environ.get('SLURMD_NODENAME', '?')}"
+    # The requeue count comes from the controller: Snakemake's job step drops most SLURM_*
+    # variables (SLURM_RESTART_COUNT among them) before it starts the rule's command.
+    restarts = fields.get("Restarts") or os.environ.get("SLURM_RESTART_COUNT")
+    if restarts and restarts != "0":
+        note += f", restart {restarts}"
+    if fields.get("StdOut"):
+        note += f"; SLURM log: {fields['StdOut']}"
     return note
