@@ -76,8 +76,9 @@ def split_indices(images: pd.DataFrame, folds: pd.DataFrame, fold: int, folds_pa
     for name, mask in (("training", training), ("validation", validation)):
         if len(set(images.loc[mask, "label"])) < 2:
             raise InputError(
-                f"fold {fold}: the {name} images of this sequence hold one class only "
-                f"({int(mask.sum())} images); more patients with this sequence are needed"
+                f"{folds_path}: fold {fold}: the {name} images of this sequence hold one class "
+                f"only ({int(mask.sum())} images); add patients of both classes with this "
+                "sequence, or lower config splits.n_folds"
             )
     return np.flatnonzero(training), np.flatnonzero(validation)
 
@@ -149,6 +150,11 @@ class FoldTrainer:
         loss = F.cross_entropy(logits, target).item()
         accuracy = (logits.argmax(1) == target).float().mean().item()
         positive = torch.softmax(logits.float(), 1)[:, -1].cpu().numpy()
+        if not np.isfinite(positive).all():  # weights diverged without a NaN training loss yet
+            raise FloatingPointError(
+                f"validation outputs became non-finite at epoch {len(self.history) + 1}; lower "
+                "training.lr or check the input images (the cache may hold constant images)"
+            )
         return loss, accuracy, roc_auc(target.cpu().numpy(), positive)
 
     def run_epoch(self) -> dict:
@@ -226,7 +232,10 @@ def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fol
     log.info("%s %s fold %d: %d training / %d validation images on %s, seed %d",
              backbone, sequence, fold, len(train_idx), len(val_idx), device, seed)
     while len(trainer.history) < settings["epochs"]:
-        record = trainer.run_epoch()
+        try:
+            record = trainer.run_epoch()
+        except FloatingPointError as error:  # name the job; last.pt keeps the finished epochs
+            raise FloatingPointError(f"{out_dir} ({cache_path}): {error}") from error
         log.info("epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f auc %.3f (%.1f s)",
                  record["epoch"], record["train_loss"], record["train_accuracy"], record["val_loss"],
                  record["val_accuracy"], record["val_auc"], record["seconds"])
