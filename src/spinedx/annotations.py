@@ -40,13 +40,19 @@ def sequence_folder_lookup(sequences: dict[str, list[str]]) -> dict[str, str]:
     return {name.lower(): sequence for sequence, names in sequences.items() for name in names}
 
 
-def read_cases(path: str | Path, classes: list[str]) -> pd.DataFrame:
-    """Read and validate the cases table (one row per patient)."""
+def read_cases(path: str | Path, classes: list[str], all_external: bool = False) -> pd.DataFrame:
+    """Read and validate the cases table (one row per patient).
+
+    ``all_external`` (audit mode): every patient is external test data; the cohort
+    column is optional and ignored.
+    """
     path = Path(path)
     try:
         cases = pd.read_csv(path, dtype={"patient_id": str, "diagnosis": str, "cohort": str})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: cannot read the cases table: {error}") from error
+    if all_external and len(cases.columns):
+        cases["cohort"] = "external"
     missing = [c for c in CASES_REQUIRED_COLUMNS if c not in cases.columns]
     if missing:
         raise InputError(
@@ -343,7 +349,7 @@ def tabulate(images_dir: str | Path, cases_path: str | Path, config: dict,
     sequences = config["sequences"]
     if sequence is not None and sequence not in sequences:
         raise InputError(f"unknown sequence {sequence!r}; use one of config `sequences`: {list(sequences)}")
-    cases = read_cases(cases_path, config["classes"])
+    cases = read_cases(cases_path, config["classes"], all_external=bool(config["audit"]["bundle"]))
     check_tree(images_dir, sequences, cases, cases_path)
     lookup = sequence_folder_lookup(sequences)
     by_patient = cases.set_index("patient_id")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import platform
 import time
 import zlib
 from pathlib import Path
@@ -22,11 +21,11 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-import spinedx
 from spinedx import models
 from spinedx.errors import InputError
 from spinedx.evaluation import roc_auc
 from spinedx.preprocessing import align, read_cache
+from spinedx.runtime import environment
 from spinedx.splits import read_folds
 
 log = logging.getLogger(__name__)
@@ -268,19 +267,6 @@ def _load_resume(path: Path) -> dict | None:
     except Exception as error:  # a job killed mid-write leaves junk: start over, say so
         log.warning("cannot read %s (%s); training from scratch", path, error)
         return None
-
-
-def environment(device: torch.device | None = None) -> dict:
-    import timm
-    info = {"python": platform.python_version(), "spinedx": spinedx.__version__,
-            "torch": str(torch.__version__), "timm": timm.__version__, "numpy": np.__version__,
-            "pandas": pd.__version__, "platform": platform.platform(),
-            "torch_threads": torch.get_num_threads()}
-    if device is not None:
-        info["device"] = str(device)
-        if device.type == "cuda":
-            info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def write_resolved_config(path, config, backbone, sequence, fold, seed, device, images,
