@@ -132,3 +132,17 @@ def test_provenance_hashes_every_table_and_figure(tree, tmp_path, config):
     assert changed["inputs"]["sha256"] == record["inputs"]["sha256"]
     cases.write_text(cases.read_text() + "\n")
     assert provenance.build(results, tmp_path / "images.parquet", cases, config)["inputs"]["sha256"] != record["inputs"]["sha256"]
+
+
+def test_audit_command_verifies_and_refuses_with_exit_code_2(released, capsys, tmp_path):
+    from spinedx.cli import main
+    bundle_dir, _, _ = released
+    assert main(["audit", "--bundle", str(bundle_dir), "--verify-only", "--out", str(tmp_path / "v.json")]) == 0
+    assert json.loads((tmp_path / "v.json").read_text())["models"] == 4
+    weights = bundle_dir / "models/resnet10t/T1/fold0.pt"
+    weights.write_bytes(weights.read_bytes() + b"\0")
+    assert main(["audit", "--bundle", str(bundle_dir), "--verify-only"]) == 2
+    error = capsys.readouterr().err
+    assert "spinedx audit: error:" in error and str(weights) in error and "refused" in error
+    assert main(["audit", "--bundle", str(bundle_dir)]) == 2
+    assert "--images-dir, --cases, --results-dir" in capsys.readouterr().err

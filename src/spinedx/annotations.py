@@ -220,9 +220,12 @@ def is_dicom(path: Path) -> bool:
     """DICOM by suffix, or by the ``DICM`` marker after the 128-byte preamble."""
     if path.suffix.lower() in DICOM_SUFFIXES:
         return True
-    with path.open("rb") as stream:
-        stream.seek(128)
-        return stream.read(4) == b"DICM"
+    try:
+        with path.open("rb") as stream:
+            stream.seek(128)
+            return stream.read(4) == b"DICM"
+    except OSError:
+        return False  # unreadable: the image reader below reports it
 
 
 def open_image(path: Path, max_pixels: int) -> Image.Image:
