@@ -16,6 +16,9 @@ include: "workflow/rules/ensembling.smk"
 include: "workflow/rules/case_level.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/meta_analysis.smk"
+include: "workflow/rules/bundle.smk"
+include: "workflow/rules/provenance.smk"
+include: "workflow/rules/audit.smk"
 
 
 # Seconds of bookkeeping on small tables: on a cluster these run on the submitting node
@@ -34,7 +37,6 @@ localrules:
 
 rule all:
     input:
-        rules.merge_annotations.output,
-        rules.evaluation.output,
-        rules.meta_analysis.output if config["meta_analysis"]["enabled"] else [],
+        STUDY_OUTPUTS,
+        rules.provenance.output,
     default_target: True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
@@ -39,13 +40,19 @@ def sequence_folder_lookup(sequences: dict[str, list[str]]) -> dict[str, str]:
     return {name.lower(): sequence for sequence, names in sequences.items() for name in names}
 
 
-def read_cases(path: str | Path, classes: list[str]) -> pd.DataFrame:
-    """Read and validate the cases table (one row per patient)."""
+def read_cases(path: str | Path, classes: list[str], all_external: bool = False) -> pd.DataFrame:
+    """Read and validate the cases table (one row per patient).
+
+    ``all_external`` (audit mode): every patient is external test data; the cohort
+    column is optional and ignored.
+    """
     path = Path(path)
     try:
         cases = pd.read_csv(path, dtype={"patient_id": str, "diagnosis": str, "cohort": str})
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: cannot read the cases table: {error}") from error
+    if all_external and len(cases.columns):
+        cases["cohort"] = "external"
     missing = [c for c in CASES_REQUIRED_COLUMNS if c not in cases.columns]
     if missing:
         raise InputError(
@@ -62,7 +69,8 @@ def read_cases(path: str | Path, classes: list[str]) -> pd.DataFrame:
         ids = sorted(set(cases.loc[duplicated, "patient_id"]))
         raise InputError(
             f"{path}: patient(s) listed more than once: {ids}; a patient belongs to one "
-            "cohort with one diagnosis (the same patient in both cohorts would leak)"
+            "cohort with one diagnosis (the same patient in both cohorts would leak); keep one "
+            "row per patient"
         )
     _check_values(cases, "diagnosis", list(classes), path, " (config key `classes`)")
     _check_values(cases, "cohort", list(COHORTS), path)
@@ -131,7 +139,8 @@ def check_tree(images_dir: Path, sequences: dict[str, list[str]], cases: pd.Data
 def _resolve_image_path(json_path: Path, image_path: str, images_dir: Path) -> Path:
     """The image a labelme JSON points at, refusing paths that leave the data folder."""
     if not isinstance(image_path, str) or not image_path.strip():
-        raise InputError(f"{json_path}: imagePath is missing or empty")
+        raise InputError(f"{json_path}: imagePath is missing or empty; save the image next to the JSON "
+                         "and set imagePath to its file name (embedded imageData is not used)")
     # labelme on Windows writes backslashes; both separators mean the same here.
     parts = PureWindowsPath(image_path).parts if "\\" in image_path else PurePosixPath(image_path).parts
     if PureWindowsPath(image_path).is_absolute() or PurePosixPath(image_path).is_absolute() or (
@@ -204,25 +213,106 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
+
+def is_dicom(path: Path) -> bool:
+    """DICOM by suffix, or by the ``DICM`` marker after the 128-byte preamble."""
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as stream:
+            stream.seek(128)
+            return stream.read(4) == b"DICM"
+    except OSError:
+        return False  # unreadable: the image reader below reports it
+
+
 def open_image(path: Path, max_pixels: int) -> Image.Image:
-    """Open and fully decode an image, with a clear error for anything unreadable."""
+    """Open and fully decode an image (PNG/JPEG/... or DICOM), with a clear error for
+    anything unreadable. The one image reader of every stage."""
     if not path.is_file():
-        raise InputError(f"{path}: image file is missing")
+        raise InputError(f"{path}: image file is missing; restore it or correct imagePath in its labelme JSON")
+    if is_dicom(path):
+        return open_dicom(path, max_pixels)
     Image.MAX_IMAGE_PIXELS = None  # our own limit below gives a clearer message
     try:
         with Image.open(path) as probe:
             width, height = probe.size
-            if width * height > max_pixels:
-                raise InputError(
-                    f"{path}: {width}x{height} pixels exceeds the limit of {max_pixels} "
-                    "(config data.max_image_pixels); refusing a possible decompression bomb"
-                )
+            _check_pixels(path, width, height, max_pixels)
             image = probe.copy()  # decodes every pixel: truncated files fail here
     except InputError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise InputError(f"{path}: cannot decode image: {error}") from error
+        raise InputError(f"{path}: cannot decode image ({error}); re-export it as PNG, JPEG or DICOM") from error
     return image
+
+
+def _check_pixels(path: Path, width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise InputError(
+            f"{path}: {width}x{height} pixels exceeds the limit of {max_pixels} "
+            "(config data.max_image_pixels); refusing a possible decompression bomb"
+        )
+
+
+def open_dicom(path: Path, max_pixels: int) -> Image.Image:
+    """One DICOM slice as an 8-bit gray image, as a radiologist's viewer shows it.
+
+    The stored rescale (modality LUT) gives scanner units; the stored window (first
+    WindowCenter/WindowWidth, DICOM's linear VOI function) maps them to gray levels, or
+    the slice's own minimum..maximum when no window is stored; MONOCHROME1 is inverted.
+    Only pixel data and these display attributes are read: no header value (patient
+    name, IDs, dates, institution) ever leaves this function, so none reaches an output,
+    a log or an error message.
+    """
+    import pydicom  # imported here: only DICOM cohorts need it
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut
+
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        rows, columns = int(header.get("Rows", 0)), int(header.get("Columns", 0))
+        frames = int(header.get("NumberOfFrames", 1) or 1)
+        if rows < 1 or columns < 1:
+            raise InputError(f"{path}: DICOM file without an image (no Rows/Columns); "
+                             "export the MR slice itself, not a report or structure set")
+        _check_pixels(path, columns, rows * frames, max_pixels)
+        if frames != 1:
+            raise InputError(f"{path}: DICOM holds {frames} frames; annotate one slice per "
+                             "file (export the slice as its own DICOM or PNG)")
+        dataset = pydicom.dcmread(path)
+        values = apply_modality_lut(dataset.pixel_array, dataset).astype(np.float64)
+    except InputError:
+        raise
+    except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError, KeyError,
+            NotImplementedError, RuntimeError) as error:
+        # Only the exception type: pydicom messages may quote header elements.
+        raise InputError(f"{path}: cannot decode DICOM pixel data ({type(error).__name__}); "
+                         "re-export the slice uncompressed or as PNG") from error
+    if values.ndim != 2:
+        raise InputError(f"{path}: DICOM pixel data of shape {values.shape} is not one gray "
+                         "slice; export the MR slice as MONOCHROME")
+    center, width = _first_value(dataset.get("WindowCenter")), _first_value(dataset.get("WindowWidth"))
+    if center is not None and width is not None and width >= 1:
+        # DICOM PS3.3 C.11.2.1.2.1, linear VOI function.
+        scaled = np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0, 1)
+    else:
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    if dataset.get("PhotometricInterpretation") == "MONOCHROME1":
+        scaled = 1 - scaled
+    return Image.fromarray(np.round(scaled * 255).astype(np.uint8), mode="L")
+
+
+def _first_value(element) -> float | None:
+    """WindowCenter/WindowWidth may be multi-valued (several presets): use the first."""
+    if isinstance(element, Sequence) and not isinstance(element, (str, bytes)):
+        element = element[0] if len(element) else None
+    try:
+        return None if element is None else float(element)
+    except (TypeError, ValueError):
+        return None
 
 
 def read_annotation(json_path: Path, images_dir: Path, max_pixels: int) -> dict:
@@ -261,8 +351,8 @@ def tabulate(images_dir: str | Path, cases_path: str | Path, config: dict,
     images_dir = Path(images_dir)
     sequences = config["sequences"]
     if sequence is not None and sequence not in sequences:
-        raise InputError(f"unknown sequence {sequence!r}; configured: {list(sequences)}")
-    cases = read_cases(cases_path, config["classes"])
+        raise InputError(f"unknown sequence {sequence!r}; use one of config `sequences`: {list(sequences)}")
+    cases = read_cases(cases_path, config["classes"], all_external=bool(config["audit"]["bundle"]))
     check_tree(images_dir, sequences, cases, cases_path)
     lookup = sequence_folder_lookup(sequences)
     by_patient = cases.set_index("patient_id")
@@ -293,8 +383,11 @@ def tabulate(images_dir: str | Path, cases_path: str | Path, config: dict,
     check_duplicates(table, images_dir)
     missing = sorted(set(cases["patient_id"]) - set(table["patient_id"]))
     if missing:
-        log.warning("%d patient(s) of %s have no image for %s: %s", len(missing), cases_path,
-                    what, missing[:10])
+        # Documented behaviour: a patient may lack a sequence (they then count in the
+        # sequences they have and in ALL); a warning names them so a typo is noticed.
+        log.warning("%d patient(s) of %s have no image for %s: %s; add their images under "
+                    "%s or ignore this if the sequence was not acquired", len(missing),
+                    cases_path, what, missing[:10], images_dir)
     return table.astype({"width": int, "height": int, "label": int})
 
 

@@ -108,6 +108,46 @@ def cmd_meta_analysis(args, config):
     meta_analysis.main_stage(args.fold_2x2, args.out, args.figures_dir, settings)
 
 
+def cmd_bundle(args, config):
+    from spinedx import audit, bundle
+    bundle.write_bundle(args.checkpoints, args.images, args.external_metrics, args.internal_metrics,
+                        config, args.out_dir, audit.WORKFLOW_DIR)
+
+
+def cmd_provenance(args, config):
+    from spinedx import audit, provenance
+    record = provenance.build(args.results_dir, args.images, args.cases, config, args.outputs,
+                              audit.WORKFLOW_DIR)
+    provenance.write(record, args.out)
+    log.info("%d outputs, %d input images -> %s", len(record["outputs"]),
+             len(record["inputs"]["images"]), args.out)
+
+
+def cmd_audit(args, config):
+    from spinedx import audit
+    if args.verify_only:
+        if args.images:  # the workflow's check of bundle + new cohort, before any scoring
+            summary = audit.check_cohort(args.bundle, args.images)
+        else:
+            from spinedx import bundle
+            card = bundle.verify(args.bundle)
+            summary = {"bundle": args.bundle, "manifest_sha256": bundle.manifest_sha256(args.bundle),
+                       "models": len(card["models"])}
+        text = json.dumps(summary, indent=1) + "\n"
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(text)
+        sys.stdout.write(text)
+        return
+    missing = [f"--{n.replace('_', '-')}" for n in ("images_dir", "cases", "results_dir") if not getattr(args, n)]
+    if missing:
+        raise configuration.ConfigError(f"spinedx audit needs {', '.join(missing)} (or --verify-only)")
+    study = audit.audit_config(args.bundle, args.images_dir, args.cases, args.results_dir, args.config)
+    code = audit.run_workflow(study, args.cores, args.snakemake_args)
+    if code:
+        raise SystemExit(code)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spinedx", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -147,8 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--fold", type=int, required=True)
     sub = stage("inference", cmd_inference, "score external and validation images with each fold model")
     sub.add_argument("checkpoints", nargs="+", help="best.pt of each fold")
-    for option in ("--cache", "--images", "--folds", "--out"):
+    for option in ("--cache", "--images", "--out"):
         sub.add_argument(option, required=True)
+    sub.add_argument("--folds", help="folds.tsv of the splits stage (absent in audit mode: all external)")
     sub = stage("ensembling", cmd_ensembling, "fold models -> ensemble and out-of-fold predictions")
     sub.add_argument("predictions", help="fold predictions (parquet) of the inference stage")
     sub.add_argument("--backbone", required=True)
@@ -164,6 +205,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--fold-2x2", required=True, help="fold_2x2.csv of the evaluation stage")
     sub.add_argument("--out", required=True, help="meta_analysis.csv to write")
     sub.add_argument("--figures-dir", required=True, help="folder for fig4_forest_<input> and fig5_sroc")
+    sub = stage("bundle", cmd_bundle, "release the fold models: checkpoints, model card, SHA256SUMS")
+    sub.add_argument("checkpoints", nargs="+", help="best.pt of every backbone x sequence x fold")
+    for option in ("--images", "--external-metrics", "--internal-metrics", "--out-dir"):
+        sub.add_argument(option, required=True)
+    sub = stage("provenance", cmd_provenance, "provenance.json: inputs, config, code, packages, outputs")
+    sub.add_argument("outputs", nargs="*", help="output files to record besides tables/ and figures/")
+    for option in ("--images", "--cases", "--results-dir", "--out"):
+        sub.add_argument(option, required=True)
+    sub = stage("audit", cmd_audit, "score a new cohort with a released bundle (no training)")
+    sub.add_argument("--bundle", required=True, help="bundle folder (results/bundle of the study)")
+    sub.add_argument("--verify-only", action="store_true",
+                     help="only check the bundle's hashes (and, with --images, the new cohort)")
+    sub.add_argument("--images", help="with --verify-only: annotations table of the new cohort")
+    sub.add_argument("--out", help="with --verify-only: write the summary here")
+    sub.add_argument("--images-dir", help="the new cohort's annotation tree")
+    sub.add_argument("--cases", help="the new cohort's cases.csv (cohort column optional)")
+    sub.add_argument("--results-dir", help="folder for the audit's results")
+    sub.add_argument("--cores", type=int, default=1)
+    sub.add_argument("snakemake_args", nargs="*", help="extra Snakemake options, after --")
     return parser
 
 

@@ -39,8 +39,11 @@ def score_folds(checkpoint_paths, cache_path, images_path, folds_path, config: d
     """Every fold model of one backbone x sequence on its validation patients and the
     external cohort; the cache is read once for all folds."""
     images = pd.read_parquet(images_path)
-    folds = read_folds(folds_path)
-    fold_of = images["patient_id"].map(folds.set_index("patient_id")["fold"]).to_numpy()
+    if folds_path is None:  # audit mode: released models, no cross-validation patients
+        fold_of = np.full(len(images), -1)
+    else:
+        folds = read_folds(folds_path)
+        fold_of = images["patient_id"].map(folds.set_index("patient_id")["fold"]).to_numpy()
     external = (images["cohort"] == "external").to_numpy()
     cache = read_cache(cache_path)
     models.configure_threads(config["training"]["threads"], config["training"]["deterministic"])

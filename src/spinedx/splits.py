@@ -41,7 +41,7 @@ def make_folds(cases: pd.DataFrame, n_folds: int, seed: int, cases_path="cases t
         fold[validation] = k
     internal["fold"] = fold
     folds = internal[FOLD_COLUMNS].sort_values(["fold", "patient_id"]).reset_index(drop=True)
-    check_folds(folds, cases, n_folds)
+    check_folds(folds, cases, n_folds, cases_path)
     return folds
 
 
@@ -54,12 +54,14 @@ def check_folds(folds: pd.DataFrame, cases: pd.DataFrame, n_folds: int, source="
     external = set(cases.loc[cases["cohort"] == "external", "patient_id"])
     crossing = sorted(external & set(folds["patient_id"]))
     if crossing:
-        raise InputError(f"{source}: external patients in the cross-validation folds: {crossing}")
+        raise InputError(f"{source}: external patients in the cross-validation folds: {crossing}; "
+                         "rerun the splits stage on the current cases table")
     single = folds.groupby("fold")["label"].nunique()
     if (single < 2).any():
         raise InputError(
             f"{source}: fold(s) {single[single < 2].index.tolist()} hold one class only; "
-            "validation accuracy there would be meaningless"
+            "validation accuracy there would be meaningless; rerun the splits stage "
+            "(spinedx splits) or add patients of the missing class"
         )
 
 

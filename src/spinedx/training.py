@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import platform
 import time
 import zlib
 from pathlib import Path
@@ -22,11 +21,11 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-import spinedx
 from spinedx import models
 from spinedx.errors import InputError
 from spinedx.evaluation import roc_auc
 from spinedx.preprocessing import align, read_cache
+from spinedx.runtime import environment
 from spinedx.splits import read_folds
 
 log = logging.getLogger(__name__)
@@ -76,8 +75,9 @@ def split_indices(images: pd.DataFrame, folds: pd.DataFrame, fold: int, folds_pa
     for name, mask in (("training", training), ("validation", validation)):
         if len(set(images.loc[mask, "label"])) < 2:
             raise InputError(
-                f"fold {fold}: the {name} images of this sequence hold one class only "
-                f"({int(mask.sum())} images); more patients with this sequence are needed"
+                f"{folds_path}: fold {fold}: the {name} images of this sequence hold one class "
+                f"only ({int(mask.sum())} images); add patients of both classes with this "
+                "sequence, or lower config splits.n_folds"
             )
     return np.flatnonzero(training), np.flatnonzero(validation)
 
@@ -149,6 +149,11 @@ class FoldTrainer:
         loss = F.cross_entropy(logits, target).item()
         accuracy = (logits.argmax(1) == target).float().mean().item()
         positive = torch.softmax(logits.float(), 1)[:, -1].cpu().numpy()
+        if not np.isfinite(positive).all():  # weights diverged without a NaN training loss yet
+            raise FloatingPointError(
+                f"validation outputs became non-finite at epoch {len(self.history) + 1}; lower "
+                "training.lr or check the input images (the cache may hold constant images)"
+            )
         return loss, accuracy, roc_auc(target.cpu().numpy(), positive)
 
     def run_epoch(self) -> dict:
@@ -226,7 +231,10 @@ def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fol
     log.info("%s %s fold %d: %d training / %d validation images on %s, seed %d",
              backbone, sequence, fold, len(train_idx), len(val_idx), device, seed)
     while len(trainer.history) < settings["epochs"]:
-        record = trainer.run_epoch()
+        try:
+            record = trainer.run_epoch()
+        except FloatingPointError as error:  # name the job; last.pt keeps the finished epochs
+            raise FloatingPointError(f"{out_dir} ({cache_path}): {error}") from error
         log.info("epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f auc %.3f (%.1f s)",
                  record["epoch"], record["train_loss"], record["train_accuracy"], record["val_loss"],
                  record["val_accuracy"], record["val_auc"], record["seconds"])
@@ -259,19 +267,6 @@ def _load_resume(path: Path) -> dict | None:
     except Exception as error:  # a job killed mid-write leaves junk: start over, say so
         log.warning("cannot read %s (%s); training from scratch", path, error)
         return None
-
-
-def environment(device: torch.device | None = None) -> dict:
-    import timm
-    info = {"python": platform.python_version(), "spinedx": spinedx.__version__,
-            "torch": str(torch.__version__), "timm": timm.__version__, "numpy": np.__version__,
-            "pandas": pd.__version__, "platform": platform.platform(),
-            "torch_threads": torch.get_num_threads()}
-    if device is not None:
-        info["device"] = str(device)
-        if device.type == "cuda":
-            info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def write_resolved_config(path, config, backbone, sequence, fold, seed, device, images,

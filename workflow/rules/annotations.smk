@@ -5,7 +5,7 @@ rule annotations:
     output:
         f"{RESULTS}/annotations/{{sequence}}.parquet",
     params:
-        settings=settings("classes", "sequences", "data"),
+        settings=settings("classes", "sequences", "data", "audit"),
         images_dir=IMAGES_DIR,
     log:
         log_path("annotations", "{sequence}"),

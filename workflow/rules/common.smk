@@ -1,5 +1,6 @@
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -12,6 +13,8 @@ SRC_DIR = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC_DIR)
 
 from spinedx.annotations import sequence_files
+from spinedx.audit import apply_bundle
+from spinedx.bundle import CARD_CONFIG_SECTIONS as BUNDLE_CONFIG_SECTIONS
 from spinedx.config import check_semantics, settings_json
 from spinedx.demo_cohort import demo_settings, planned_files
 from spinedx.runtime import prepare_job_environment
@@ -22,6 +25,12 @@ prepare_job_environment(SRC_DIR)
 validate(config, schema="../schemas/config.schema.yaml")
 check_semantics(config)
 
+# Audit mode: the released bundle's settings replace the models' own (spinedx.audit).
+AUDIT_BUNDLE = config["audit"]["bundle"]
+AUDIT = bool(AUDIT_BUNDLE)
+if AUDIT:
+    apply_bundle(config)
+
 RESULTS = config["results_dir"]
 SEQUENCES = list(config["sequences"])
 BACKBONES = config["backbones"]
@@ -30,6 +39,7 @@ IMAGES_DIR = config["data"]["images_dir"]
 CASES = config["data"]["cases"]
 DEMO = config["demo_cohort"]["enabled"]
 DEMO_FILES = planned_files(demo_settings(config)) if DEMO else {}
+AUDIT_VERIFIED = f"{RESULTS}/audit/verified.json"
 
 
 wildcard_constraints:
