@@ -21,9 +21,9 @@ include: "workflow/rules/provenance.smk"
 include: "workflow/rules/audit.smk"
 
 
-# Seconds of bookkeeping on small tables: on a cluster these run on the submitting node
-# instead of waiting in the queue. Training, inference, preprocessing and the
-# meta-analysis are submitted.
+# Seconds of bookkeeping (small tables, copying and hashing files): on a cluster these run
+# on the submitting node instead of waiting in the queue. Training, inference,
+# preprocessing and the meta-analysis are submitted.
 localrules:
     all,
     demo_cohort,
@@ -33,6 +33,10 @@ localrules:
     ensembling,
     case_level,
     evaluation,
+    bundle,
+    provenance,
+    audit_verify,
+    audit,
 
 
 rule all:
