@@ -108,6 +108,23 @@ def cmd_meta_analysis(args, config):
     meta_analysis.main_stage(args.fold_2x2, args.out, args.figures_dir, settings)
 
 
+def cmd_figures(args, config):
+    from spinedx import figures
+    figures.main_stage(args.image_predictions, args.case_predictions, args.table2, args.table3,
+                       args.histories, args.cases, args.images, config, args.out_dir, args.table1)
+
+
+def cmd_report_metadata(args, config):
+    from spinedx import figures
+    figures.report_metadata(config, args.config_out, args.versions_out)
+
+
+def cmd_gradcam(args, config):
+    from spinedx import gradcam
+    gradcam.main_stage(args.checkpoints, args.cache, args.images, args.case_predictions, config,
+                       args.images_dir, args.out, args.figure, args.backbone)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spinedx", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -164,6 +181,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--fold-2x2", required=True, help="fold_2x2.csv of the evaluation stage")
     sub.add_argument("--out", required=True, help="meta_analysis.csv to write")
     sub.add_argument("--figures-dir", required=True, help="folder for fig4_forest_<input> and fig5_sroc")
+    sub = stage("figures", cmd_figures, "figures 3 and 6, training curves, table 1 (cohort)")
+    sub.add_argument("--image-predictions", nargs="+", required=True, help="ensembling outputs (parquet)")
+    sub.add_argument("--case-predictions", nargs="+", required=True, help="case_level outputs (parquet)")
+    sub.add_argument("--table2", required=True, help="table2_image_level.csv")
+    sub.add_argument("--table3", required=True, help="table3_case_level.csv")
+    sub.add_argument("--histories", nargs="+", required=True, help="history.tsv of every fold model")
+    sub.add_argument("--cases", required=True, help="cases table (csv)")
+    sub.add_argument("--images", required=True, help="image table (parquet) of the annotations stage")
+    sub.add_argument("--out-dir", required=True, help="figures folder")
+    sub.add_argument("--table1", required=True, help="table1_cohort.csv to write")
+    sub = stage("report_metadata", cmd_report_metadata, "resolved config and software versions for the report")
+    sub.add_argument("--config-out", required=True)
+    sub.add_argument("--versions-out", required=True)
+    sub = stage("gradcam", cmd_gradcam, "Grad-CAM of the external images, mean of the fold models (figure 7)")
+    sub.add_argument("checkpoints", nargs="+", help="best.pt of each fold")
+    for option in ("--cache", "--images", "--case-predictions", "--images-dir", "--backbone", "--out", "--figure"):
+        sub.add_argument(option, required=True)
     return parser
 
 
