@@ -60,10 +60,10 @@ def find_target_layer(model, image_size: int, in_chans: int, override: str | Non
         if isinstance(o, torch.Tensor) else None)
         for name, module in model.named_children()]
     try:
+        # forward_features only: modules of the head (e.g. MobileNetV3's conv_head after
+        # the pooling) never qualify, even when a tiny input makes every map 1 x 1.
         with torch.no_grad():
-            probe = torch.zeros(1, in_chans, image_size, image_size)
-            features = model.forward_features(probe)
-            model(probe)
+            features = model.forward_features(torch.zeros(1, in_chans, image_size, image_size))
     finally:
         for hook in hooks:
             hook.remove()
@@ -80,29 +80,40 @@ def find_target_layer(model, image_size: int, in_chans: int, override: str | Non
 def fold_mean_cams(checkpoints: list[dict], pixels: np.ndarray, targets: np.ndarray,
                    device: torch.device, batch_size: int, target_layers: dict | None = None) -> np.ndarray:
     """Grad-CAM of every image (uint8 N x S x S) for its target class, mean over the folds."""
-    from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
     total = np.zeros(pixels.shape, dtype=np.float64)
     for checkpoint in checkpoints:
         model = models.model_from_checkpoint(checkpoint, device)
         layer, _ = find_target_layer(model, checkpoint["image_size"], checkpoint["in_chans"],
                                      (target_layers or {}).get(checkpoint["backbone"]))
-        maps = []
-        # The context manager removes the package's hooks afterwards, so memory does not
-        # grow over many models and images.
-        with GradCAM(model=model, target_layers=[layer]) as cam:
-            for start in range(0, len(pixels), batch_size):
-                batch = torch.from_numpy(pixels[start:start + batch_size]).to(device)
-                inputs = models.to_model_input(batch, checkpoint["mean"], checkpoint["std"], checkpoint["in_chans"])
-                classes = targets[start:start + batch_size]
-                maps.append(cam(input_tensor=inputs, targets=[ClassifierOutputTarget(int(c)) for c in classes]))
-        # The package's __exit__ swallows IndexError: check that every batch came back.
-        if sum(len(m) for m in maps) != len(pixels):
-            raise InputError(f"Grad-CAM failed for {checkpoint['backbone']} fold {checkpoint['fold']}")
-        total += np.concatenate(maps).astype(np.float64) if maps else 0.0
+
+        def inputs(batch: np.ndarray, checkpoint=checkpoint) -> torch.Tensor:
+            return models.to_model_input(torch.from_numpy(batch).to(device), checkpoint["mean"],
+                                         checkpoint["std"], checkpoint["in_chans"])
+
+        total += grad_cams(model, layer, pixels, targets, inputs, batch_size,
+                           f"{checkpoint['backbone']} fold {checkpoint['fold']}")
         del model
     return total / max(len(checkpoints), 1)
+
+
+def grad_cams(model, layer, pixels: np.ndarray, targets: np.ndarray, to_input, batch_size: int,
+              name: str = "model") -> np.ndarray:
+    """pytorch-grad-cam's GradCAM of one model (each map scaled to [0, 1], input size)."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    maps = []
+    # The context manager removes the package's hooks afterwards, so memory does not grow
+    # over many models and images.
+    with GradCAM(model=model, target_layers=[layer]) as cam:
+        for start in range(0, len(pixels), batch_size):
+            classes = targets[start:start + batch_size]
+            maps.append(cam(input_tensor=to_input(pixels[start:start + batch_size]),
+                            targets=[ClassifierOutputTarget(int(c)) for c in classes]))
+    # The package's __exit__ swallows IndexError: check that every batch came back.
+    if sum(len(m) for m in maps) != len(pixels):
+        raise InputError(f"Grad-CAM failed for {name}")
+    return np.concatenate(maps).astype(np.float64) if maps else np.zeros(pixels.shape)
 
 
 def view_window(row, settings: dict) -> tuple[int, int, int, int]:
