@@ -90,7 +90,7 @@ def fig3_roc_backbones(image_predictions: pd.DataFrame, table2: pd.DataFrame, co
     palette = colors(backbones)
     selected = image_predictions[(image_predictions["cohort"] == "external")
                                  & (image_predictions["model"] == "ensemble")]
-    fig, axes = plt.subplots(1, len(sequences), figsize=(PAGE_WIDTH, PAGE_WIDTH / len(sequences) + 0.9),
+    fig, axes = plt.subplots(1, len(sequences), figsize=(PAGE_WIDTH, PAGE_WIDTH / len(sequences) + 0.6 + 0.3 * len(backbones)),
                              squeeze=False)
     for ax, sequence in zip(axes[0], sequences):
         for backbone in backbones:
@@ -102,7 +102,8 @@ def fig3_roc_backbones(image_predictions: pd.DataFrame, table2: pd.DataFrame, co
         _roc_axis(ax, config["classes"][-1])
         n_images = selected[selected["sequence"] == sequence].drop_duplicates("image_id")
         ax.set_title(f"{sequence} ({len(n_images)} external images)")
-        ax.legend(loc="lower right", frameon=True, framealpha=0.85, edgecolor="none", handlelength=1.2)
+        # Below the panel, never over a curve (with several backbones they cross everywhere).
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False, handlelength=1.2)
         if ax is not axes[0][0]:
             ax.set_ylabel("")
     fig.tight_layout()
@@ -131,7 +132,7 @@ def fig6_final_system(case_predictions: pd.DataFrame, table3: pd.DataFrame, back
     row = _metric_row(table3, backbone, ALL_INPUT, source)
     cases = case_predictions[(case_predictions["backbone"] == backbone) & (case_predictions["input"] == ALL_INPUT)
                              & (case_predictions["model"] == "ensemble") & (case_predictions["cohort"] == "external")]
-    fig, (roc_ax, cm_ax) = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 3.3),
+    fig, (roc_ax, cm_ax) = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 3.7),
                                         gridspec_kw={"width_ratios": [1, 1.05]})
     fpr, tpr = roc_points(cases["label"], cases["prob"])
     roc_ax.plot(fpr, tpr, color=PALETTE[0], drawstyle="steps-post", label=_auc_label(row))
@@ -140,7 +141,7 @@ def fig6_final_system(case_predictions: pd.DataFrame, table3: pd.DataFrame, back
                       f"Se {row['sensitivity']:.2f}, Sp {row['specificity']:.2f}")
     _roc_axis(roc_ax, classes[-1])
     roc_ax.set_title(f"ROC, {int(row['n_pos'])} + {int(row['n_neg'])} external cases")
-    roc_ax.legend(loc="lower right", frameon=True, framealpha=0.85, edgecolor="none")
+    roc_ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
 
     counts = np.array([[row["tn"], row["fp"]], [row["fn"], row["tp"]]], dtype=float)  # rows: true class
     totals = counts.sum(axis=1, keepdims=True)
