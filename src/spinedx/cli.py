@@ -121,7 +121,7 @@ def cmd_report_metadata(args, config):
 
 def cmd_gradcam(args, config):
     from spinedx import gradcam
-    gradcam.main_stage(args.checkpoints, args.cache, args.images, args.case_predictions, config,
+    gradcam.main_stage(args.checkpoints, args.cache, args.images, args.ensemble_predictions, config,
                        args.images_dir, args.out, args.figure, args.backbone)
 
 
@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--versions-out", required=True)
     sub = stage("gradcam", cmd_gradcam, "Grad-CAM of the external images, mean of the fold models (figure 7)")
     sub.add_argument("checkpoints", nargs="+", help="best.pt of each fold")
-    for option in ("--cache", "--images", "--case-predictions", "--images-dir", "--backbone", "--out", "--figure"):
+    for option in ("--cache", "--images", "--ensemble-predictions", "--images-dir", "--backbone", "--out", "--figure"):
         sub.add_argument(option, required=True)
     return parser
 

@@ -24,6 +24,7 @@ from PIL import Image
 
 from spinedx import models
 from spinedx.annotations import open_image
+from spinedx.case_level import aggregate
 from spinedx.errors import InputError
 from spinedx.plotting import HEATMAP_CMAP, PAGE_WIDTH, PALETTE, pyplot, save_figure
 from spinedx.preprocessing import align, crop_box, read_cache, to_grayscale_uint8
@@ -159,8 +160,13 @@ def peak_statistics(full_cam: np.ndarray, row, settings: dict) -> dict:
             "cam_mass_in_box": float(full_cam[in_box].sum() / mass) if mass > 0 else float("nan")}
 
 
-def case_decisions(case_predictions: pd.DataFrame, sequence: str, threshold: float) -> pd.DataFrame:
-    """External cases' ensemble probability for this sequence and the decision it gives."""
+def case_decisions(image_predictions: pd.DataFrame, sequence: str, threshold: float) -> pd.DataFrame:
+    """External cases' ensemble probability for this sequence and the decision it gives.
+
+    From this sequence's ensembling output through the case_level stage's own
+    aggregation, so that a change in another sequence does not rerun this job.
+    """
+    case_predictions = aggregate(image_predictions)
     cases = case_predictions[(case_predictions["input"] == sequence) & (case_predictions["model"] == "ensemble")
                              & (case_predictions["cohort"] == "external")]
     cases = cases[["patient_id", "label", "prob"]].rename(columns={"prob": "case_prob"})
@@ -168,7 +174,7 @@ def case_decisions(case_predictions: pd.DataFrame, sequence: str, threshold: flo
     return cases.assign(predicted=predicted, correct=predicted == cases["label"])
 
 
-def compute(checkpoint_paths, cache_path, images_path, case_predictions_path, config: dict,
+def compute(checkpoint_paths, cache_path, images_path, ensemble_predictions_path, config: dict,
             images_dir) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Fold-mean Grad-CAM of every external image on its original slice, and the summary table."""
     images = pd.read_parquet(images_path)
@@ -177,12 +183,12 @@ def compute(checkpoint_paths, cache_path, images_path, case_predictions_path, co
         raise InputError(f"{images_path}: no external images; Grad-CAM needs the external cohort "
                          "(or set gradcam.enabled: false)")
     sequence = str(external["sequence"].iloc[0])
-    cases = case_decisions(pd.read_parquet(case_predictions_path), sequence, config["decision"]["threshold"])
+    cases = case_decisions(pd.read_parquet(ensemble_predictions_path), sequence, config["decision"]["threshold"])
     external = external.merge(cases.drop(columns="label"), on="patient_id", how="left", validate="many_to_one")
     if external["case_prob"].isna().any():
         missing = external.loc[external["case_prob"].isna(), "patient_id"].unique()[:5].tolist()
-        raise InputError(f"{case_predictions_path}: no {sequence} ensemble prediction for external "
-                         f"patients {missing}; rerun case_level")
+        raise InputError(f"{ensemble_predictions_path}: no {sequence} ensemble prediction for external "
+                         f"patients {missing}; rerun ensembling")
     models.configure_threads(config["training"]["threads"], config["training"]["deterministic"])
     device = models.select_device(config["training"]["device"])
     checkpoints = [models.load_checkpoint(path) for path in checkpoint_paths]
@@ -294,10 +300,10 @@ def peak_in_box_line(summary: pd.DataFrame) -> str:
             f"{summary['box_fraction_of_image'].mean():.1%} of the slice)")
 
 
-def main_stage(checkpoint_paths, cache_path, images_path, case_predictions_path, config: dict,
+def main_stage(checkpoint_paths, cache_path, images_path, ensemble_predictions_path, config: dict,
                images_dir, out_table, figure_stem, backbone: str) -> pd.DataFrame:
     """The workflow stage: summary CSV of every external image + figure 7 (PDF and PNG)."""
-    summary, maps = compute(checkpoint_paths, cache_path, images_path, case_predictions_path, config, images_dir)
+    summary, maps = compute(checkpoint_paths, cache_path, images_path, ensemble_predictions_path, config, images_dir)
     out_table = Path(out_table)
     out_table.parent.mkdir(parents=True, exist_ok=True)
     partial = out_table.with_name(out_table.name + ".partial")

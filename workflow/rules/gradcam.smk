@@ -5,7 +5,9 @@ rule gradcam:
         checkpoints=expand(rules.training.output.checkpoint, fold=FOLDS, allow_missing=True),
         cache=rules.preprocessing.output,
         images=rules.annotations.output,
-        case_predictions=rules.case_level.output,
+        # This sequence's ensemble only (not case_level, which mixes all sequences): a
+        # changed T2 image reruns the T2 maps only.
+        ensemble_predictions=rules.ensembling.output,
         files=sequence_inputs,
     output:
         table=report(f"{RESULTS}/gradcam/{{backbone}}/{{sequence}}.csv", caption="../report/gradcam_table.rst",
@@ -30,6 +32,6 @@ rule gradcam:
         "../../envs/torch.yaml"
     shell:
         "python -m spinedx gradcam {input.checkpoints:q} --settings {params.settings:q}"
-        " --cache {input.cache:q} --images {input.images:q} --case-predictions {input.case_predictions:q}"
+        " --cache {input.cache:q} --images {input.images:q} --ensemble-predictions {input.ensemble_predictions:q}"
         " --images-dir {params.images_dir:q} --backbone {wildcards.backbone:q} --out {output.table:q}"
         " --figure {params.figure:q} 2> {log:q}"
