@@ -5,6 +5,10 @@
 configfile: "config/config.yaml"
 
 
+# `snakemake --report results/report.html`: every table and figure, with captions.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo_cohort.smk"
 include: "workflow/rules/annotations.smk"
@@ -16,6 +20,8 @@ include: "workflow/rules/ensembling.smk"
 include: "workflow/rules/case_level.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/meta_analysis.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/gradcam.smk"
 include: "workflow/rules/bundle.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/audit.smk"
@@ -33,6 +39,8 @@ localrules:
     ensembling,
     case_level,
     evaluation,
+    figures,
+    report_metadata,
     bundle,
     provenance,
     audit_verify,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 from conftest import REPO, SNAKEMAKE, snakemake
@@ -26,7 +28,7 @@ def planned_jobs(workdir: Path) -> dict[str, int]:
 # What changing one T2 input reruns: that sequence's branch and everything downstream.
 T2_BRANCH = {"annotations": 1, "merge_annotations": 1, "preprocessing": 1, "training": 6, "inference": 2,
              "ensembling": 2, "case_level": 2, "evaluation": 1, "meta_analysis": 1, "bundle": 1,
-             "provenance": 1, "all": 1}
+             "provenance": 1, "figures": 1, "gradcam": 2, "all": 1}
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +67,43 @@ def test_meta_analysis_table_and_figures(run):
     for name in ["fig5_sroc", *(f"fig4_forest_{i}" for i in ("T1", "T2", "CE-T1", "ALL"))]:
         assert (results / f"figures/{name}.pdf").read_bytes()[:5] == b"%PDF-"
         assert (results / f"figures/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_figure_is_a_valid_pdf_and_png(run):
+    _, results = run
+    backbones, sequences = ("mobilenetv3_small_050", "resnet10t"), ("T1", "T2", "CE-T1")
+    names = ["fig3_roc_backbones", "fig6_final_system",
+             *(f"training_curves_{b}_{s}" for b in backbones for s in sequences),
+             *(f"fig7_gradcam_{b}_{s}" for b in backbones for s in sequences)]
+    for name in names:
+        assert (results / f"figures/{name}.pdf").read_bytes()[:5] == b"%PDF-", name
+        png = results / f"figures/{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert min(Image.open(png).size) > 300, name  # drawn, not an empty canvas
+    table1 = pd.read_csv(results / "tables/table1_cohort.csv")
+    assert table1.set_index(["cohort", "diagnosis"]).loc[("external", "all"), "patients"] == 6
+    images = pd.read_parquet(results / "annotations/images.parquet")
+    for backbone in backbones:
+        for sequence in sequences:
+            summary = pd.read_csv(results / f"gradcam/{backbone}/{sequence}.csv")
+            external = images[(images.cohort == "external") & (images.sequence == sequence)]
+            assert sorted(summary.image_id) == sorted(external.image_id)
+            assert summary.box_fraction_of_image.between(0, 1).all()
+    assert yaml.safe_load((results / "report/config.yaml").read_text())["backbones"] == list(backbones)
+
+
+def test_report_builds_with_every_section(run):
+    workdir, results = run
+    report = workdir / "report.html"
+    snakemake(workdir, "--report", str(report))
+    html = report.read_text()
+    for section in ("1. Cohort", "2. Model development", "3. Backbone comparison", "4. Final system",
+                    "5. Meta-analysis", "6. Interpretability", "7. Reproducibility"):
+        assert section in html
+    for item in ("fig3_roc_backbones.png", "fig6_final_system.png", "fig7_gradcam_resnet10t_T2.png",
+                 "fig5_sroc.png", "table1_cohort.csv", "software_versions.csv"):
+        assert item in html, item
+    assert "3 fold models" in html  # captions are rendered with the config (.test: 3 folds)
 
 
 def test_every_job_left_its_model_log_and_benchmark(run):
@@ -116,7 +155,8 @@ def test_a_changed_fold_model_reruns_only_its_downstream(run):
     checkpoint["state_dict"][first] = checkpoint["state_dict"][first] + 0.01
     torch.save(checkpoint, changed)
     assert planned_jobs(workdir) == {"inference": 1, "ensembling": 1, "case_level": 1, "evaluation": 1,
-                                     "meta_analysis": 1, "bundle": 1, "provenance": 1, "all": 1}
+                                     "meta_analysis": 1, "bundle": 1, "provenance": 1, "figures": 1,
+                                     "gradcam": 1, "all": 1}
     snakemake(workdir, "--cores", "2")
     assert before == {p: p.stat().st_mtime_ns for p in before}
     assert planned_jobs(workdir) == {}

@@ -148,6 +148,23 @@ def cmd_audit(args, config):
         raise SystemExit(code)
 
 
+def cmd_figures(args, config):
+    from spinedx import figures
+    figures.main_stage(args.image_predictions, args.case_predictions, args.table2, args.table3,
+                       args.histories, args.cases, args.images, config, args.out_dir, args.table1)
+
+
+def cmd_report_metadata(args, config):
+    from spinedx import figures
+    figures.report_metadata(config, args.config_out, args.versions_out)
+
+
+def cmd_gradcam(args, config):
+    from spinedx import gradcam
+    gradcam.main_stage(args.checkpoints, args.cache, args.images, args.ensemble_predictions, config,
+                       args.images_dir, args.out, args.figure, args.backbone)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spinedx", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -224,6 +241,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--results-dir", help="folder for the audit's results")
     sub.add_argument("--cores", type=int, default=1)
     sub.add_argument("snakemake_args", nargs="*", help="extra Snakemake options, after --")
+    sub = stage("figures", cmd_figures, "figures 3 and 6, training curves, table 1 (cohort)")
+    sub.add_argument("--image-predictions", nargs="+", required=True, help="ensembling outputs (parquet)")
+    sub.add_argument("--case-predictions", nargs="+", required=True, help="case_level outputs (parquet)")
+    sub.add_argument("--table2", required=True, help="table2_image_level.csv")
+    sub.add_argument("--table3", required=True, help="table3_case_level.csv")
+    sub.add_argument("--histories", nargs="*", default=[],
+                     help="history.tsv of every fold model (none in audit mode: no curves)")
+    sub.add_argument("--cases", required=True, help="cases table (csv)")
+    sub.add_argument("--images", required=True, help="image table (parquet) of the annotations stage")
+    sub.add_argument("--out-dir", required=True, help="figures folder")
+    sub.add_argument("--table1", required=True, help="table1_cohort.csv to write")
+    sub = stage("report_metadata", cmd_report_metadata, "resolved config and software versions for the report")
+    sub.add_argument("--config-out", required=True)
+    sub.add_argument("--versions-out", required=True)
+    sub = stage("gradcam", cmd_gradcam, "Grad-CAM of the external images, mean of the fold models (figure 7)")
+    sub.add_argument("checkpoints", nargs="+", help="best.pt of each fold")
+    for option in ("--cache", "--images", "--ensemble-predictions", "--images-dir", "--backbone", "--out", "--figure"):
+        sub.add_argument(option, required=True)
     return parser
 
 

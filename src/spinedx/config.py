@@ -73,11 +73,13 @@ def check_semantics(config: dict, source: str = "config") -> None:
             folders[key] = sequence
     if len(set(config["classes"])) != len(config["classes"]):
         raise ConfigError(f"{source}: classes must be distinct, got {config['classes']}")
-    for backbone in config["training"]["pretrained"]:
+    named = [("training.pretrained", b) for b in config["training"]["pretrained"]]
+    named += [("gradcam.target_layers", b) for b in config["gradcam"]["target_layers"]]
+    if config["figures"]["final_backbone"] is not None:
+        named.append(("figures.final_backbone", config["figures"]["final_backbone"]))
+    for key, backbone in named:
         if backbone not in config["backbones"]:
-            raise ConfigError(
-                f"{source}: training.pretrained names {backbone!r}, which is not in backbones"
-            )
+            raise ConfigError(f"{source}: {key} names {backbone!r}, which is not in backbones")
 
 
 def load(path: str | Path | None = None, overrides: dict | None = None) -> dict:

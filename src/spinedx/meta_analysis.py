@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from spinedx.errors import InputError
+from spinedx.plotting import PAGE_WIDTH, PALETTE, colors as palette_colors, pyplot, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -182,9 +183,7 @@ def _ellipse(center, sds, correlation, n=200):
 
 def forest_figure(results: pd.DataFrame, fold_2x2: pd.DataFrame, input_: str):
     """Study-level (fold) Se and Sp with 95% credible intervals and the pooled diamond."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     backbones = [b for b in results.backbone.unique() if ((results.backbone == b) & (results.input == input_)).any()]
     labels, blocks = [], []
@@ -195,7 +194,7 @@ def forest_figure(results: pd.DataFrame, fold_2x2: pd.DataFrame, input_: str):
         pooled = f"{backbone} pooled" + ("" if _converged(est) else " (NOT CONVERGED)")
         labels += [f"{backbone} fold {k}" for k in folds] + [pooled]
     n_rows = len(labels)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 1.2 + 0.32 * n_rows), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 1.2 + 0.28 * n_rows), sharey=True)
     for ax, measure, title in ((axes[0], "se", "Sensitivity"), (axes[1], "sp", "Specificity")):
         y = n_rows - 1
         for backbone, est, folds in blocks:
@@ -209,18 +208,19 @@ def forest_figure(results: pd.DataFrame, fold_2x2: pd.DataFrame, input_: str):
                 c = counts.loc[k]
                 num, den = (c.tp, c.tp + c.fn) if measure == "se" else (c.tn, c.tn + c.fp)
                 if den > 0:
-                    ax.plot(num / den, y, "x", color="tab:red", ms=5)
+                    ax.plot(num / den, y, "x", color=PALETTE[3], ms=5)
                 y -= 1
             if measure in est.index:
                 row = est.loc[measure]
                 ax.fill([row.q025, row["mean"], row.q975, row["mean"]], [y, y + 0.3, y, y - 0.3],
-                        color="tab:blue", alpha=0.8)
+                        color=PALETTE[0], alpha=0.8)
             y -= 1
         ax.set_xlim(-0.02, 1.02)
         ax.set_title(title)
-        ax.grid(axis="x", color="0.9")
+        ax.grid(axis="y", visible=False)
+        ax.set_xlabel("proportion")
     axes[0].set_yticks(range(n_rows))
-    axes[0].set_yticklabels(list(reversed(labels)), fontsize=8)
+    axes[0].set_yticklabels(list(reversed(labels)))
     fig.suptitle(f"{input_}: fold models (posterior mean, 95% CrI; x = observed) and pooled estimate")
     fig.tight_layout()
     return fig
@@ -228,15 +228,13 @@ def forest_figure(results: pd.DataFrame, fold_2x2: pd.DataFrame, input_: str):
 
 def sroc_figure(results: pd.DataFrame, fold_2x2: pd.DataFrame):
     """All inputs on one SROC plot per backbone: folds, summary point, 95% regions, SROC line."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.lines import Line2D
 
     backbones = list(results.backbone.unique())
     inputs = list(results.input.unique())
-    colors = dict(zip(inputs, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3))
-    fig, axes = plt.subplots(1, len(backbones), figsize=(5.2 * len(backbones), 6.4), squeeze=False)
+    colors = palette_colors(inputs)
+    fig, axes = plt.subplots(1, len(backbones), figsize=(3.6 * len(backbones), 4.6), squeeze=False)
     for ax, backbone in zip(axes[0], backbones):
         for input_ in inputs:
             est = _estimates(results, backbone, input_)
@@ -274,7 +272,6 @@ def sroc_figure(results: pd.DataFrame, fold_2x2: pd.DataFrame):
         failed = [i for i in inputs if not _estimates(results, backbone, i).empty
                   and not _converged(_estimates(results, backbone, i))]
         ax.set_title(backbone + (f"\nNOT CONVERGED: {', '.join(failed)}" if failed else ""))
-        ax.grid(color="0.92")
     handles = [Line2D([], [], color=colors[i], lw=2, label=i) for i in inputs] + [
         Line2D([], [], marker="o", ls="", color="0.5", mec="k", label="summary point"),
         Line2D([], [], marker="o", ls="", mfc="none", color="0.3", label="fold model"),
@@ -282,33 +279,21 @@ def sroc_figure(results: pd.DataFrame, fold_2x2: pd.DataFrame):
         Line2D([], [], color="0.3", lw=1, ls="--", label="95% prediction region"),
         Line2D([], [], color="0.3", lw=2, alpha=0.7, label="SROC line")]
     # Three columns fit one backbone's panel width; the legend sits below the axes.
-    fig.legend(handles=handles, loc="lower center", ncol=3 * len(backbones), fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=3 * len(backbones), frameon=False)
     fig.tight_layout(rect=(0, 0.16, 1, 0.97))
     return fig
 
 
 def write_figures(results: pd.DataFrame, fold_2x2: pd.DataFrame, figures_dir) -> list[Path]:
-    import matplotlib.pyplot as plt
-
     figures_dir = Path(figures_dir)
     figures_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for input_ in results.input.unique():
         fig = forest_figure(results, fold_2x2, input_)
-        written += _save(fig, figures_dir / f"fig4_forest_{input_}")
-        plt.close(fig)
+        written += save_figure(fig, figures_dir / f"fig4_forest_{input_}")
     fig = sroc_figure(results, fold_2x2)
-    written += _save(fig, figures_dir / "fig5_sroc")
-    plt.close(fig)
+    written += save_figure(fig, figures_dir / "fig5_sroc")
     return written
-
-
-def _save(fig, stem: Path) -> list[Path]:
-    paths = [stem.with_suffix(".pdf"), stem.with_suffix(".png")]
-    # "tight" keeps figure-level legends inside the saved image.
-    fig.savefig(paths[0], bbox_inches="tight")
-    fig.savefig(paths[1], dpi=200, bbox_inches="tight")
-    return paths
 
 
 def main_stage(fold_2x2_csv, out_table, figures_dir, settings: dict | None = None) -> pd.DataFrame:

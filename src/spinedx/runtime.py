@@ -105,7 +105,8 @@ def scheduler_note() -> str | None:
 
 # Packages whose versions can change a number in the study (pinned in envs/requirements.txt).
 RECORDED_PACKAGES = ("torch", "torchvision", "timm", "numpy", "pandas", "pyarrow", "scikit-learn",
-                     "pillow", "pydicom", "matplotlib", "seaborn", "rpy2", "snakemake")
+                     "pillow", "pydicom", "matplotlib", "seaborn", "grad-cam",
+                     "opencv-python-headless", "rpy2", "snakemake")
 
 
 def package_versions(names=RECORDED_PACKAGES) -> dict[str, str | None]:

@@ -66,3 +66,11 @@ def sequence_inputs(wildcards):
     if DEMO:
         return [f"{IMAGES_DIR}/{path}" for path in DEMO_FILES[wildcards.sequence]]
     return [str(f) for f in sequence_files(IMAGES_DIR, config["sequences"], wildcards.sequence)]
+
+
+def figure_report(stem, caption, category, subcategory, **labels):
+    """``stem``.png as a report item (caption file in workflow/report/) and ``stem``.pdf
+    beside it: the report shows the PNG, the PDF is for print."""
+    png = report(f"{stem}.png", caption=f"../report/{caption}", category=category,
+                 subcategory=subcategory, labels=labels or None)
+    return [f"{stem}.pdf", png]

@@ -1,13 +1,11 @@
 rule inference:
     input:
         # Audit mode: the released bundle's models (hash-checked by audit_verify) and no folds.
-        checkpoints=expand(
-            f"{AUDIT_BUNDLE}/models/{{backbone}}/{{sequence}}/fold{{fold}}.pt" if AUDIT
-            else rules.training.output.checkpoint, fold=FOLDS, allow_missing=True),
+        checkpoints=FOLD_CHECKPOINTS,
         cache=rules.preprocessing.output,
         images=rules.annotations.output,
         folds=[] if AUDIT else rules.splits.output,
-        verified=AUDIT_VERIFIED if AUDIT else [],
+        verified=MODELS_VERIFIED,
     output:
         f"{RESULTS}/inference/{{backbone}}/{{sequence}}.parquet",
     params:

@@ -7,11 +7,15 @@ rule meta_analysis:
         r_code=f"{workflow.basedir}/R/meta_analysis.R",
         stan_model=f"{workflow.basedir}/R/bivariate.stan",
     output:
-        table=f"{RESULTS}/tables/meta_analysis.csv",
+        table=report(f"{RESULTS}/tables/meta_analysis.csv", caption="../report/meta_analysis.rst",
+                     category="5. Meta-analysis", subcategory="Pooled Se/Sp"),
         sroc_pdf=f"{RESULTS}/figures/fig5_sroc.pdf",
-        sroc_png=f"{RESULTS}/figures/fig5_sroc.png",
-        forests=expand(f"{RESULTS}/figures/fig4_forest_{{input}}.{{ext}}",
-                       input=[*SEQUENCES, "ALL"], ext=["pdf", "png"]),
+        sroc_png=report(f"{RESULTS}/figures/fig5_sroc.png", caption="../report/fig5.rst",
+                        category="5. Meta-analysis", subcategory="Figure 5"),
+        forests=[path for input in [*SEQUENCES, "ALL"] for path in (
+            f"{RESULTS}/figures/fig4_forest_{input}.pdf",
+            report(f"{RESULTS}/figures/fig4_forest_{input}.png", caption="../report/fig4.rst",
+                   category="5. Meta-analysis", subcategory="Figure 4", labels={"input": input}))],
     params:
         settings=settings("meta_analysis"),
         figures_dir=subpath(output.sroc_pdf, parent=True),

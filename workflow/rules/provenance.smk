@@ -5,6 +5,10 @@ STUDY_OUTPUTS = [
     *rules.merge_annotations.output,
     *rules.evaluation.output,
     *(rules.meta_analysis.output if config["meta_analysis"]["enabled"] else []),
+    *rules.figures.output,
+    *rules.report_metadata.output,
+    *(expand(rules.gradcam.output, backbone=BACKBONES, sequence=SEQUENCES)
+      if config["gradcam"]["enabled"] else []),
     *([AUDIT_VERIFIED] if AUDIT else rules.bundle.output),
 ]
 

@@ -26,3 +26,12 @@ rule training:
         " --images {input.images:q} --folds {input.folds:q} --backbone {wildcards.backbone:q}"
         " --sequence {wildcards.sequence:q} --fold {wildcards.fold} --out-dir {params.out_dir:q}"
         " 2> {log:q}"
+
+
+# The fold models of one backbone x sequence as later stages read them: this study's
+# trained checkpoints, or in audit mode the released bundle's (checked by audit_verify,
+# which every reader waits for through MODELS_VERIFIED).
+FOLD_CHECKPOINTS = expand(
+    f"{AUDIT_BUNDLE}/models/{{backbone}}/{{sequence}}/fold{{fold}}.pt" if AUDIT
+    else rules.training.output.checkpoint, fold=FOLDS, allow_missing=True)
+MODELS_VERIFIED = AUDIT_VERIFIED if AUDIT else []

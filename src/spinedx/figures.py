@@ -1,0 +1,297 @@
+"""Figures stage: the study's figures and table 1 from the pipeline's own outputs.
+
+Nothing here runs a model: the ROC curves come from the ensembling and case_level
+predictions, AUCs, intervals and counts from the evaluation tables (so figures and tables
+can never disagree), training curves from each fold's history.tsv, table 1 from the cases
+table and the image table.
+
+- fig3_roc_backbones: external images, 5-fold ensemble, one panel per sequence, one ROC
+  per backbone, AUC (95% CI) in the legend (the study's backbone comparison).
+- fig6_final_system: the final system (figures.final_backbone, ALL input, case level,
+  external cohort): ROC with AUC and its interval, operating point, confusion matrix with
+  counts and row percentages.
+- training_curves_<backbone>_<sequence>: loss and accuracy per epoch of every fold,
+  training and validation, the selected epoch marked.
+- table1_cohort.csv: patients, images per sequence, age and sex per cohort and class.
+
+``report_metadata`` writes the resolved configuration and the software versions for the
+HTML report.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from spinedx.case_level import ALL_INPUT
+from spinedx.errors import InputError
+from spinedx.plotting import PAGE_WIDTH, PALETTE, colors, pyplot, save_figure
+
+log = logging.getLogger(__name__)
+
+ROC_AXIS_X = "1 − specificity (false-positive rate)"
+
+
+def _roc_axis(ax, positive: str) -> None:
+    ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":", zorder=0)
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xticks([0, 0.25, 0.5, 0.75, 1])
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1])
+    ax.set_xlabel(ROC_AXIS_X)
+    ax.set_ylabel(f"Sensitivity ({positive} positive)")
+
+
+def roc_points(labels, probs) -> tuple[np.ndarray, np.ndarray]:
+    """(false-positive rate, true-positive rate) of every threshold, label 1 positive."""
+    from sklearn.metrics import roc_curve
+
+    labels = np.asarray(labels)
+    if len(np.unique(labels)) < 2:
+        return np.array([np.nan]), np.array([np.nan])
+    fpr, tpr, _ = roc_curve(labels, np.asarray(probs, dtype=float), pos_label=1, drop_intermediate=False)
+    return fpr, tpr
+
+
+def ordered_sequences(config: dict, appearance: pd.Series) -> list[str]:
+    """Configured sequences in the study's order. The order of ``config["sequences"]``
+    does not survive the settings JSON (sorted keys), so it is read from a table written
+    in workflow order (table 2's inputs, the image table's sequences)."""
+    seen = [s for s in pd.unique(appearance) if s in config["sequences"]]
+    return seen + [s for s in config["sequences"] if s not in seen]
+
+
+def _metric_row(table: pd.DataFrame, backbone: str, input_: str, source: str) -> pd.Series:
+    rows = table[(table["backbone"] == backbone) & (table["input"] == input_)]
+    if len(rows) != 1:
+        raise InputError(f"{source}: expected one row for backbone {backbone}, input {input_}, "
+                         f"found {len(rows)}; rerun evaluation")
+    return rows.iloc[0]
+
+
+def _auc_label(row: pd.Series) -> str:
+    if not np.isfinite(row["auc"]):
+        return "AUC n/a"
+    interval = f" ({row['auc_lo']:.2f}–{row['auc_hi']:.2f})" if np.isfinite(row["auc_lo"]) else ""
+    return f"AUC {row['auc']:.3f}{interval}"
+
+
+def fig3_roc_backbones(image_predictions: pd.DataFrame, table2: pd.DataFrame, config: dict,
+                       source: str = "table2_image_level.csv"):
+    """One panel per sequence, one ROC per backbone (external images, ensemble)."""
+    plt = pyplot()
+    sequences, backbones = ordered_sequences(config, table2["input"]), list(config["backbones"])
+    palette = colors(backbones)
+    selected = image_predictions[(image_predictions["cohort"] == "external")
+                                 & (image_predictions["model"] == "ensemble")]
+    fig, axes = plt.subplots(1, len(sequences), figsize=(PAGE_WIDTH, PAGE_WIDTH / len(sequences) + 0.6 + 0.3 * len(backbones)),
+                             squeeze=False)
+    for ax, sequence in zip(axes[0], sequences):
+        for backbone in backbones:
+            rows = selected[(selected["backbone"] == backbone) & (selected["sequence"] == sequence)]
+            fpr, tpr = roc_points(rows["label"], rows["prob"])
+            row = _metric_row(table2, backbone, sequence, source)
+            ax.plot(fpr, tpr, color=palette[backbone], drawstyle="steps-post",
+                    label=f"{backbone}\n{_auc_label(row)}")
+        _roc_axis(ax, config["classes"][-1])
+        n_images = selected[selected["sequence"] == sequence].drop_duplicates("image_id")
+        ax.set_title(f"{sequence} ({len(n_images)} external images)")
+        # Below the panel, never over a curve (with several backbones they cross everywhere).
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False, handlelength=1.2)
+        if ax is not axes[0][0]:
+            ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def choose_final_backbone(table3: pd.DataFrame, config: dict) -> str:
+    """figures.final_backbone, or the best external case-level ALL AUC (ties: config order)."""
+    if config["figures"]["final_backbone"]:
+        return config["figures"]["final_backbone"]
+    all_rows = table3[table3["input"] == ALL_INPUT].set_index("backbone")
+    ranked = [(all_rows.loc[b, "auc"] if b in all_rows.index else np.nan, -i, b)
+              for i, b in enumerate(config["backbones"])]
+    ranked = [r for r in ranked if np.isfinite(r[0])]
+    if not ranked:
+        raise InputError("table3_case_level.csv: no finite AUC of the ALL input for any backbone; "
+                         "set figures.final_backbone")
+    return max(ranked)[2]
+
+
+def fig6_final_system(case_predictions: pd.DataFrame, table3: pd.DataFrame, backbone: str, config: dict,
+                      source: str = "table3_case_level.csv"):
+    """ROC (AUC and interval, operating point) and confusion matrix of the final system."""
+    plt = pyplot()
+    classes = config["classes"]
+    row = _metric_row(table3, backbone, ALL_INPUT, source)
+    cases = case_predictions[(case_predictions["backbone"] == backbone) & (case_predictions["input"] == ALL_INPUT)
+                             & (case_predictions["model"] == "ensemble") & (case_predictions["cohort"] == "external")]
+    fig, (roc_ax, cm_ax) = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 3.7),
+                                        gridspec_kw={"width_ratios": [1, 1.05]})
+    fpr, tpr = roc_points(cases["label"], cases["prob"])
+    roc_ax.plot(fpr, tpr, color=PALETTE[0], drawstyle="steps-post", label=_auc_label(row))
+    roc_ax.plot(1 - row["specificity"], row["sensitivity"], "o", color=PALETTE[3], ms=6,
+                label=f"threshold {config['decision']['threshold']:g}: "
+                      f"Se {row['sensitivity']:.2f}, Sp {row['specificity']:.2f}")
+    _roc_axis(roc_ax, classes[-1])
+    roc_ax.set_title(f"ROC, {int(row['n_pos'])} + {int(row['n_neg'])} external cases")
+    roc_ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
+
+    counts = np.array([[row["tn"], row["fp"]], [row["fn"], row["tp"]]], dtype=float)  # rows: true class
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    cm_ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    cm_ax.grid(False)
+    for i in range(2):
+        for j in range(2):
+            cm_ax.text(j, i, f"{int(counts[i, j])}\n({100 * shares[i, j]:.1f}%)", ha="center", va="center",
+                       fontsize=9, color="white" if shares[i, j] > 0.6 else "black")
+    cm_ax.set_xticks([0, 1], [f"{c}" for c in classes])
+    cm_ax.set_yticks([0, 1], [f"{c}" for c in classes], rotation=90, va="center")
+    cm_ax.set_xlabel("Predicted (case mean probability > threshold)")
+    cm_ax.set_ylabel("True (histopathology)")
+    cm_ax.set_title(f"Confusion matrix (% of true class), κ = {row['kappa']:.2f}")
+    for spine in cm_ax.spines.values():
+        spine.set_visible(False)
+    fig.suptitle(f"Final system: {backbone}, ALL sequences, case level, "
+                 f"{config['splits']['n_folds']}-fold ensemble")
+    fig.tight_layout()
+    return fig
+
+
+def read_histories(history_paths) -> pd.DataFrame:
+    """Every fold's history.tsv with its job (backbone, sequence, fold) from the config.yaml beside it."""
+    tables = []
+    for path in map(Path, history_paths):
+        job_file = path.with_name("config.yaml")
+        try:
+            job = yaml.safe_load(job_file.read_text())["job"]
+            history = pd.read_csv(path, sep="\t")
+        except (OSError, KeyError, TypeError, yaml.YAMLError, pd.errors.ParserError) as error:
+            raise InputError(f"{path}: cannot read the training history or {job_file.name} ({error}); "
+                             "rerun training") from error
+        tables.append(history.assign(backbone=job["backbone"], sequence=job["sequence"], fold=int(job["fold"])))
+    return pd.concat(tables, ignore_index=True)
+
+
+def training_curves(histories: pd.DataFrame, backbone: str, sequence: str):
+    """Loss and accuracy per epoch, every fold (colour), training dashed, validation solid."""
+    plt = pyplot()
+    from matplotlib.lines import Line2D
+
+    rows = histories[(histories["backbone"] == backbone) & (histories["sequence"] == sequence)]
+    folds = sorted(rows["fold"].unique())
+    palette = colors(folds)
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 2.7))
+    for ax, measure, label in ((axes[0], "loss", "Cross-entropy loss"), (axes[1], "accuracy", "Accuracy")):
+        for fold in folds:
+            history = rows[rows["fold"] == fold].sort_values("epoch")
+            ax.plot(history["epoch"], history[f"train_{measure}"], color=palette[fold], ls="--", lw=1)
+            ax.plot(history["epoch"], history[f"val_{measure}"], color=palette[fold], lw=1.4)
+            chosen = history[history["selected"].astype(bool)]
+            ax.plot(chosen["epoch"], chosen[f"val_{measure}"], "*", color=palette[fold], ms=9, mec="k", mew=0.5)
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel(label)
+        if measure == "accuracy":
+            ax.set_ylim(-0.02, 1.02)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    handles = [Line2D([], [], color=palette[f], lw=1.4, label=f"fold {f}") for f in folds] + [
+        Line2D([], [], color="0.3", lw=1.4, label="validation"),
+        Line2D([], [], color="0.3", lw=1, ls="--", label="training"),
+        Line2D([], [], color="0.3", marker="*", ls="", ms=9, mec="k", mew=0.5,
+               label="selected epoch (best val. accuracy)")]
+    fig.suptitle(f"Training curves: {backbone}, {sequence}")
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), frameon=False)
+    fig.tight_layout(rect=(0, 0.14 if len(handles) <= 5 else 0.2, 1, 1))
+    return fig
+
+
+def cohort_table(cases: pd.DataFrame, images: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """Table 1: patients, images per sequence, age (mean ± SD) and sex per cohort x class."""
+    classes, sequences = list(config["classes"]), ordered_sequences(config, images["sequence"])
+    rows = []
+    for cohort in ("internal", "external", "all"):
+        for diagnosis in [*classes, "all"]:
+            chosen = cases
+            if cohort != "all":
+                chosen = chosen[chosen["cohort"] == cohort]
+            if diagnosis != "all":
+                chosen = chosen[chosen["diagnosis"] == diagnosis]
+            ids = set(chosen["patient_id"])
+            their_images = images[images["patient_id"].isin(ids)]
+            row = {"cohort": cohort, "diagnosis": diagnosis, "patients": len(ids)}
+            for sequence in sequences:
+                row[f"images_{sequence}"] = int((their_images["sequence"] == sequence).sum())
+            row["images_total"] = len(their_images)
+            age = pd.to_numeric(chosen["age"], errors="coerce") if "age" in chosen else pd.Series(dtype=float)
+            row["age_mean"] = float(age.mean()) if age.notna().any() else np.nan
+            row["age_sd"] = float(age.std()) if age.notna().sum() > 1 else np.nan
+            row["age"] = (f"{row['age_mean']:.0f} ± {row['age_sd']:.0f}" if np.isfinite(row["age_sd"])
+                          else "n/a")
+            sex = chosen["sex"].astype(str).str.strip().str.upper().str[:1] if "sex" in chosen else pd.Series(dtype=str)
+            row["male"], row["female"] = int((sex == "M").sum()), int((sex == "F").sum())
+            row["sex_unknown"] = len(chosen) - row["male"] - row["female"]
+            row["male:female"] = f"{row['male']}:{row['female']}"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_csv(table: pd.DataFrame, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    table.to_csv(partial, index=False)
+    partial.replace(path)
+    return path
+
+
+def main_stage(image_prediction_paths, case_prediction_paths, table2_path, table3_path, history_paths,
+               cases_path, images_path, config: dict, out_dir, table1_path) -> list[Path]:
+    """The workflow stage: fig3, fig6, training curves (PDF + PNG) and table1_cohort.csv."""
+    from spinedx.annotations import read_cases
+    from spinedx.io import read_parquets
+
+    out_dir = Path(out_dir)
+    table2, table3 = pd.read_csv(table2_path), pd.read_csv(table3_path)
+    written = save_figure(fig3_roc_backbones(read_parquets(image_prediction_paths), table2, config, str(table2_path)),
+                          out_dir / "fig3_roc_backbones")
+    backbone = choose_final_backbone(table3, config)
+    written += save_figure(fig6_final_system(read_parquets(case_prediction_paths), table3, backbone, config,
+                                             str(table3_path)), out_dir / "fig6_final_system")
+    if history_paths:  # none in audit mode: the released models were trained elsewhere
+        histories = read_histories(history_paths)
+        for backbone_name in config["backbones"]:
+            for sequence in ordered_sequences(config, table2["input"]):
+                written += save_figure(training_curves(histories, backbone_name, sequence),
+                                       out_dir / f"training_curves_{backbone_name}_{sequence}")
+    cases = read_cases(cases_path, config["classes"], all_external=bool(config["audit"]["bundle"]))
+    written.append(write_csv(cohort_table(cases, pd.read_parquet(images_path), config),
+                             table1_path))
+    log.info("figures: final system %s; %d files written", backbone, len(written))
+    return written
+
+
+# ------------------------------------------------------------------ report metadata
+
+def software_versions() -> pd.DataFrame:
+    """Interpreter, platform and the study's packages (spinedx.runtime.environment(), the
+    same record as provenance.json and every model's config.yaml); absent ones say so."""
+    from spinedx.runtime import environment
+
+    return pd.DataFrame([{"software": key, "version": "not installed" if value is None else str(value)}
+                         for key, value in environment().items()])
+
+
+def report_metadata(config: dict, config_out, versions_out) -> None:
+    """The resolved configuration (YAML) and software versions (CSV) shown in the report."""
+    config_out = Path(config_out)
+    config_out.parent.mkdir(parents=True, exist_ok=True)
+    partial = config_out.with_name(config_out.name + ".partial")
+    partial.write_text(yaml.safe_dump(config, sort_keys=False))
+    partial.replace(config_out)
+    write_csv(software_versions(), versions_out)
