@@ -119,8 +119,8 @@ def test_report_metadata_writes_resolved_config_and_versions(config, tmp_path):
     figures.report_metadata(config, tmp_path / "config.yaml", tmp_path / "versions.csv")
     assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == config
     versions = pd.read_csv(tmp_path / "versions.csv").set_index("software")["version"]
-    import torch
-    assert versions["torch"] == str(torch.__version__) and versions["grad-cam"] == "1.5.7"
+    from importlib.metadata import version
+    assert versions["torch"] == version("torch") and versions["grad-cam"] == "1.5.7"
 
 
 def test_one_style_for_every_figure():
