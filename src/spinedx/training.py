@@ -149,9 +149,13 @@ class FoldTrainer:
         return batches
 
     def train_step(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step; returns the batch's summed loss and hit count, on the device."""
-        inputs = self._inputs(index, train=True)
-        target = self.labels[index]
+        """One optimizer step on the cached images at ``index``; returns the batch's summed
+        loss and hit count, on the device."""
+        return self.optimise(self._inputs(index, train=True), self.labels[index])
+
+    def optimise(self, inputs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, backward and optimizer step on a ready model input (benchmarks time
+        this alone, on random tensors, as the limit of a training step)."""
         with self.acceleration.autocast(self.device):
             logits = self.model(inputs)
         loss = F.cross_entropy(logits.float(), target)
@@ -159,7 +163,7 @@ class FoldTrainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return loss.detach() * len(index), (logits.detach().argmax(1) == target).sum()
+        return loss.detach() * len(target), (logits.detach().argmax(1) == target).sum()
 
     def train_epoch(self) -> tuple[float, float]:
         self.model.train()
