@@ -44,6 +44,9 @@ class Acceleration:
     channels_last: bool = False
     compile: bool = False
     cudnn_benchmark: bool = False
+    # TF32 tensor-core matmuls/convolutions for what still runs in fp32 on a GPU (10-bit
+    # mantissa, ample for training); off in the safe path for exact fp32.
+    tf32: bool = False
 
     def autocast(self, device: torch.device):
         """Mixed precision around forward passes (a no-op context in fp32)."""
@@ -67,7 +70,8 @@ def bf16_supported(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     # CPUs with AVX512-BF16 or AMX run bf16 convolutions natively (oneDNN); others emulate.
-    return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)  # private: may move
+    return device.type == "cpu" and torch.backends.mkldnn.is_available() and probe is not None and bool(probe())
 
 
 def resolve_acceleration(settings: dict, device: torch.device) -> Acceleration:
@@ -91,6 +95,7 @@ def resolve_acceleration(settings: dict, device: torch.device) -> Acceleration:
         channels_last=cuda if channels_last == "auto" else bool(channels_last),
         compile=bool(settings["compile"]),
         cudnn_benchmark=cuda if cudnn_benchmark == "auto" else bool(cudnn_benchmark),
+        tf32=cuda,
     )
 
 
@@ -98,11 +103,8 @@ def apply_backend_settings(acceleration: Acceleration, device: torch.device) -> 
     """Process-wide switches that follow the job's acceleration settings."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = acceleration.cudnn_benchmark
-        if acceleration != Acceleration():  # not the deterministic/safe fp32 path
-            # TF32 for what stays in fp32 (optimizer-free matmuls, fp32 runs): ~10 bits of
-            # mantissa, plenty for training; off in the safe path for exact fp32.
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = acceleration.tf32
+        torch.backends.cudnn.allow_tf32 = acceleration.tf32
 
 
 def build_model(backbone: str, n_classes: int, in_chans: int, pretrained_file: str | None = None):
