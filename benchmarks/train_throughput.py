@@ -45,12 +45,12 @@ def measure(trainer, steps: int, warmup: int, device) -> dict:
         for index in which:
             trainer._inputs(index, train=True)
 
-    timed(lambda: job_steps(batches[:warmup]), device)  # cuDNN autotuning, compilation, caches
+    warm_up = timed(lambda: job_steps(batches[:warmup]), device)  # cuDNN autotuning, compilation, caches
     timed(lambda: limit_steps(warmup), device)
     job = timed(lambda: job_steps(batches[warmup:]), device) / steps
     limit = timed(lambda: limit_steps(steps), device) / steps
     pipeline = timed(lambda: input_only(batches[warmup:]), device) / steps
-    return {"job": job, "limit": limit, "pipeline": pipeline, "batch_size": batch_size}
+    return {"job": job, "limit": limit, "pipeline": pipeline, "batch_size": batch_size, "warm_up": warm_up}
 
 
 def main() -> int:
@@ -67,7 +67,7 @@ def main() -> int:
     print(f"recipe: {config['preprocessing']['size']} px, batch {config['training']['batch_size']}, "
           f"in_chans {config['training']['in_chans']}, {acceleration}")
     print(f"{'backbone':<16} {'job img/s':>10} {'limit img/s':>12} {'job/limit step':>15} "
-          f"{'overhead':>9} {'input pipeline alone':>21}")
+          f"{'overhead':>9} {'input pipeline alone':>21} {'warm-up steps':>14}")
     for backbone in args.backbones:
         trainer = synthetic_trainer(config, backbone, args.images, device, acceleration)
         figures = measure(trainer, args.steps, args.warmup, device)
@@ -75,7 +75,7 @@ def main() -> int:
         overhead = figures["job"] / figures["limit"] - 1
         print(f"{backbone:<16} {n / figures['job']:>10.1f} {n / figures['limit']:>12.1f} "
               f"{figures['job'] / figures['limit']:>15.3f} {overhead:>8.1%} "
-              f"{figures['pipeline'] * 1000:>14.1f} ms/batch", flush=True)
+              f"{figures['pipeline'] * 1000:>12.1f} ms/batch {figures['warm_up']:>12.1f} s", flush=True)
         del trainer
         if device.type == "cuda":
             print(f"{'':<16} peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
