@@ -206,7 +206,7 @@ def test_deterministic_mode_forces_the_safe_settings():
             "cudnn_benchmark": "auto"}
     cpu = models.resolve_acceleration(auto, torch.device("cpu"))
     assert cpu.precision == ("bf16" if models.bf16_supported(torch.device("cpu")) else "fp32")
-    assert not cpu.channels_last and not cpu.cudnn_benchmark and not cpu.compile
+    assert cpu.channels_last and not cpu.cudnn_benchmark and not cpu.compile and not cpu.tf32
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
