@@ -82,8 +82,9 @@ def resolve_acceleration(settings: dict, device: torch.device) -> Acceleration:
     cuda = device.type == "cuda"
     precision = settings["precision"]
     if precision == "auto":
-        # Measured (benchmarks/RESULTS.md): bf16 autocast halves the step time on CPUs with
-        # native bf16 and is the fast path on Ampere+ GPUs; fp16 needs loss scaling.
+        # Measured (benchmarks/RESULTS.md): bf16 autocast was 1.2-1.9x faster on a CPU with
+        # native bf16 for 3 of 4 backbones; it is the fast path on Ampere+ GPUs; fp16
+        # needs loss scaling.
         precision = "bf16" if bf16_supported(device) else ("fp16" if cuda else "fp32")
     if precision == "bf16" and cuda and not bf16_supported(device):
         raise InputError(f"config training.precision is bf16 but {device} does not support it; use auto, fp16 or fp32")
