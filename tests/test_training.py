@@ -1,4 +1,9 @@
-"""Training: outputs, best-epoch rule, determinism, resume after a kill, bad losses."""
+"""Training: outputs, best-epoch rule, determinism, resume after a kill, bad losses,
+the device input pipeline (augmentation) and the acceleration switches."""
+
+import math
+import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -161,3 +166,84 @@ def test_checkpoint_that_would_execute_code_is_refused(tmp_path):
     (tmp_path / "cut.pt").write_bytes((tmp_path / "evil.pt").read_bytes()[:40])
     with pytest.raises(InputError, match="truncated, corrupt"):
         models.load_checkpoint(tmp_path / "cut.pt")
+
+
+# --- input pipeline and acceleration ---------------------------------------------------
+AUGMENT = {"rotation_degrees": 40, "hflip": True, "max_scale": 1.5}
+
+
+def test_augmentation_parameters_have_the_papers_distribution():
+    angle, scale, flip = training.augmentation_parameters(20000, torch.Generator().manual_seed(0), AUGMENT)
+    degrees = torch.rad2deg(angle)
+    assert degrees.min() >= -40 and degrees.max() <= 40 and scale.min() >= 1 and scale.max() <= 1.5
+    # Uniform: mean and variance of U(-40, 40) and U(1, 1.5); flips a fair coin.
+    assert abs(degrees.mean()) < 1 and abs(degrees.var() - 80**2 / 12) < 0.03 * 80**2 / 12
+    assert abs(scale.mean() - 1.25) < 0.005 and abs((flip < 0).double().mean() - 0.5) < 0.015
+    assert set(flip.tolist()) == {-1.0, 1.0}
+
+
+@pytest.mark.parametrize("size", [32, 33])
+def test_batched_augmentation_equals_torchvision_per_image(size):
+    """The device path (one batched resampling) is the classic per-image CPU transform."""
+    import torchvision.transforms.v2.functional as TF
+    batch = torch.rand(6, 1, size, size)
+    out = training.augment(batch, torch.Generator().manual_seed(5), AUGMENT)
+    angle, scale, flip = training.augmentation_parameters(6, torch.Generator().manual_seed(5), AUGMENT)
+    for i in range(6):
+        expected = TF.affine(batch[i], angle=-math.degrees(angle[i]), translate=[0, 0], scale=float(scale[i]),
+                             shear=[0.0, 0.0], interpolation=TF.InterpolationMode.BILINEAR)
+        if flip[i] < 0:
+            expected = TF.horizontal_flip(expected)
+        torch.testing.assert_close(out[i], expected, atol=1e-4, rtol=0)
+
+
+def test_deterministic_mode_forces_the_safe_settings():
+    fast = {"deterministic": False, "precision": "bf16", "channels_last": True, "compile": True,
+            "cudnn_benchmark": True}
+    assert models.resolve_acceleration({**fast, "deterministic": True}, torch.device("cpu")) == models.Acceleration()
+    assert models.resolve_acceleration(fast, torch.device("cpu")) == models.Acceleration("bf16", True, True, True)
+    auto = {"deterministic": False, "precision": "auto", "channels_last": "auto", "compile": False,
+            "cudnn_benchmark": "auto"}
+    cpu = models.resolve_acceleration(auto, torch.device("cpu"))
+    assert cpu.precision == ("bf16" if models.bf16_supported(torch.device("cpu")) else "fp32")
+    assert cpu.channels_last and not cpu.cudnn_benchmark and not cpu.compile and not cpu.tf32
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_every_precision_trains_and_scores(job, precision):
+    args, tmp = job
+    args["config"]["training"].update(deterministic=False, precision=precision, channels_last=True, epochs=2)
+    run(args, tmp / precision)
+    history = pd.read_csv(tmp / precision / "history.tsv", sep="\t")
+    assert np.isfinite(history[["train_loss", "val_loss"]].to_numpy()).all()
+    resolved = yaml.safe_load((tmp / precision / "config.yaml").read_text())
+    assert resolved["acceleration"]["precision"] == precision and resolved["acceleration"]["channels_last"]
+    checkpoint = models.load_checkpoint(tmp / precision / "best.pt")
+    assert all(v.dtype != torch.bfloat16 and v.dtype != torch.float16 for v in checkpoint["state_dict"].values())
+    table = score_folds([tmp / precision / "best.pt"], args["cache_path"], args["images_path"],
+                        args["folds_path"], args["config"])
+    assert table.prob.between(0, 1).all() and len(table) == 16
+
+
+def test_channels_last_gives_the_contiguous_output():
+    torch.manual_seed(0)
+    model = models.build_model("resnet10t", 2, 1).eval()
+    inputs = torch.randn(4, 1, 48, 48)
+    with torch.no_grad():
+        expected = model(inputs)
+        fast = models.Acceleration(channels_last=True)
+        actual = fast.prepare(model)(fast.layout(inputs))
+    assert actual.is_contiguous() or actual.ndim == 2
+    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_compiled_model_trains(job):
+    pytest.importorskip("torch._inductor")
+    if shutil.which(os.environ.get("CXX", "g++")) is None:
+        pytest.skip("torch.compile needs a C++ compiler")
+    args, tmp = job
+    args["config"]["training"].update(deterministic=False, precision="fp32", compile=True, epochs=1)
+    run({**args, "backbone": "resnet10t"}, tmp / "compiled")
+    state = models.load_checkpoint(tmp / "compiled" / "best.pt")["state_dict"]
+    assert not any(key.startswith("_orig_mod") for key in state)  # loads into a plain model
+    models.model_from_checkpoint(models.load_checkpoint(tmp / "compiled" / "best.pt"), torch.device("cpu"))

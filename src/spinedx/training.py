@@ -9,6 +9,7 @@ stopped; it is removed once the job finishes.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -39,17 +40,26 @@ def job_seed(base_seed: int, backbone: str, sequence: str, fold: int) -> int:
     return (base_seed * 1_000_003 + zlib.crc32(f"{backbone}/{sequence}/{fold}".encode())) % 2**31
 
 
-def augment(batch: torch.Tensor, generator: torch.Generator, settings: dict) -> torch.Tensor:
-    """Random rotation, horizontal flip and zoom as one batched affine resampling.
-
-    ``batch`` is N x 1 x H x W in [0, 1]. Parameters are drawn on the CPU from the job's
-    generator (identical on every device); the resampling runs where the batch lives.
-    """
-    n = batch.shape[0]
+def augmentation_parameters(n: int, generator: torch.Generator, settings: dict):
+    """Per-image rotation (radians, uniform in +-rotation_degrees), zoom (uniform in
+    [1, max_scale]) and horizontal flip (-1 with p=0.5, else 1), drawn on the CPU from the
+    job's generator so every device sees the same numbers."""
     draws = torch.rand(n, 3, generator=generator, dtype=torch.float64)
     angle = (draws[:, 0] * 2 - 1) * math.radians(settings["rotation_degrees"])
     scale = 1 + draws[:, 1] * (settings["max_scale"] - 1)
     flip = torch.where(draws[:, 2] < 0.5, -1.0, 1.0) if settings["hflip"] else torch.ones(n, dtype=torch.float64)
+    return angle, scale, flip
+
+
+def augment(batch: torch.Tensor, generator: torch.Generator, settings: dict) -> torch.Tensor:
+    """Random rotation, horizontal flip and zoom as one batched affine resampling.
+
+    ``batch`` is N x 1 x H x W in [0, 1]. The resampling runs where the batch lives, with
+    no per-image loop; per image it equals torchvision's ``affine(rotate, scale)`` followed
+    by ``horizontal_flip`` (tested), i.e. the classic CPU augmentation.
+    """
+    n = batch.shape[0]
+    angle, scale, flip = augmentation_parameters(n, generator, settings)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     # affine_grid maps output to input coordinates: input = R(angle) / scale @ diag(flip, 1).
     theta = torch.stack([
@@ -83,22 +93,33 @@ def split_indices(images: pd.DataFrame, folds: pd.DataFrame, fold: int, folds_pa
 
 
 class FoldTrainer:
-    """State of one training job, checkpointable after every epoch."""
+    """State of one training job, checkpointable after every epoch.
+
+    The hot path has no host round trip per step: the uint8 cache and the labels live on
+    the device (moved once), batches are index lookups there, augmentation is one batched
+    resampling there, and losses and hit counts are summed on the device and read once
+    per epoch.
+    """
 
     def __init__(self, images_u8: torch.Tensor, labels: torch.Tensor, train_idx, val_idx,
-                 backbone: str, n_classes: int, config: dict, seed: int, device: torch.device):
+                 backbone: str, n_classes: int, config: dict, seed: int, device: torch.device,
+                 acceleration: models.Acceleration | None = None):
         settings = config["training"]
         self.settings = settings
         self.device = device
+        self.acceleration = acceleration or models.resolve_acceleration(settings, device)
         self.images = images_u8.to(device)  # the whole cache once; batches are index lookups
         self.labels = labels.to(device)
         self.train_idx = torch.as_tensor(train_idx, dtype=torch.long)
-        self.val_idx = torch.as_tensor(val_idx, dtype=torch.long)
+        self.val_idx = torch.as_tensor(val_idx, dtype=torch.long).to(device)
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
         pretrained = settings["pretrained"].get(backbone)
-        self.model = models.build_model(backbone, n_classes, settings["in_chans"], pretrained).to(device)
+        model = models.build_model(backbone, n_classes, settings["in_chans"], pretrained).to(device)
+        self.model = self.acceleration.prepare(model)
         self.optimizer = self._optimizer()
+        # Loss scaling only for fp16 (bf16 has fp32's exponent range).
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.acceleration.precision == "fp16")
         self.history: list[dict] = []
         self.best_state: dict | None = None
 
@@ -110,42 +131,66 @@ class FoldTrainer:
         return optimizer(params, lr=s["lr"], weight_decay=s["weight_decay"])
 
     def _inputs(self, index: torch.Tensor, train: bool) -> torch.Tensor:
-        batch = self.images[index.to(self.device)].float().div_(255).unsqueeze(1)
+        """Normalised model input of the cached images at ``index`` (a device tensor);
+        augmentation runs in fp32, outside autocast, exactly as in the safe path."""
+        batch = self.images[index].float().div_(255).unsqueeze(1)
         if train:
             batch = augment(batch, self.generator, self.settings)
-        return models.to_model_input(batch, self.settings["mean"], self.settings["std"], self.settings["in_chans"])
+        batch = models.to_model_input(batch, self.settings["mean"], self.settings["std"], self.settings["in_chans"])
+        return self.acceleration.layout(batch)
 
-    def train_epoch(self) -> tuple[float, float]:
-        self.model.train()
-        order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.generator)]
-        batch_size = self.settings["batch_size"]
-        batches = list(torch.split(order, batch_size))
+    def epoch_batches(self) -> list[torch.Tensor]:
+        """This epoch's shuffled training batches (device index tensors)."""
+        order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.generator)].to(self.device)
+        batches = list(torch.split(order, self.settings["batch_size"]))
         # A last batch of one image breaks BatchNorm's batch statistics: fold it into the previous.
         if len(batches) > 1 and len(batches[-1]) < 2:
             batches[-2:] = [torch.cat(batches[-2:])]
-        loss_sum, correct = 0.0, 0
+        return batches
+
+    def train_step(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on the cached images at ``index``; returns the batch's summed
+        loss and hit count, on the device."""
+        return self.optimise(self._inputs(index, train=True), self.labels[index])
+
+    def optimise(self, inputs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, backward and optimizer step on a ready model input (benchmarks time
+        this alone, on random tensors, as the limit of a training step)."""
+        with self.acceleration.autocast(self.device):
+            logits = self.model(inputs)
+        loss = F.cross_entropy(logits.float(), target)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach() * len(target), (logits.detach().argmax(1) == target).sum()
+
+    def train_epoch(self) -> tuple[float, float]:
+        self.model.train()
+        batches = self.epoch_batches()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
         for index in batches:
-            logits = self.model(self._inputs(index, train=True))
-            target = self.labels[index.to(self.device)]
-            loss = F.cross_entropy(logits, target)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss became {loss.item()} at epoch {len(self.history) + 1}; lower "
-                    "training.lr or check the input images (the cache may hold constant images)"
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            loss_sum += loss.item() * len(index)
-            correct += int((logits.argmax(1) == target).sum())
-        return loss_sum / len(order), correct / len(order)
+            batch_loss, batch_correct = self.train_step(index)
+            loss_sum += batch_loss
+            correct += batch_correct
+        n = sum(len(index) for index in batches)
+        # One host read per epoch; a non-finite step loss makes the sum non-finite.
+        loss_sum, correct = loss_sum.item(), int(correct.item())
+        if not math.isfinite(loss_sum):
+            raise FloatingPointError(
+                f"training loss became {loss_sum / n} at epoch {len(self.history) + 1}; lower "
+                "training.lr or check the input images (the cache may hold constant images)"
+            )
+        return loss_sum / n, correct / n
 
     @torch.no_grad()
     def validate(self) -> tuple[float, float, float]:
         self.model.eval()
-        logits = torch.cat([self.model(self._inputs(index, train=False))
-                            for index in torch.split(self.val_idx, self.settings["batch_size"])])
-        target = self.labels[self.val_idx.to(self.device)]
+        with self.acceleration.autocast(self.device):
+            logits = torch.cat([self.model(self._inputs(index, train=False)).float()
+                                for index in torch.split(self.val_idx, self.settings["batch_size"])])
+        target = self.labels[self.val_idx]
         loss = F.cross_entropy(logits, target).item()
         accuracy = (logits.argmax(1) == target).float().mean().item()
         positive = torch.softmax(logits.float(), 1)[:, -1].cpu().numpy()
@@ -180,6 +225,7 @@ class FoldTrainer:
         return {
             "format": "spinedx-resume/1", "signature": signature,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "history": copy.deepcopy(self.history), "best_state": self.best_state,
         }
@@ -187,6 +233,8 @@ class FoldTrainer:
     def restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.history = state["history"]
@@ -210,10 +258,12 @@ def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fol
     settings = config["training"]
     models.configure_threads(settings["threads"], settings["deterministic"])
     device = models.select_device(settings["device"])
+    acceleration = models.resolve_acceleration(settings, device)
+    models.apply_backend_settings(acceleration, device)
     images, pixels, labels, train_idx, val_idx = load_job_data(cache_path, images_path, folds_path, fold)
     seed = job_seed(settings["seed"], backbone, sequence, fold)
     trainer = FoldTrainer(pixels, labels, train_idx, val_idx, backbone, len(config["classes"]),
-                          config, seed, device)
+                          config, seed, device, acceleration)
 
     # Resume only a run of exactly the same job and settings.
     signature = yaml.safe_dump({"backbone": backbone, "sequence": sequence, "fold": fold,
@@ -228,8 +278,8 @@ def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fol
         else:
             log.info("ignoring %s: it belongs to other settings", resume_path)
 
-    log.info("%s %s fold %d: %d training / %d validation images on %s, seed %d",
-             backbone, sequence, fold, len(train_idx), len(val_idx), device, seed)
+    log.info("%s %s fold %d: %d training / %d validation images on %s (%s), seed %d",
+             backbone, sequence, fold, len(train_idx), len(val_idx), device, acceleration, seed)
     while len(trainer.history) < settings["epochs"]:
         try:
             record = trainer.run_epoch()
@@ -255,7 +305,7 @@ def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fol
     history["selected"] = history["epoch"] == best["epoch"]
     history.to_csv(out_dir / "history.tsv", sep="\t", index=False)
     write_resolved_config(out_dir / "config.yaml", config, backbone, sequence, fold, seed, device,
-                          images, train_idx, val_idx, best)
+                          images, train_idx, val_idx, best, acceleration)
     resume_path.unlink(missing_ok=True)
     log.info("selected epoch %d (validation accuracy %.3f)", best["epoch"], best["val_accuracy"])
     return best
@@ -270,7 +320,7 @@ def _load_resume(path: Path) -> dict | None:
 
 
 def write_resolved_config(path, config, backbone, sequence, fold, seed, device, images,
-                          train_idx, val_idx, best) -> None:
+                          train_idx, val_idx, best, acceleration: models.Acceleration) -> None:
     """Everything needed to rerun this job, beside its outputs (as timm's train.py does)."""
     def describe(index):
         subset = images.iloc[index]
@@ -283,5 +333,6 @@ def write_resolved_config(path, config, backbone, sequence, fold, seed, device, 
         "data": {"training": describe(train_idx), "validation": describe(val_idx)},
         "config": {key: config[key] for key in ("classes", "preprocessing", "splits", "training")},
         "environment": environment(device),
+        "acceleration": dataclasses.asdict(acceleration),
     }
     Path(path).write_text(yaml.safe_dump(resolved, sort_keys=False))
