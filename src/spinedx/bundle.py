@@ -21,6 +21,7 @@ import pandas as pd
 
 from spinedx.annotations import sha256_file
 from spinedx.errors import InputError
+from spinedx.io import atomic_output, write_text
 from spinedx.runtime import code_version, environment
 
 log = logging.getLogger(__name__)
@@ -175,28 +176,20 @@ def write_bundle(checkpoint_paths, images_path, external_metrics, internal_metri
         if list(checkpoint["classes"]) != list(config["classes"]):
             raise InputError(f"{path}: trained for classes {checkpoint['classes']}, config says "
                              f"{config['classes']}; retrain or fix config `classes`")
-        target = out_dir / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        shutil.copyfile(path, partial)
-        partial.replace(target)
+        with atomic_output(out_dir / name) as partial:
+            shutil.copyfile(path, partial)
         entries.append({"file": name, "backbone": checkpoint["backbone"], "sequence": checkpoint["sequence"],
                         "fold": int(checkpoint["fold"]), "epoch": int(checkpoint["epoch"]),
                         "val_accuracy": float(checkpoint["val_accuracy"])})
         files.append(name)
     card = build_card(entries, images, external_metrics, internal_metrics, config, workflow_dir)
-    _write_text(out_dir / CARD_JSON, json.dumps(card, indent=2, sort_keys=False) + "\n")
-    _write_text(out_dir / CARD_MD, render_card(card))
+    write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", out_dir / CARD_JSON)
+    write_text(render_card(card), out_dir / CARD_MD)
     lines = [f"{sha256_file(out_dir / name)}  {name}" for name in sorted([*files, CARD_JSON, CARD_MD])]
-    _write_text(out_dir / MANIFEST, "\n".join(lines) + "\n")
+    write_text("\n".join(lines) + "\n", out_dir / MANIFEST)
     log.info("bundle of %d models -> %s", len(entries), out_dir)
     return card
 
-
-def _write_text(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)
 
 
 def verify(bundle_dir) -> dict:

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from spinedx.errors import InputError
+from spinedx.io import write_csv
 
 __all__ = [
     "bootstrap_intervals",
@@ -538,10 +539,4 @@ def write_tables(tables: Mapping[str, pd.DataFrame], out_dir: str | Path) -> dic
     Floats are written at full (round-trip) precision so that downstream steps, such as
     the meta-analysis, do not inherit rounding; rounding is left to presentation.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for key, table in tables.items():
-        paths[key] = out_dir / f"{key}.csv"
-        table.to_csv(paths[key], index=False)
-    return paths
+    return {key: write_csv(table, Path(out_dir) / f"{key}.csv") for key, table in tables.items()}

@@ -29,6 +29,7 @@ import yaml
 
 from spinedx.case_level import ALL_INPUT
 from spinedx.errors import InputError
+from spinedx.io import write_csv, write_text
 from spinedx.plotting import PAGE_WIDTH, PALETTE, colors, pyplot, save_figure
 
 log = logging.getLogger(__name__)
@@ -241,15 +242,6 @@ def cohort_table(cases: pd.DataFrame, images: pd.DataFrame, config: dict) -> pd.
     return pd.DataFrame(rows)
 
 
-def write_csv(table: pd.DataFrame, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    table.to_csv(partial, index=False)
-    partial.replace(path)
-    return path
-
-
 def main_stage(image_prediction_paths, case_prediction_paths, table2_path, table3_path, history_paths,
                cases_path, images_path, config: dict, out_dir, table1_path) -> list[Path]:
     """The workflow stage: fig3, fig6, training curves (PDF + PNG) and table1_cohort.csv."""
@@ -289,9 +281,5 @@ def software_versions() -> pd.DataFrame:
 
 def report_metadata(config: dict, config_out, versions_out) -> None:
     """The resolved configuration (YAML) and software versions (CSV) shown in the report."""
-    config_out = Path(config_out)
-    config_out.parent.mkdir(parents=True, exist_ok=True)
-    partial = config_out.with_name(config_out.name + ".partial")
-    partial.write_text(yaml.safe_dump(config, sort_keys=False))
-    partial.replace(config_out)
+    write_text(yaml.safe_dump(config, sort_keys=False), config_out)
     write_csv(software_versions(), versions_out)

@@ -26,6 +26,7 @@ from spinedx import models
 from spinedx.annotations import open_image
 from spinedx.case_level import aggregate
 from spinedx.errors import InputError
+from spinedx.io import write_csv
 from spinedx.plotting import HEATMAP_CMAP, PAGE_WIDTH, PALETTE, pyplot, save_figure
 from spinedx.preprocessing import align, crop_box, read_cache, to_grayscale_uint8
 
@@ -304,11 +305,7 @@ def main_stage(checkpoint_paths, cache_path, images_path, ensemble_predictions_p
                images_dir, out_table, figure_stem, backbone: str) -> pd.DataFrame:
     """The workflow stage: summary CSV of every external image + figure 7 (PDF and PNG)."""
     summary, maps = compute(checkpoint_paths, cache_path, images_path, ensemble_predictions_path, config, images_dir)
-    out_table = Path(out_table)
-    out_table.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_table.with_name(out_table.name + ".partial")
-    summary.to_csv(partial, index=False)
-    partial.replace(out_table)
+    write_csv(summary, out_table)
     sequence = summary["sequence"].iloc[0]
     fig = figure(summary, maps, pd.read_parquet(images_path), images_dir, config,
                  f"{backbone}, {sequence}\n{peak_in_box_line(summary)}")

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from spinedx.errors import InputError
+from spinedx.io import write_csv
 from spinedx.plotting import PAGE_WIDTH, PALETTE, colors as palette_colors, pyplot, save_figure
 
 log = logging.getLogger(__name__)
@@ -300,9 +301,7 @@ def main_stage(fold_2x2_csv, out_table, figures_dir, settings: dict | None = Non
     """The workflow stage: fold_2x2.csv -> meta_analysis.csv + fig4_forest_*.{pdf,png} + fig5_sroc.{pdf,png}."""
     fold_2x2 = check_fold_2x2(pd.read_csv(fold_2x2_csv), str(fold_2x2_csv))
     results = run_meta_analysis(fold_2x2, settings)
-    out_table = Path(out_table)
-    out_table.parent.mkdir(parents=True, exist_ok=True)
-    results.to_csv(out_table, index=False)
+    write_csv(results, out_table)
     written = write_figures(results, fold_2x2, figures_dir)
     log.info("meta-analysis: %d rows -> %s; %d figure files -> %s", len(results), out_table,
              len(written), figures_dir)

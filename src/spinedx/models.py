@@ -12,6 +12,7 @@ import torch
 
 from spinedx import runtime
 from spinedx.errors import InputError
+from spinedx.io import atomic_output
 
 CHECKPOINT_FORMAT = "spinedx-checkpoint/1"
 
@@ -147,11 +148,8 @@ def to_model_input(batch: torch.Tensor, mean: float, std: float, in_chans: int) 
 def save_checkpoint(payload: dict, path: str | Path) -> None:
     """Atomic save; the payload holds tensors and plain Python types only, so it loads
     with ``weights_only=True``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(payload, partial)
-    partial.replace(path)
+    with atomic_output(path) as partial:
+        torch.save(payload, partial)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

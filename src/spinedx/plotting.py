@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spinedx.io import atomic_output
+
 #: Okabe-Ito colours, distinguishable with every common colour-vision deficiency.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 #: Figure widths in inches: one journal column, one full page width.
@@ -61,14 +63,12 @@ def save_figure(fig, stem: str | Path, close: bool = True) -> list[Path]:
     """``<stem>.pdf`` and ``<stem>.png``; each written to a temporary name, then renamed,
     so an interrupted job never leaves a truncated figure that looks finished."""
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for suffix, options in ((".pdf", {}), (".png", {"dpi": PNG_DPI})):
         path = stem.with_name(stem.name + suffix)
-        partial = path.with_name(path.name + ".partial")
-        # "tight" keeps figure-level legends inside the saved image.
-        fig.savefig(partial, format=suffix[1:], bbox_inches="tight", **options)
-        partial.replace(path)
+        with atomic_output(path) as partial:
+            # "tight" keeps figure-level legends inside the saved image.
+            fig.savefig(partial, format=suffix[1:], bbox_inches="tight", **options)
         paths.append(path)
     if close:
         import matplotlib.pyplot as plt

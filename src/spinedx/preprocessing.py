@@ -14,6 +14,7 @@ from PIL import Image
 
 from spinedx.annotations import open_image
 from spinedx.errors import InputError
+from spinedx.io import atomic_output
 
 
 def to_grayscale_uint8(image: Image.Image) -> np.ndarray:
@@ -81,12 +82,9 @@ def build_cache(images: pd.DataFrame, images_dir: str | Path, config: dict) -> d
 
 
 def write_cache(cache: dict[str, np.ndarray], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write-then-rename: an interrupted job never leaves a half cache that looks valid.
-    partial = path.with_name(path.name + ".partial.npz")
-    np.savez(partial, **cache)
-    partial.replace(path)
+    # np.savez appends ".npz" to a name without it: hand it the name it will use.
+    with atomic_output(path, suffix=".npz") as partial:
+        np.savez(partial, **cache)
 
 
 def read_cache(path: str | Path) -> dict[str, np.ndarray]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from spinedx.annotations import sha256_file
+from spinedx.io import write_text
 from spinedx.runtime import code_version, environment
 
 PROVENANCE_FORMAT = "spinedx-provenance/1"
@@ -71,8 +72,4 @@ def build(results_dir, images_path, cases_path, config: dict, outputs=(), workfl
 
 
 def write(record: dict, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(record, indent=1) + "\n")
-    partial.replace(path)
+    write_text(json.dumps(record, indent=1) + "\n", path)
