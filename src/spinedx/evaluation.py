@@ -111,13 +111,19 @@ def _as_label_prob_arrays(labels, probs) -> tuple[np.ndarray, np.ndarray]:
     return labels.astype(np.int64), probs
 
 
+def positive_calls(probs, threshold: float = 0.5) -> np.ndarray:
+    """The study's decision rule: positive when the probability is strictly above the
+    threshold (one definition for tables, figures and Grad-CAM)."""
+    return np.asarray(probs) > threshold
+
+
 def confusion_counts(labels, probs, threshold: float = 0.5) -> dict[str, int]:
     """2x2 counts of the decisions ``probs > threshold`` (strict) against ``labels``.
 
     Returns ``dict(tp=, fp=, fn=, tn=)`` of Python ints.
     """
     labels, probs = _as_label_prob_arrays(labels, probs)
-    positive_call = probs > threshold
+    positive_call = positive_calls(probs, threshold)
     is_positive = labels == 1
     return {
         "tp": int(np.sum(positive_call & is_positive)),
@@ -284,7 +290,7 @@ def _summarise_clusters(labels, probs, clusters, threshold: float) -> _ClusterSu
     pos_code, pos_ids = pd.factorize(cluster_code[is_pos])
     neg_code, neg_ids = pd.factorize(cluster_code[~is_pos])
     n_pos_clusters, n_neg_clusters = len(pos_ids), len(neg_ids)
-    positive_call = probs > threshold
+    positive_call = positive_calls(probs, threshold)
 
     # Mann-Whitney counts per (positive image, negative cluster) without an image-by-image
     # matrix: negative images are sorted by the key (cluster, dense rank of score), so

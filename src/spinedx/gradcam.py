@@ -26,6 +26,7 @@ from spinedx import models
 from spinedx.annotations import open_image
 from spinedx.case_level import aggregate
 from spinedx.errors import InputError
+from spinedx.evaluation import positive_calls
 from spinedx.io import write_csv
 from spinedx.plotting import HEATMAP_CMAP, PAGE_WIDTH, PALETTE, pyplot, save_figure
 from spinedx.preprocessing import align, crop_box, read_cache, to_grayscale_uint8
@@ -171,7 +172,7 @@ def case_decisions(image_predictions: pd.DataFrame, sequence: str, threshold: fl
     cases = case_predictions[(case_predictions["input"] == sequence) & (case_predictions["model"] == "ensemble")
                              & (case_predictions["cohort"] == "external")]
     cases = cases[["patient_id", "label", "prob"]].rename(columns={"prob": "case_prob"})
-    predicted = (cases["case_prob"] > threshold).astype(int)
+    predicted = positive_calls(cases["case_prob"], threshold).astype(int)
     return cases.assign(predicted=predicted, correct=predicted == cases["label"])
 
 
