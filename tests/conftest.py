@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -13,9 +14,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from spinedx import config as configuration
-
 REPO = Path(__file__).resolve().parents[1]
+# The tests test the checkout they live in, also when another checkout's spinedx is the
+# one installed (editable) in the environment, e.g. a second clone or git worktree.
+sys.path.insert(0, str(REPO / "src"))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
+from spinedx import config as configuration  # noqa: E402  (after the path above)
+
 SHARED = REPO.parent / "shared"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
