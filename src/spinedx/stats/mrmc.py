@@ -247,6 +247,8 @@ def _t_two_sided(statistic: float, df: float) -> float:
 
 
 def _ratio(numerator: float, denominator: float) -> float:
+    if math.isnan(denominator):
+        return math.nan
     if denominator > 0:
         return numerator / denominator
     return math.nan if numerator == 0 or math.isnan(numerator) else math.inf
@@ -320,6 +322,9 @@ def obuchowski_rockette(data: pd.DataFrame, *, analysis: str = "RRRC",
     z_quantile = float(special.ndtri(0.5 + level / 2))
     ms_t, ms_tr = squares["ms_t"], squares["ms_tr"]
     var_e, cov1, cov2, cov3 = errors["var_E"], errors["cov1"], errors["cov2"], errors["cov3"]
+    # Reader-pair covariances exist only with two or more readers; with one (FRRC) their
+    # terms carry the factor r - 1 = 0 anyway.
+    between_readers = max(cov2 - cov3, 0.0) if r > 1 else 0.0
 
     # Reader AUCs with their own case-sampling standard errors.
     reader_se = np.sqrt(np.clip(np.diag(auc_covariance), 0, None)).reshape(t, r)
@@ -331,11 +336,11 @@ def obuchowski_rockette(data: pd.DataFrame, *, analysis: str = "RRRC",
 
     # Denominator of the global test (also the variance scale of differences) and its df.
     if analysis == "RRRC":
-        denominator = ms_tr + r * max(cov2 - cov3, 0.0)
+        denominator = ms_tr + r * between_readers
         df2 = _ratio(denominator**2, ms_tr**2 / squares["df_tr"]) if t > 1 else math.nan
         df_difference = df2
     elif analysis == "FRRC":
-        denominator = var_e - cov1 + (r - 1) * max(cov2 - cov3, 0.0)
+        denominator = var_e - cov1 + (r - 1) * between_readers
         df2 = df_difference = math.inf
     else:
         denominator = ms_tr
@@ -350,7 +355,7 @@ def obuchowski_rockette(data: pd.DataFrame, *, analysis: str = "RRRC",
             scale = ms_r_i + r * max(cov2_i, 0.0)
             df_i = _ratio(scale**2, ms_r_i**2 / (r - 1))
         elif analysis == "FRRC":
-            scale = var_e_i + (r - 1) * max(cov2_i, 0.0)
+            scale = var_e_i + ((r - 1) * max(cov2_i, 0.0) if r > 1 else 0.0)
             df_i = math.inf
         else:
             scale, df_i = ms_r_i, float(r - 1)
@@ -392,9 +397,12 @@ def obuchowski_rockette(data: pd.DataFrame, *, analysis: str = "RRRC",
                    "ms_tr": ms_tr, "denominator": denominator,
                    "name": "X2" if analysis == "FRRC" else "F"}
 
-    var_tr = ms_tr - var_e + cov1 + cov2 - cov3 if t > 1 else math.nan
-    var_r = ((squares["ms_r"] - var_e - (t - 1) * cov1 + cov2 + (t - 1) * cov3
-              - (var_tr if t > 1 else 0.0)) / t)
+    if t > 1:
+        var_tr = ms_tr - var_e + cov1 + cov2 - cov3
+        var_r = (squares["ms_r"] - var_e - (t - 1) * cov1 + cov2 + (t - 1) * cov3 - var_tr) / t
+    else:  # one modality: the reader-by-modality interaction is part of var_R
+        var_tr = math.nan
+        var_r = squares["ms_r"] - var_e + cov2
     components = {"var_R": var_r, "var_TR": var_tr, "cov1": cov1, "cov2": cov2, "cov3": cov3,
                   "var_E": var_e, "rho1": _ratio(cov1, var_e), "rho2": _ratio(cov2, var_e),
                   "rho3": _ratio(cov3, var_e)}
