@@ -126,6 +126,19 @@ def test_contrast_test_of_two_readings_is_the_squared_paired_z(tied_readings):
     assert delong.delong_contrast_test(labels, scores)["df"] == 2
 
 
+def test_one_case_of_a_class_gives_an_auc_but_no_variance():
+    labels, scores = [1, 0, 0, 0], [[0.9, 0.1, 0.5, 0.95], [0.2, 0.1, 0.3, 0.4]]
+    auc, covariance = delong.delong_covariance(labels, scores)
+    np.testing.assert_array_equal(auc, [2 / 3, 1 / 3])
+    assert np.isnan(covariance).all()
+    paired = delong.paired_delong_test(labels, scores[0], scores[1])
+    assert paired["difference"] == pytest.approx(1 / 3)
+    assert all(math.isnan(paired[key]) for key in ("se", "z", "p", "ci_lo", "ci_hi"))
+    interval = delong.auc_confidence_interval(labels, scores[0])
+    assert math.isnan(interval["auc_lo"]) and math.isnan(interval["auc_hi"])
+    assert math.isnan(delong.delong_contrast_test(labels, scores)["p"])
+
+
 @pytest.mark.parametrize("labels, scores", [
     ([1, 1, 1], [0.2, 0.3, 0.4]),          # one class
     ([1, 0, 2], [0.2, 0.3, 0.4]),          # not 0/1

@@ -74,7 +74,11 @@ class StructuralComponents:
         return self.v01.shape[1]
 
     def covariance(self) -> np.ndarray:
-        """``S10 / m + S01 / n`` (k x k), DeLong et al. (1988) eq. for the AUC covariance."""
+        """``S10 / m + S01 / n`` (k x k), DeLong et al. (1988) eq. for the AUC covariance;
+        NaN with fewer than 2 positive or 2 negative cases (no sample covariance)."""
+        k = self.auc.size
+        if self.n_positive < 2 or self.n_negative < 2:
+            return np.full((k, k), np.nan)
         s10 = np.atleast_2d(np.cov(self.v10, ddof=1))
         s01 = np.atleast_2d(np.cov(self.v01, ddof=1))
         return s10 / self.n_positive + s01 / self.n_negative
@@ -151,10 +155,11 @@ def auc_confidence_interval(labels, scores, level: float = 0.95) -> dict[str, fl
     [0, 1] (the interval pROC's ``ci.auc(method="delong")`` reports)."""
     z = _check_level(level)
     auc, covariance = delong_covariance(labels, np.asarray(scores, dtype=float).reshape(1, -1))
-    se = math.sqrt(max(covariance[0, 0], 0.0))
+    se = math.sqrt(max(covariance[0, 0], 0.0)) if not np.isnan(covariance[0, 0]) else math.nan
     estimate = float(auc[0])
-    return {"auc": estimate, "se": se,
-            "auc_lo": max(0.0, estimate - z * se), "auc_hi": min(1.0, estimate + z * se)}
+    # np.clip keeps a NaN bound NaN (the builtin min/max would not).
+    lo, hi = np.clip([estimate - z * se, estimate + z * se], 0.0, 1.0)
+    return {"auc": estimate, "se": se, "auc_lo": float(lo), "auc_hi": float(hi)}
 
 
 def paired_delong_test(labels, scores_a, scores_b, level: float = 0.95) -> dict[str, float]:
@@ -169,14 +174,16 @@ def paired_delong_test(labels, scores_a, scores_b, level: float = 0.95) -> dict[
     difference = float(auc[0] - auc[1])
     variance = float(covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1])
     # Identical readings have a difference of exactly 0 and a variance of 0 up to rounding.
-    se = math.sqrt(max(variance, 0.0))
-    if se > 0:
+    se = math.sqrt(max(variance, 0.0)) if not math.isnan(variance) else math.nan
+    if math.isnan(se):
+        z = math.nan
+    elif se > 0:
         z = difference / se
     else:
         z = 0.0 if difference == 0 else math.copysign(math.inf, difference)
     return {
         "auc_a": float(auc[0]), "auc_b": float(auc[1]), "difference": difference, "se": se,
-        "z": z, "p": 1.0 if z == 0 else _two_sided_normal_p(z),
+        "z": z, "p": 1.0 if z == 0 else _two_sided_normal_p(z),  # NaN z gives NaN p
         "ci_lo": difference - zq * se, "ci_hi": difference + zq * se,
         "var_a": float(covariance[0, 0]), "var_b": float(covariance[1, 1]),
         "cov_ab": float(covariance[0, 1]),
@@ -235,6 +242,9 @@ def delong_contrast_test(labels, scores, contrast=None) -> dict:
         raise InputError(f"contrast must have {k} columns (one per reading), got {contrast.shape}")
     estimate = contrast @ auc
     middle = contrast @ covariance @ contrast.T
+    if not np.isfinite(middle).all():  # fewer than 2 cases of a class: no covariance
+        return {"auc": auc, "covariance": covariance, "estimate": estimate,
+                "chi2": math.nan, "df": 0, "p": math.nan}
     df = int(np.linalg.matrix_rank(middle))
     chi2 = float(estimate @ np.linalg.pinv(middle) @ estimate) if df else math.nan
     p = float(special.chdtrc(df, chi2)) if df else math.nan
