@@ -75,7 +75,7 @@ import pandas as pd
 from spinedx.errors import InputError
 from spinedx.stats.delong import structural_components
 
-__all__ = ["ANALYSES", "COVARIANCE_METHODS", "ORResult", "obuchowski_rockette",
+__all__ = ["ANALYSES", "COVARIANCE_METHODS", "ORResult", "ReaderStudy", "obuchowski_rockette",
            "reader_case_table", "simulate_roe_metz"]
 
 ANALYSES = ("RRRC", "FRRC", "RRFC")
@@ -83,8 +83,9 @@ COVARIANCE_METHODS = ("jackknife", "delong")
 
 
 @dataclass(frozen=True)
-class _Ratings:
-    """A fully crossed study as arrays: ratings (t, r, c), truth (c,)."""
+class ReaderStudy:
+    """A checked, fully crossed reader study as arrays: ratings (modality, reader, case),
+    truth (case,), and the level names in array order."""
 
     ratings: np.ndarray
     truth: np.ndarray
@@ -95,7 +96,7 @@ class _Ratings:
 
 def reader_case_table(data: pd.DataFrame, *, reader: str = "reader", case: str = "case",
                       modality: str = "modality", truth: str = "truth", rating: str = "rating",
-                      modalities=None, source: str = "reader study") -> _Ratings:
+                      modalities=None, source: str = "reader study") -> ReaderStudy:
     """Check a long table (one row per reader x case x modality) and turn it into arrays.
 
     ``modalities`` fixes their order (differences are reported as first minus second);
@@ -158,10 +159,10 @@ def reader_case_table(data: pd.DataFrame, *, reader: str = "reader", case: str =
     if min(n_positive, truth_values.size - n_positive) < 2:
         raise InputError(f"{source}: need at least 2 positive and 2 negative cases, got "
                          f"{n_positive} positive of {truth_values.size}")
-    return _Ratings(ratings, truth_values, modality_levels, reader_levels, case_levels)
+    return ReaderStudy(ratings, truth_values, modality_levels, reader_levels, case_levels)
 
 
-def _auc_covariance(study: _Ratings, method: str) -> tuple[np.ndarray, np.ndarray]:
+def _auc_covariance(study: ReaderStudy, method: str) -> tuple[np.ndarray, np.ndarray]:
     """Reader AUCs (t, r) and their covariance over case samples ((t r) x (t r)),
     row/column index ``i * r + j`` for modality i, reader j."""
     t, r, c = study.ratings.shape
