@@ -1,0 +1,120 @@
+"""The paired-comparison table: models (or readers, inputs, fusion vs image-only)
+compared on the same cases by AUC (DeLong), sensitivity and specificity (exact McNemar,
+Newcombe interval), with multiplicity-adjusted p-values.
+
+One row per (comparison, metric); differences are model_a minus model_b. Decisions are
+the study's rule (positive when the probability is strictly above the threshold,
+:func:`spinedx.evaluation.positive_calls`) unless given explicitly (e.g. a reader's own
+binary calls). Rows are case-level: pass one prediction per patient.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+from spinedx.errors import InputError
+from spinedx.evaluation import positive_calls
+from spinedx.stats.delong import paired_delong_test
+from spinedx.stats.mcnemar import paired_accuracy
+from spinedx.stats.multiplicity import adjust_pvalues
+
+__all__ = ["COLUMNS", "METRICS", "paired_comparison_table"]
+
+METRICS = ("auc", "sensitivity", "specificity")
+COLUMNS = ["comparison", "model_a", "model_b", "metric", "test", "n", "estimate_a",
+           "estimate_b", "difference", "ci_lo", "ci_hi", "statistic", "p", "p_adjusted",
+           "adjustment", "only_a_correct", "only_b_correct"]
+
+
+def _threshold_of(threshold, model: str) -> float:
+    if isinstance(threshold, Mapping):
+        if model not in threshold:
+            raise InputError(f"no threshold given for model {model!r}")
+        return float(threshold[model])
+    return float(threshold)
+
+
+def paired_comparison_table(labels, scores: Mapping[str, Sequence[float]],
+                            comparisons: Sequence[tuple[str, str]] | None = None, *,
+                            threshold: float | Mapping[str, float] = 0.5,
+                            calls: Mapping[str, Sequence[int]] | None = None,
+                            metrics: Sequence[str] = METRICS, level: float = 0.95,
+                            adjust: str = "holm", family: str = "all") -> pd.DataFrame:
+    """Compare models pairwise on the same cases.
+
+    ``labels``: 0/1 per case. ``scores``: model name -> probability (or rating) per case,
+    all in the order of ``labels``. ``comparisons``: (model_a, model_b) pairs; default
+    every pair in the order of ``scores``. ``threshold``: one value or one per model;
+    ``calls``: explicit 0/1 decisions per model, used instead of thresholding.
+    ``adjust``: "holm" or "bonferroni" over the family of rows: ``family="all"`` (every
+    row of the table) or ``"metric"`` (separately per metric).
+
+    Columns: see ``COLUMNS``. ``statistic`` is DeLong's z for AUC and empty for McNemar
+    (its p is exact); ``only_a_correct`` / ``only_b_correct`` are McNemar's discordant
+    counts. A metric that cannot be computed (a class absent) gives NaN, not an error.
+    """
+    if family not in ("all", "metric"):
+        raise InputError(f"family must be 'all' or 'metric', got {family!r}")
+    unknown_metrics = set(metrics) - set(METRICS)
+    if unknown_metrics:
+        raise InputError(f"unknown metric(s) {sorted(unknown_metrics)}; choose from {METRICS}")
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.isin(labels, (0, 1)).all():
+        raise InputError("labels must be a 1-D sequence of 0/1 (1 = positive case)")
+    arrays = {}
+    for name, values in scores.items():
+        values = np.asarray(values, dtype=float)
+        if values.shape != labels.shape:
+            raise InputError(f"scores of {name!r} have shape {values.shape}, labels {labels.shape}")
+        if not np.isfinite(values).all():
+            raise InputError(f"scores of {name!r} must all be finite")
+        arrays[name] = values
+    if comparisons is None:
+        comparisons = list(combinations(arrays, 2))
+    for pair in comparisons:
+        missing = [name for name in pair if name not in arrays]
+        if len(pair) != 2 or missing:
+            raise InputError(f"comparison {pair!r} must name two models of scores; "
+                             f"unknown: {missing}")
+
+    def decisions(model: str) -> np.ndarray:
+        if calls is not None and model in calls:
+            return np.asarray(calls[model]).astype(int)
+        return positive_calls(arrays[model], _threshold_of(threshold, model)).astype(int)
+
+    both_classes = 0 < labels.sum() < labels.size
+    rows = []
+    for model_a, model_b in comparisons:
+        base = {"comparison": f"{model_a} vs {model_b}", "model_a": model_a, "model_b": model_b}
+        if "auc" in metrics:
+            row = dict(base, metric="auc", test="DeLong", n=int(labels.size),
+                       only_a_correct=math.nan, only_b_correct=math.nan)
+            if both_classes:
+                result = paired_delong_test(labels, arrays[model_a], arrays[model_b], level)
+                row.update(estimate_a=result["auc_a"], estimate_b=result["auc_b"],
+                           difference=result["difference"], ci_lo=result["ci_lo"],
+                           ci_hi=result["ci_hi"], statistic=result["z"], p=result["p"])
+            rows.append(row)
+        accuracy_metrics = [metric for metric in ("sensitivity", "specificity") if metric in metrics]
+        if accuracy_metrics:
+            paired = paired_accuracy(labels, decisions(model_a), decisions(model_b), level)
+            for metric in accuracy_metrics:
+                result = paired[metric]
+                rows.append(dict(base, metric=metric, test="McNemar exact", n=result["n"],
+                                 estimate_a=result["estimate_a"], estimate_b=result["estimate_b"],
+                                 difference=result["difference"], ci_lo=result["ci_lo"],
+                                 ci_hi=result["ci_hi"], statistic=math.nan, p=result["p"],
+                                 only_a_correct=result["b"], only_b_correct=result["c"]))
+    table = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    table["adjustment"] = f"{adjust} ({'all rows' if family == 'all' else 'within metric'})"
+    if family == "all":
+        table["p_adjusted"] = adjust_pvalues(table["p"].to_numpy(float), adjust)
+    else:
+        for _, index in table.groupby("metric", sort=False).groups.items():
+            table.loc[index, "p_adjusted"] = adjust_pvalues(table.loc[index, "p"].to_numpy(float), adjust)
+    return table
