@@ -63,7 +63,7 @@ def read_nifti(path, *, max_voxels: int) -> Volume:
     values = data.astype(np.float32)
     if not finite.all() or not np.all(np.isfinite(values)):
         bad = int(data.size - np.count_nonzero(finite & np.isfinite(values)))
-        raise InputError(f"{path}: {bad} voxels are NaN, infinite or beyond float32 after "
+        raise InputError(f"{path}: {bad} voxel(s) are NaN, infinite or beyond float32 after "
                          "scl_slope/scl_inter; fix the export (replace them with a background "
                          "value) or the header's scaling")
     del data, finite
