@@ -14,7 +14,9 @@ are read to refuse mixed or multi-frame folders and then dropped. Nothing return
 a header value beyond geometry and voxels, and error messages name files, counts and
 distances computed from geometry, never a header element's text. Decoder exceptions
 appear by type name only and are not chained (``from None``): a printed traceback would
-otherwise show pydicom's own message, which may quote elements.
+otherwise show pydicom's own message, which may quote elements. For the same reason
+pydicom's warnings and its logger (which quote invalid values) are silenced while a
+series is read.
 
 Not supported, refused with the fix: multi-frame (enhanced) DICOM, where each frame's
 geometry lives in per-frame functional groups; converting with dcm2niix to NIfTI is the
@@ -26,6 +28,9 @@ be an image slice of the series.
 
 from __future__ import annotations
 
+import logging
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -72,15 +77,30 @@ def read_dicom_series(folder, *, max_voxels: int) -> Volume:
     """The series in ``folder`` as a canonical float32 :class:`Volume` (scanner units)."""
     folder = Path(folder)
     files = _slice_files(folder)
-    headers = [_read_header(path) for path in files]
-    geometry = _check_series(folder, files, headers)
-    rows, columns = geometry["rows"], geometry["columns"]
-    check_voxel_limit(folder, (len(files), rows, columns), max_voxels)
-    order = geometry["order"]
-    array = np.empty((len(files), rows, columns), dtype=np.float32)
-    for slot, index in enumerate(order):
-        array[slot] = _read_pixels(files[index], rows, columns)
+    with _pydicom_silenced():
+        headers = [_read_header(path) for path in files]
+        geometry = _check_series(folder, files, headers)
+        rows, columns = geometry["rows"], geometry["columns"]
+        check_voxel_limit(folder, (len(files), rows, columns), max_voxels)
+        order = geometry["order"]
+        array = np.empty((len(files), rows, columns), dtype=np.float32)
+        for slot, index in enumerate(order):
+            array[slot] = _read_pixels(files[index], rows, columns)
     return to_canonical(array, geometry["affine"])
+
+
+@contextmanager
+def _pydicom_silenced():
+    """No pydicom warning or log record while reading: they quote element values."""
+    logger = logging.getLogger("pydicom")
+    disabled = logger.disabled
+    logger.disabled = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.disabled = disabled
 
 
 def _slice_files(folder: Path) -> list[Path]:
@@ -124,6 +144,15 @@ def _read_header(path: Path):
     if _integer(header.get("Rows"), 0) < 1 or _integer(header.get("Columns"), 0) < 1:
         raise InputError(f"{path}: DICOM file without an image (no Rows/Columns: a report, "
                          "DICOMDIR or structure set); move it out of the series folder")
+    for name in ("RescaleSlope", "RescaleIntercept"):
+        try:
+            value = header.get(name)
+            finite = value is None or np.isfinite(float(value))
+        except (TypeError, ValueError, OverflowError):
+            finite = False
+        if not finite:
+            raise InputError(f"{path}: {name} is not a number, so the voxels have no scanner "
+                             "units; export the series again from the scanner/PACS") from None
     return header
 
 
@@ -223,7 +252,7 @@ def _read_pixels(path: Path, rows: int, columns: int) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut
 
     try:
-        dataset = pydicom.dcmread(path, specific_tags=list(READ_ATTRIBUTES))
+        dataset = pydicom.dcmread(path, specific_tags=[*PIXEL_ATTRIBUTES, "Rows", "Columns"])
         if "PixelData" not in dataset:
             raise InputError(f"{path}: DICOM file without pixel data; move it out of the "
                              "series folder or export the series again")
