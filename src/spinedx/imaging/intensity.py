@@ -76,8 +76,9 @@ def check_recipe(recipe) -> None:
     """Raise ValueError unless ``recipe`` is a complete, JSON-plain intensity recipe."""
     if not isinstance(recipe, dict) or recipe.get("kind") not in ("ct_window", "percentile"):
         raise ValueError("an intensity recipe is a dict with kind 'ct_window' or 'percentile'")
-    if json.loads(json.dumps(recipe)) != recipe:
-        raise ValueError("an intensity recipe holds only JSON values (str, number, list, dict)")
+    if not _plain(recipe) or json.loads(json.dumps(recipe)) != recipe:
+        raise ValueError("an intensity recipe holds only JSON values (str, number, list, dict; "
+                         "plain Python types, no numpy scalars, no NaN)")
     if recipe["kind"] == "ct_window":
         windows = recipe.get("windows")
         if set(recipe) != {"kind", "windows"} or not isinstance(windows, list) or not windows:
@@ -96,6 +97,15 @@ def check_recipe(recipe) -> None:
             raise ValueError("percentile low and high satisfy 0 <= low < high <= 100")
         if recipe["region"] not in REGIONS:
             raise ValueError(f"percentile region is one of {REGIONS}")
+
+
+def _plain(value) -> bool:
+    """Only built-in JSON types (checkpoints load with weights_only, which refuses others)."""
+    if type(value) is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if type(value) is list:
+        return all(_plain(v) for v in value)
+    return type(value) in (str, int, float, bool) or value is None
 
 
 def _number(value) -> bool:
