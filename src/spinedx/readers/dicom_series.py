@@ -42,7 +42,7 @@ GEOMETRY_ATTRIBUTES = ("ImagePositionPatient", "ImageOrientationPatient", "Pixel
                        "Rows", "Columns", "NumberOfFrames")
 PIXEL_ATTRIBUTES = ("SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated",
                     "BitsStored", "HighBit", "PixelRepresentation", "PixelData",
-                    "RescaleSlope", "RescaleIntercept", "RescaleType", "ModalityLUTSequence")
+                    "RescaleSlope", "RescaleIntercept", "ModalityLUTSequence")
 # Read to refuse folders that are not one single-frame series; never returned.
 CHECK_ATTRIBUTES = ("SeriesInstanceUID", "SOPClassUID")
 READ_ATTRIBUTES = GEOMETRY_ATTRIBUTES + PIXEL_ATTRIBUTES + CHECK_ATTRIBUTES
@@ -127,8 +127,9 @@ def _read_header(path: Path):
     try:
         header = pydicom.dcmread(path, specific_tags=[a for a in READ_ATTRIBUTES if a != "PixelData"])
     except InvalidDicomError as error:
-        raise InputError(f"{path}: not a DICOM file; move every file that is not a slice of the "
-                         "series out of its folder") from None
+        raise InputError(f"{path}: not a DICOM file (no DICM preamble); move every file that "
+                         "is not a slice of the series out of its folder, or re-export the "
+                         "series as standard DICOM files") from None
     except (OSError, ValueError, TypeError, AttributeError, KeyError, EOFError,
             NotImplementedError, RuntimeError) as error:
         # Only the exception type: pydicom messages may quote header elements.

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from spinedx.errors import InputError
-from spinedx.io import atomic_output
 from spinedx.readers.volume import Volume, check_voxel_limit, to_canonical
 
 SUFFIXES = (".nii", ".nii.gz")
@@ -111,6 +110,8 @@ def write_nifti(volume: Volume, path) -> Path:
     file holds voxels and geometry only.
     """
     import nibabel as nib
+
+    from spinedx.io import atomic_output  # imports pandas: only writers pay for it
 
     path = Path(path)
     # Array (z, y, x) -> file (x, y, z): index (i, j, k) of the file is (x, y, z) here.

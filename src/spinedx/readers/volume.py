@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from nibabel import orientations
 
 from spinedx.errors import InputError
 
@@ -77,6 +76,8 @@ class Volume:
     @property
     def orientation(self) -> str:
         """Direction each array axis increases toward, in array axis order (e.g. "SPL")."""
+        from nibabel import orientations  # here: nibabel's package import takes ~1 s
+
         return "".join(orientations.aff2axcodes(self.affine, labels=LPS_LABELS))
 
     def voxel_to_world(self, indices) -> np.ndarray:
@@ -108,6 +109,8 @@ def to_canonical(array: np.ndarray, affine_lps: np.ndarray) -> Volume:
     ``affine_lps`` maps the given array's indices to LPS mm. No interpolation: voxel values
     are only moved, and the returned affine maps each moved voxel to the same world point.
     """
+    from nibabel import orientations
+
     affine_lps = np.asarray(affine_lps, dtype=np.float64)
     current = orientations.io_orientation(affine_lps)
     transform = orientations.ornt_transform(current, _CANONICAL_ORNT)
