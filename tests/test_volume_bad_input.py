@@ -8,7 +8,6 @@ handling.
 from __future__ import annotations
 
 import gzip
-import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -363,4 +362,3 @@ def test_the_voxel_limit_is_checked_before_decoding(tmp_path, monkeypatch):
     monkeypatch.setattr(nib.Nifti1Image, "get_fdata", lambda *a, **k: pytest.fail("decoded"))
     with pytest.raises(InputError, match="exceeds the limit"):
         read_volume(path, max_voxels=LIMIT)
-    shutil.rmtree(folder)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 

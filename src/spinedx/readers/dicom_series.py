@@ -126,7 +126,7 @@ def _read_header(path: Path):
 
     try:
         header = pydicom.dcmread(path, specific_tags=[a for a in READ_ATTRIBUTES if a != "PixelData"])
-    except InvalidDicomError as error:
+    except InvalidDicomError:
         raise InputError(f"{path}: not a DICOM file (no DICM preamble); move every file that "
                          "is not a slice of the series out of its folder, or re-export the "
                          "series as standard DICOM files") from None
