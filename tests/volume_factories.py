@@ -162,7 +162,7 @@ def write_series(folder: Path, native, native_affine, *, slope=1.0, intercept=-1
                               column_direction=column_direction, pixel_spacing=pixel_spacing,
                               slope=slope, intercept=intercept, series_uid=series_uid,
                               instance=count - s, extra=extra)
-        name = (names[s] if names else f"IMG{(7 * (count - s)) % 97:04d}.dcm")
+        name = names[s] if names else f"IMG{count - s:05d}.dcm"  # unique, against slice order
         path = folder / name
         dataset.save_as(path, enforce_file_format=True)
         paths.append(path)
