@@ -296,7 +296,8 @@ def random_cases(seed, n_cases=10):
                 ball = np.linalg.norm(grid - centre, axis=-1) <= radius
                 mask[tuple((np.argwhere(ball) + offset).T)] = 1
             if kind in ("candidate", "both"):
-                c_centre = np.clip(centre + rng.choice([-2, -1, 0, 1, 2], p=[0.1, 0.2, 0.4, 0.2, 0.1], size=3) * (kind == "both"), 3, 8)
+                jitter = rng.choice([-2, -1, 0, 1, 2], p=[0.1, 0.2, 0.4, 0.2, 0.1], size=3) * (kind == "both")
+                c_centre = np.clip(centre + jitter, 3, 8)
                 c_radius = np.clip(radius + rng.choice([-0.5, 0.0, 0.5]), 1.0, 2.5)
                 distance = np.linalg.norm(grid - c_centre, axis=-1)
                 peak = rng.integers(12 if kind == "both" else 4, 33) / 32
@@ -447,7 +448,8 @@ def test_intervals_equal_explicit_resampling(random_study):
     np.testing.assert_allclose(result.summary["ci_lo"], np.nanpercentile(values, 2.5, axis=0), rtol=1e-12)
     np.testing.assert_allclose(result.summary["ci_hi"], np.nanpercentile(values, 97.5, axis=0), rtol=1e-12)
     np.testing.assert_allclose(result.size_bands["ci_lo"], np.nanpercentile(band_values, 2.5, axis=0), rtol=1e-12)
-    assert result.summary["metric"].tolist()[:3] == ["lesion_sensitivity", "fp_per_case", "sensitivity_at_0.125_fp_per_case"]
+    names = result.summary["metric"].tolist()
+    assert names[:3] == ["lesion_sensitivity", "fp_per_case", "sensitivity_at_0.125_fp_per_case"]
     assert result.summary["metric"].tolist()[-2:] == ["cpm", "case_auc"]
     assert (result.summary["ci_lo"] <= result.summary["ci_hi"]).all()
     assert result.settings["n_lesions"] == sum(m.n_lesions for m in matches)

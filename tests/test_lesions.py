@@ -134,6 +134,20 @@ def test_index_to_world_with_direction():
     assert lesion.centroid_world == (98.0, 12.0, 6.0)
 
 
+def test_world_from_an_affine_like_a_volume_reader():
+    # a Volume's affine maps (z, y, x, 1) to LPS (x, y, z): array x -> world x, etc.
+    affine = np.array([[0, 0, 0.5, -10], [0, 1.0, 0, 20], [2.0, 0, 0, 30], [0, 0, 0, 1]])
+    found = extract_candidates(two_blobs(), SPACING, threshold=0.3, affine=affine)
+    # cube centroid (1.5, 1.5, 1.5): x = -10 + 0.75, y = 20 + 1.5, z = 30 + 3
+    assert found.regions[0].centroid_world == (-9.25, 21.5, 33.0)
+    mask = (two_blobs() > 0.3).astype(np.uint16)
+    assert lesions_from_mask(mask, SPACING, affine=affine).regions[1].centroid_world == (-7.5, 25.0, 38.0)
+    with pytest.raises(InputError, match="disagrees"):
+        extract_candidates(two_blobs(), (1, 1, 1), threshold=0.3, affine=affine)
+    with pytest.raises(InputError, match="not both"):
+        extract_candidates(two_blobs(), SPACING, threshold=0.3, affine=affine, origin=(1, 0, 0))
+
+
 @pytest.mark.parametrize(("call", "message"), [
     (lambda: extract_candidates(np.zeros((3, 3)), (1, 1, 1), threshold=0.5), "3D array"),
     (lambda: extract_candidates(np.full((2, 2, 2), np.nan), (1, 1, 1), threshold=0.5), "NaN"),

@@ -161,5 +161,6 @@ def test_factory_builds_monai_and_deepmedic():
     with pytest.raises(ValueError, match="3D only"):
         segmentation.build_network("basic_unet", in_channels=1, spatial_dims=2)
     torch.manual_seed(0)
-    losses = train_steps(segmentation.build_network("unet", in_channels=2, channels=(4, 8), strides=(2,)), steps=3, output=8)
+    unet = segmentation.build_network("unet", in_channels=2, channels=(4, 8), strides=(2,))
+    losses = train_steps(unet, steps=3, output=8)
     assert losses[-1] < losses[0]

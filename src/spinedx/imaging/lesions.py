@@ -5,11 +5,12 @@ reader's volume plugs in without change):
 
 * a volume is a 3D numpy array indexed ``[z, y, x]`` (slice, row, column);
 * ``spacing`` is the voxel size along ``(z, y, x)`` in millimetres;
-* ``origin`` is the world position (mm) of the centre of voxel ``(0, 0, 0)`` and
-  ``direction`` the 3x3 matrix whose column ``k`` is the world direction of array axis
-  ``k``, both in the same ``(z, y, x)`` order: ``world = origin + direction @ (index *
-  spacing)``. The defaults (zero origin, identity direction) give millimetres from the
-  first voxel along the array axes.
+* world positions (mm) come from a 4x4 ``affine`` mapping ``(z, y, x, 1)`` voxel
+  indices (voxel centres at integers) to world coordinates, as ``Volume.affine`` does
+  (world in LPS ``(x, y, z)`` order there); without one, from ``origin`` (the world
+  position of voxel ``(0, 0, 0)``) and ``direction`` (3x3, column ``k`` = world direction
+  of array axis ``k``): ``world = origin + direction @ (index * spacing)``, world axes in
+  the order of ``direction``'s rows, ``(z, y, x)`` for the default identity.
 
 Components are found with :func:`scipy.ndimage.label` under 6-, 18- or 26-connectivity
 (voxels sharing a face; a face or an edge; a face, an edge or a corner). 26 is the
@@ -23,7 +24,6 @@ This module imports numpy, scipy and pandas only (no torch), so evaluation jobs 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -58,6 +58,8 @@ class Region:
     ``label`` is its value in the owning :class:`ComponentMap`'s ``labels`` array
     (1-based, in raster order of each component's first voxel). ``bbox`` is
     ``(z0, y0, x0, z1, y1, x1)`` with exclusive upper bounds, so ``slices`` cut it out.
+    ``centroid_voxel`` is in (z, y, x) index order, ``centroid_world`` in world (mm)
+    order (see the module docstring: LPS (x, y, z) with a reader's affine).
     """
 
     label: int
@@ -155,10 +157,14 @@ def _structure(connectivity: int) -> np.ndarray:
     return ndimage.generate_binary_structure(3, CONNECTIVITIES[connectivity])
 
 
-def index_to_world(index, spacing, origin=(0.0, 0.0, 0.0), direction=None) -> np.ndarray:
+def index_to_world(index, spacing, origin=(0.0, 0.0, 0.0), direction=None, affine=None) -> np.ndarray:
     """World positions (mm) of voxel coordinates ``index`` (..., 3) in (z, y, x) order:
-    ``origin + direction @ (index * spacing)``."""
+    ``affine @ (index, 1)`` when an affine is given, else ``origin + direction @ (index *
+    spacing)``."""
     index = np.asarray(index, dtype=float)
+    if affine is not None:
+        affine = _check_affine(affine, spacing, origin, direction)
+        return index @ affine[:3, :3].T + affine[:3, 3]
     scaled = index * np.asarray(spacing, dtype=float)
     if direction is not None:
         direction = np.asarray(direction, dtype=float)
@@ -166,6 +172,19 @@ def index_to_world(index, spacing, origin=(0.0, 0.0, 0.0), direction=None) -> np
             raise InputError(f"direction must be a 3x3 matrix; got shape {direction.shape}")
         scaled = scaled @ direction.T
     return scaled + np.asarray(origin, dtype=float)
+
+
+def _check_affine(affine, spacing, origin, direction) -> np.ndarray:
+    affine = np.asarray(affine, dtype=float)
+    if affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise InputError(f"affine must be a finite 4x4 matrix; got shape {affine.shape}")
+    if direction is not None or tuple(np.asarray(origin, dtype=float).ravel()) != (0.0, 0.0, 0.0):
+        raise InputError("give either an affine or origin/direction, not both")
+    columns = np.linalg.norm(affine[:3, :3], axis=0)
+    if not np.allclose(columns, np.asarray(spacing, dtype=float), rtol=1e-6, atol=0):
+        raise InputError(f"spacing {tuple(spacing)} disagrees with the affine's voxel sizes "
+                         f"{tuple(columns.round(6))}; pass the volume's own spacing")
+    return affine
 
 
 def equivalent_diameter_mm(volume_mm3) -> np.ndarray | float:
@@ -199,12 +218,12 @@ def _properties(labels: np.ndarray, n: int) -> _Properties:
     return _Properties(sizes=sizes, centroids=centroids, bboxes=ndimage.find_objects(labels, max_label=n))
 
 
-def _regions(labels, n, spacing, origin, direction, *, probability=None, score="max"):
+def _regions(labels, n, spacing, origin, direction, affine, *, probability=None, score="max"):
     props = _properties(labels, n)
     voxel_mm3 = float(np.prod(spacing))
     volumes = props.sizes * voxel_mm3
     diameters = np.atleast_1d(equivalent_diameter_mm(volumes))
-    world = index_to_world(props.centroids, spacing, origin, direction)
+    world = index_to_world(props.centroids, spacing, origin, direction, affine)
     if probability is not None and n:
         index = np.arange(1, n + 1)
         if score == "max":
@@ -253,8 +272,13 @@ def extract_candidates(
     min_volume_mm3: float = 0.0,
     origin=(0.0, 0.0, 0.0),
     direction=None,
+    affine=None,
 ) -> ComponentMap:
     """Lesion candidates of one probability map.
+
+    ``extract_candidates(volume.array, volume.spacing, affine=volume.affine, ...)`` for
+    a reader's ``Volume``; plain arrays take ``spacing`` (and optionally ``origin``,
+    ``direction``) as documented in the module docstring.
 
     A voxel is foreground when its probability is strictly above ``threshold`` (the
     project's one decision rule: a value equal to the threshold is negative). Each
@@ -285,7 +309,7 @@ def extract_candidates(
         keep = (sizes >= min_size_voxels) & (sizes * float(np.prod(spacing)) >= min_volume_mm3)
         if not keep.all():
             labels, n = _relabel_kept(labels, keep)
-    regions = _regions(labels, n, spacing, origin, direction, probability=probability, score=score)
+    regions = _regions(labels, n, spacing, origin, direction, affine, probability=probability, score=score)
     return ComponentMap(labels=labels, regions=regions, spacing=spacing)
 
 
@@ -297,8 +321,10 @@ def lesions_from_mask(
     connectivity: int = 26,
     origin=(0.0, 0.0, 0.0),
     direction=None,
+    affine=None,
 ) -> ComponentMap:
-    """Ground-truth lesions of one mask volume.
+    """Ground-truth lesions of one mask volume (see :func:`extract_candidates` for the
+    geometry arguments).
 
     ``instances=False``: every non-zero voxel is lesion, and each connected component
     (``connectivity``) is one lesion. ``instances=True``: the mask holds instance labels,
@@ -330,6 +356,6 @@ def lesions_from_mask(
     else:
         labels, n = ndimage.label(mask != 0, structure=_structure(connectivity))
         labels = labels.astype(np.int32, copy=False)
-    regions = _regions(labels, n, spacing, origin, direction)
+    regions = _regions(labels, n, spacing, origin, direction, affine)
     return ComponentMap(labels=labels, regions=regions, spacing=spacing, source_values=source_values)
 

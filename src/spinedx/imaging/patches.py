@@ -23,7 +23,6 @@ numpy only at import; torch and MONAI are imported by the inference function.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -88,9 +87,11 @@ def sample_patch_centres(
     if n - n_lesion and not foreground_voxels.size:
         raise InputError("foreground mask is empty: no voxel to centre the non-lesion patches on; "
                          "pass a mask of the head (or None for the whole volume)")
+    n_foreground = n - n_lesion
     flat = np.concatenate([
         lesion_voxels[rng.integers(0, lesion_voxels.size, n_lesion)] if n_lesion else np.zeros(0, np.int64),
-        foreground_voxels[rng.integers(0, foreground_voxels.size, n - n_lesion)] if n - n_lesion else np.zeros(0, np.int64),
+        foreground_voxels[rng.integers(0, foreground_voxels.size, n_foreground)] if n_foreground
+        else np.zeros(0, np.int64),
     ])
     flat = flat[rng.permutation(flat.size)]
     return np.stack(np.unravel_index(flat, lesion_mask.shape), axis=1).astype(np.int64)

@@ -548,7 +548,8 @@ def bootstrap_case_weights(case_positive, n_boot: int, seed: int) -> np.ndarray:
     for stratum in (True, False):
         columns = np.flatnonzero(case_positive == stratum)
         if columns.size:
-            weights[:, columns] = rng.multinomial(columns.size, np.full(columns.size, 1 / columns.size), size=int(n_boot))
+            uniform = np.full(columns.size, 1 / columns.size)
+            weights[:, columns] = rng.multinomial(columns.size, uniform, size=int(n_boot))
     return weights
 
 
