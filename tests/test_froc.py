@@ -457,6 +457,29 @@ def test_intervals_equal_explicit_resampling(random_study):
     assert again.summary.equals(result.summary)
 
 
+def test_patients_with_several_cases(random_study):
+    _, matches, _ = random_study
+    # patient A has cases 0-2, B cases 3-4 (e.g. visits), the others one case each: the
+    # number of cases per replicate varies, and so does the FP-per-case denominator
+    patients = ["A", "A", "A", "B", "B"] + [f"P{i}" for i in range(5, len(matches))]
+    weights = bootstrap_case_weights([m.is_positive for m in matches], 300, seed=2, patient_ids=patients)
+    assert (weights[:, [0, 0, 1, 3]] == weights[:, [1, 2, 2, 4]]).all()
+    assert len(set(weights.sum(axis=1))) > 3
+    first = [0, 3, *range(5, len(matches))]
+    positive = np.array([any(m.is_positive for m, p in zip(matches, patients) if p == patients[i]) for i in first])
+    assert (weights[:, first][:, positive].sum(axis=1) == positive.sum()).all()
+    edges, threshold, n_boot, seed = [0, 3, 6], 0.5, 30, 9
+    result = evaluate_detection(matches, threshold=threshold, size_bands_mm=edges, n_boot=n_boot, seed=seed,
+                                patient_ids=patients)
+    replicates = [public_metrics(resample(matches, w), threshold, edges)
+                  for w in bootstrap_case_weights([m.is_positive for m in matches], n_boot, seed, patients)]
+    values = np.array([v for v, _ in replicates])
+    np.testing.assert_allclose(result.summary["ci_lo"], np.nanpercentile(values, 2.5, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(result.summary["ci_hi"], np.nanpercentile(values, 97.5, axis=0), rtol=1e-12)
+    with pytest.raises(InputError, match="patient ids"):
+        bootstrap_case_weights([True, False], 5, seed=0, patient_ids=["P1"])
+
+
 def test_bootstrap_replicates_agree_with_picai(random_study):
     cases, matches, _ = random_study
     ids = list(cases)

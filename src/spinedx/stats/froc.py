@@ -45,10 +45,11 @@ Mann-Whitney (ties count one half).
 ``[edges[i], edges[i+1])`` mm; sensitivity at the operating point per band.
 
 **Intervals**: percentile intervals from a patient-level bootstrap: each replicate draws
-cases with replacement (with all their lesions and candidates), stratified by whether
-a case has a lesion so that every replicate has as many lesion-bearing cases as the
-data. A case drawn twice counts twice. Replicates in which a quantity is undefined (a
-size band without lesions) are left out of that quantity's interval. Seeded.
+patients with replacement (with all their cases, lesions and candidates; one case per
+patient unless ``patient_ids`` groups several), stratified by whether a patient has a
+lesion so that every replicate has as many lesion-bearing patients as the data. A
+patient drawn twice counts twice. Replicates in which a quantity is undefined (a size
+band without lesions) are left out of that quantity's interval. Seeded.
 
 Differences from picai_eval 1.4.13 (tested in tests/test_froc.py): picai matches by a
 Hungarian assignment that maximises the number of matches and then the total IoU,
@@ -383,7 +384,7 @@ class _Pooled:
         tp, fp = self.curve(w)
         with np.errstate(invalid="ignore", divide="ignore"):
             sens = np.concatenate([np.zeros((w.shape[0], 1)), tp], axis=1) / self.n_lesions(w)[:, None]
-        fppc = fp / self.n_cases
+        fppc = fp / w.sum(axis=1)[:, None]  # cases in the replicate (patients may hold several)
         # FPs per case never decrease along the curve, so the points within a rate form a
         # prefix and its last point has the highest sensitivity.
         out = np.empty((w.shape[0], len(fp_rates)))
@@ -402,7 +403,7 @@ class _Pooled:
         fp = (w[:, self.fp_case] * (self.fp_score > threshold)).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             return {"n_lesions": n_lesions, "n_detected": detected, "sensitivity": detected / n_lesions,
-                    "n_fp": fp, "fp_per_case": fp / self.n_cases}
+                    "n_fp": fp, "fp_per_case": fp / w.sum(axis=1)}
 
     def auc(self, w: np.ndarray) -> np.ndarray:
         pos, neg = self.case_positive, ~self.case_positive
@@ -538,19 +539,31 @@ class DetectionEvaluation:
     settings: dict
 
 
-def bootstrap_case_weights(case_positive, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n_cases) multiplicities of a stratified case bootstrap: within the
-    lesion-bearing cases and within the others, as many cases drawn with replacement as
-    there are (a multinomial draw of how often each case appears)."""
+def bootstrap_case_weights(case_positive, n_boot: int, seed: int, patient_ids=None) -> np.ndarray:
+    """(n_boot, n_cases) multiplicities of a stratified patient bootstrap: within the
+    lesion-bearing patients and within the others, as many patients drawn with
+    replacement as there are (a multinomial draw of how often each patient appears);
+    every case weighs what its patient does. ``patient_ids`` (one per case; None = each
+    case its own patient) groups cases; a patient is lesion-bearing when any case is."""
     case_positive = np.asarray(case_positive, dtype=bool)
+    if patient_ids is None:
+        patient_of_case = np.arange(case_positive.size)
+    else:
+        patient_ids = list(patient_ids)
+        if len(patient_ids) != case_positive.size:
+            raise InputError(f"{len(patient_ids)} patient ids for {case_positive.size} cases")
+        first = {}
+        patient_of_case = np.array([first.setdefault(p, len(first)) for p in patient_ids])
+    patient_positive = np.zeros(patient_of_case.max() + 1 if patient_of_case.size else 0, dtype=bool)
+    np.logical_or.at(patient_positive, patient_of_case, case_positive)
     rng = np.random.default_rng(seed)
-    weights = np.zeros((int(n_boot), case_positive.size))
+    weights = np.zeros((int(n_boot), patient_positive.size))
     for stratum in (True, False):
-        columns = np.flatnonzero(case_positive == stratum)
+        columns = np.flatnonzero(patient_positive == stratum)
         if columns.size:
             uniform = np.full(columns.size, 1 / columns.size)
             weights[:, columns] = rng.multinomial(columns.size, uniform, size=int(n_boot))
-    return weights
+    return weights[:, patient_of_case]
 
 
 def _metric_rows(pooled: _Pooled, w: np.ndarray, threshold: float, rates, band_masks) -> dict[str, np.ndarray]:
@@ -573,6 +586,7 @@ def evaluate_detection(
     threshold: float,
     fp_rates: Sequence[float] = FP_RATES,
     size_bands_mm: Sequence[float] | None = None,
+    patient_ids: Sequence[str] | None = None,
     n_boot: int = 2000,
     seed: int = 0,
     level: float = 0.95,
@@ -580,8 +594,9 @@ def evaluate_detection(
 ) -> DetectionEvaluation:
     """Lesion sensitivity and FPs per case at ``threshold``, sensitivity at ``fp_rates``,
     CPM, case-level AUC and (with ``size_bands_mm`` edges) sensitivity per size band,
-    each with a percentile interval from ``n_boot`` stratified case-bootstrap replicates
-    (``seed``; ``n_boot = 0`` gives NaN intervals). ``chunk`` replicates are computed at
+    each with a percentile interval from ``n_boot`` stratified patient-bootstrap
+    replicates (``seed``; ``n_boot = 0`` gives NaN intervals). ``patient_ids`` (one per
+    match, in order) groups the cases of one patient; default: one case per patient. ``chunk`` replicates are computed at
     a time to bound memory."""
     pooled = _pooled(matches)
     rates = _check_fp_rates(fp_rates)
@@ -597,7 +612,7 @@ def evaluate_detection(
     lo = dict.fromkeys(estimate, math.nan)
     hi = dict.fromkeys(estimate, math.nan)
     if n_boot:
-        weights = bootstrap_case_weights(pooled.case_positive, int(n_boot), seed)
+        weights = bootstrap_case_weights(pooled.case_positive, int(n_boot), seed, patient_ids)
         parts = [_metric_rows(pooled, weights[i:i + chunk], threshold, rates, masks)
                  for i in range(0, int(n_boot), chunk)]
         tail = 100 * (1 - level) / 2
