@@ -11,8 +11,9 @@ Two pathways of unpadded ("valid") 3x3x3 convolutions look at the same output vo
 
 Their feature maps are concatenated and passed through the "fully connected" layers
 (1x1x1 convolutions) and a final 1x1x1 convolution that gives one logit per output
-channel and voxel. Every convolution is followed by batch normalisation and PReLU, as
-in DeepMedic. Residual connections (``residual_layers``, 1-based as in DeepMedic's
+channel and voxel. Every hidden convolution is followed by batch normalisation and
+PReLU, as in DeepMedic; ``fc_dropout`` drops inputs of the FC layers after the first and
+of the classification layer (DeepMedic uses 0.5 there). Residual connections (``residual_layers``, 1-based as in DeepMedic's
 configuration: layer k adds the input of layer k-1, centre-cropped, to its output; the
 published BRATS model uses (4, 6, 8)) are optional and apply to both pathways.
 
