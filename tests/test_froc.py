@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from spinedx.errors import InputError
-from spinedx.imaging.lesions import equivalent_diameter_mm, extract_candidates, lesions_from_mask
+from spinedx.imaging.components import equivalent_diameter_mm, extract_candidates, lesions_from_mask
 from spinedx.stats.froc import (
     DUPLICATE,
     FALSE_POSITIVE,

@@ -1,7 +1,7 @@
 """Patch-based training and sliding-window inference on volumes.
 
 Volumes are numpy arrays ``(channels, z, y, x)`` (one channel per sequence) or ``(z, y,
-x)`` for masks, as in ``spinedx.imaging.lesions``. A patch of size ``s`` centred on voxel
+x)`` for masks, as in ``spinedx.imaging.components``. A patch of size ``s`` centred on voxel
 ``c`` covers ``[c - s // 2, c - s // 2 + s)`` per axis; parts outside the volume are filled
 with ``pad_value``. A network's input region is its output window plus ``input_margin``
 on each side (``spinedx.models.segmentation``: 0 for MONAI's U-Nets, > 0 for DeepMedic),

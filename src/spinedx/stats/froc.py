@@ -71,7 +71,7 @@ import numpy as np
 import pandas as pd
 
 from spinedx.errors import InputError
-from spinedx.imaging.lesions import ComponentMap
+from spinedx.imaging.components import ComponentMap
 
 __all__ = [
     "CRITERIA",
@@ -247,8 +247,8 @@ def match_case(
     min_iou: float = 0.1,
     duplicates: str = "ignore",
 ) -> CaseMatch:
-    """Match one case's candidates (:func:`~spinedx.imaging.lesions.extract_candidates`)
-    to its lesions (:func:`~spinedx.imaging.lesions.lesions_from_mask`)."""
+    """Match one case's candidates (:func:`~spinedx.imaging.components.extract_candidates`)
+    to its lesions (:func:`~spinedx.imaging.components.lesions_from_mask`)."""
     _check_choice(criterion, CRITERIA, "criterion")
     if not 0 < min_iou <= 1:
         raise InputError(f"min_iou must be in (0, 1]; got {min_iou!r}")

@@ -1,4 +1,4 @@
-"""Tests of spinedx.imaging.lesions: candidates from probability maps, lesions from masks.
+"""Tests of spinedx.imaging.components: candidates from probability maps, lesions from masks.
 
 Expected values are computed by hand in the comments (voxel counts, centroids, volumes).
 """
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from spinedx.errors import InputError
-from spinedx.imaging.lesions import (
+from spinedx.imaging.components import (
     Candidate,
     equivalent_diameter_mm,
     extract_candidates,
@@ -148,6 +148,16 @@ def test_world_from_an_affine_like_a_volume_reader():
         extract_candidates(two_blobs(), SPACING, threshold=0.3, affine=affine, origin=(1, 0, 0))
 
 
+def test_a_reader_volume_plugs_in():
+    volume_module = pytest.importorskip("spinedx.readers.volume")  # merged from the readers' branch
+    affine = np.array([[0, 0, -0.5, 40], [0, 1.0, 0, -20], [2.0, 0, 0, 7], [0, 0, 0, 1]])
+    volume = volume_module.Volume(two_blobs(), affine)
+    found = extract_candidates(volume.array, volume.spacing, threshold=0.3, affine=volume.affine)
+    for region in found.regions:
+        np.testing.assert_allclose(region.centroid_world, volume.voxel_to_world(region.centroid_voxel), rtol=1e-12)
+    assert found.regions[0].volume_mm3 == 8.0
+
+
 @pytest.mark.parametrize(("call", "message"), [
     (lambda: extract_candidates(np.zeros((3, 3)), (1, 1, 1), threshold=0.5), "3D array"),
     (lambda: extract_candidates(np.full((2, 2, 2), np.nan), (1, 1, 1), threshold=0.5), "NaN"),
@@ -165,6 +175,6 @@ def test_bad_input_is_named(call, message):
 
 
 def test_no_torch_import():
-    code = ("import sys; import spinedx.imaging.lesions, spinedx.stats.froc; "
+    code = ("import sys; import spinedx.imaging.components, spinedx.stats.froc; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -1,7 +1,10 @@
 """From probability maps and lesion masks to lesions: connected components and their properties.
 
-Array conventions (the same as ``spinedx.readers.volume.Volume`` will use, so that a
-reader's volume plugs in without change):
+(Named ``components`` because ``spinedx.imaging.lesions`` holds the lesion annotations:
+boxes from CSV rows, mask alignment.)
+
+Array conventions (those of ``spinedx.readers.volume.Volume``, so that a reader's volume
+plugs in without change: ``extract_candidates(v.array, v.spacing, affine=v.affine, ...)``):
 
 * a volume is a 3D numpy array indexed ``[z, y, x]`` (slice, row, column);
 * ``spacing`` is the voxel size along ``(z, y, x)`` in millimetres;
@@ -18,7 +21,8 @@ default because picai_eval, the reference evaluator, labels detection maps and l
 masks with a 3x3x3 block of ones (26-connectivity); with 6 or 18, two candidates that
 touch only diagonally stay apart here but would be merged by picai_eval.
 
-This module imports numpy, scipy and pandas only (no torch), so evaluation jobs stay light.
+This module imports numpy, scipy and pandas only (no torch, no reader), so evaluation jobs
+stay light.
 """
 
 from __future__ import annotations
