@@ -34,7 +34,7 @@ from spinedx.stats.multiclass import (
     reference_class_table,
 )
 
-OPTIONS = dict(n_boot=200, seed=0, level=0.95)
+OPTIONS = dict(n_boot=200, seed=0, level=0.95, stratify="none")
 
 
 def _names(n_classes):
@@ -221,8 +221,8 @@ def test_decisions_alone_give_counts_without_auc():
 @pytest.mark.parametrize("seed", [0, 1])
 def test_wilson_bounds_equal_statsmodels(seed):
     labels, probs, patients = _study(seed, n_classes=4, absent_truth=(3,))
-    tables = multiclass_tables(labels, patients, _names(4), probs=probs,
-                               proportion_intervals="wilson", n_boot=50, seed=0, level=0.9)
+    tables = multiclass_tables(labels, patients, _names(4), probs=probs, proportion_intervals="wilson",
+                               n_boot=50, seed=0, level=0.9, stratify="class")
     per_class, overall = tables["per_class"], tables["overall"].iloc[0]
     for name, successes, total in (("sensitivity", "tp", ("tp", "fn")), ("specificity", "tn", ("tn", "fp")),
                                    ("ppv", "tp", ("tp", "fp")), ("npv", "tn", ("tn", "fn"))):
@@ -293,12 +293,13 @@ def test_bootstrap_replicates_equal_scikit_learn_on_resampled_rows(image_labels)
     labels, probs, patients = _study(3, n_rows=150, n_classes=n_classes, n_patients=40,
                                      image_labels=image_labels)
     decisions = argmax_decisions(probs)
+    stratify = "none" if image_labels else "class"
     tables = multiclass_tables(labels, patients, _names(n_classes), probs=probs, n_boot=n_boot,
                                seed=seed, level=0.9, proportion_intervals="bootstrap",
-                               kappa_weights="linear")
+                               kappa_weights="linear", stratify=stratify)
     rows = multiclass._rows(labels, patients, n_classes, probs, None)
-    strata, rule = multiclass._patient_strata(rows, None)
-    assert rule == ("none" if image_labels else "class")
+    strata, rule = multiclass._patient_strata(rows, stratify)
+    assert rule == stratify
     weights = multiclass._bootstrap_weights(strata, n_boot, seed)
     cluster_ids = pd.factorize(pd.Series(patients, dtype=object))[1]
 
@@ -348,21 +349,32 @@ def test_engine_at_unit_weights_reproduces_point_estimates():
                                                                   abs=1e-12)
 
 
-def test_case_labels_are_stratified_by_class():
+def test_stratify_by_class_keeps_class_counts():
     labels, probs, patients = _study(4, n_classes=5, n_patients=40)
-    tables = multiclass_tables(labels, patients, _names(5), probs=probs,
-                               proportion_intervals="bootstrap", n_boot=300, seed=1, level=0.95)
+    tables = multiclass_tables(labels, patients, _names(5), probs=probs, proportion_intervals="bootstrap",
+                               n_boot=300, seed=1, level=0.95, stratify="class")
     assert tables["overall"].loc[0, "stratification"] == "class"
     assert (tables["per_class"]["replicates_with_class"] == 300).all()
     # Each replicate draws as many patients of each class as the data holds.
     rows = multiclass._rows(labels, patients, 5, probs, None)
-    strata, _ = multiclass._patient_strata(rows, None)
+    strata, _ = multiclass._patient_strata(rows, "class")
     weights = multiclass._bootstrap_weights(strata, 300, 1)
     for k in range(5):
         assert (weights[:, strata == k].sum(axis=1) == (strata == k).sum()).all()
+    # Unstratified draws keep only the number of patients.
+    weights = multiclass._bootstrap_weights(multiclass._patient_strata(rows, "none")[0], 300, 1)
+    assert (weights.sum(axis=1) == rows.n_clusters).all()
+    assert len({tuple(weights[:, strata == k].sum(axis=0) > 0) for k in range(5)}) > 1
 
 
-def test_image_labels_mixed_patients_are_resampled_unstratified():
+def test_stratify_by_class_refuses_patients_with_several_classes():
+    labels = np.array([0, 1, 1, 2])
+    with pytest.raises(InputError, match=r"1 patient\(s\) have rows of several classes \(e.g. \['dog1'\]\)"):
+        multiclass_tables(labels, ["dog1", "dog1", "dog2", "dog3"], _names(3), decisions=labels,
+                          proportion_intervals="bootstrap", n_boot=10, seed=0, level=0.95, stratify="class")
+
+
+def test_unstratified_rare_class_replicates_are_counted():
     # Patient "rare" is the only one with class 2: unstratified draws miss it at times,
     # and those replicates are left out of class 2's percentiles.
     labels = np.array([0, 1] * 40 + [2, 0])
@@ -370,7 +382,8 @@ def test_image_labels_mixed_patients_are_resampled_unstratified():
     decisions = labels.copy()
     decisions[::7] = 0
     tables = multiclass_tables(labels, patients, _names(3), decisions=decisions,
-                               proportion_intervals="bootstrap", n_boot=500, seed=0, level=0.95)
+                               proportion_intervals="bootstrap", n_boot=500, seed=0, level=0.95,
+                               stratify="none")
     assert tables["overall"].loc[0, "stratification"] == "none"
     with_class = tables["per_class"]["replicates_with_class"].tolist()
     assert with_class[:2] == [500, 500]
@@ -380,12 +393,14 @@ def test_image_labels_mixed_patients_are_resampled_unstratified():
 
 def test_given_strata_must_be_constant_within_a_patient():
     labels, probs, patients = _study(2, image_labels=True)
-    given = multiclass_tables(labels, patients, _names(5), probs=probs, strata=np.zeros(labels.size),
-                              proportion_intervals="bootstrap", **OPTIONS)
+    options = {**OPTIONS, "proportion_intervals": "bootstrap"}
+    given = multiclass_tables(labels, patients, _names(5), probs=probs,
+                              **{**options, "stratify": np.zeros(labels.size)})
     assert given["overall"].loc[0, "stratification"] == "given"
     with pytest.raises(InputError, match="constant within each patient"):
-        multiclass_tables(labels, patients, _names(5), probs=probs, strata=labels,
-                          proportion_intervals="bootstrap", **OPTIONS)
+        multiclass_tables(labels, patients, _names(5), probs=probs, **{**options, "stratify": labels})
+    with pytest.raises(InputError, match="stratify must be 'class', 'none'"):
+        multiclass_tables(labels, patients, _names(5), probs=probs, **{**options, "stratify": "severity"})
 
 
 def test_bootstrap_is_reproducible_and_seeded():
@@ -399,7 +414,7 @@ def test_bootstrap_is_reproducible_and_seeded():
     pd.testing.assert_frame_equal(first["per_class"], again["per_class"])
     assert not first["per_class"]["f1_lo"].equals(other["per_class"]["f1_lo"])
     none = multiclass_tables(labels, patients, _names(5), probs=probs,
-                             proportion_intervals="bootstrap", n_boot=0, seed=0, level=0.95)
+                             proportion_intervals="bootstrap", **{**OPTIONS, "n_boot": 0})
     assert none["per_class"]["f1_lo"].isna().all() and np.isnan(none["overall"].loc[0, "kappa_hi"])
     assert none["per_class"]["f1"].equals(first["per_class"]["f1"])
 
@@ -442,9 +457,9 @@ def test_reference_class_bootstrap_equals_scikit_learn_on_resampled_rows():
     decisions = argmax_decisions(probs)
     n_boot, seed = 40, 3
     table = reference_class_table(labels, dogs, names, "unremarkable", probs=probs, n_boot=n_boot,
-                                  seed=seed, level=0.8, proportion_intervals="bootstrap")
+                                  seed=seed, level=0.8, proportion_intervals="bootstrap", stratify="none")
     rows = multiclass._rows(labels, dogs, 3, probs, None)
-    weights = multiclass._bootstrap_weights(multiclass._patient_strata(rows, None)[0], n_boot, seed)
+    weights = multiclass._bootstrap_weights(multiclass._patient_strata(rows, "none")[0], n_boot, seed)
     cluster_ids = pd.factorize(pd.Series(dogs, dtype=object))[1]
     for _, row in table.iterrows():
         p = names.index(row["pathology"])
