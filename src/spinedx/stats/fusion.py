@@ -56,6 +56,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from spinedx.errors import InputError
 
@@ -241,7 +242,8 @@ class FusionModel:
             raise InputError(f"patient(s) {_named(test.loc[seen, 'patient_id'])} trained the fusion "
                              "model; their predictions would be in-sample")
         design, unseen = self._design(test)
-        probs = self.estimator.predict_proba(design)
+        with threadpool_limits(limits=1, user_api="blas"):  # see fit_fusion
+            probs = self.estimator.predict_proba(design)
         out = test[[c for c in ("patient_id", PREDICTION_SET_COLUMN, "label") if c in test.columns]]
         out = out.reset_index(drop=True).assign(**dict(zip(self.spec.prob_columns, probs.T)))
         return FusionPrediction(out, pd.DataFrame(unseen, columns=["covariate", "level", "n_patients",
@@ -315,7 +317,10 @@ def fit_fusion(training: pd.DataFrame, spec: FusionSpec, inputs: str) -> FusionM
     design, _ = model._design(training)
     estimator = LogisticRegression(C=spec.C, l1_ratio=0.0, solver="lbfgs", tol=_TOLERANCE,
                                    max_iter=_MAX_ITER, random_state=spec.seed)
-    with warnings.catch_warnings():
+    # One BLAS thread: the problems are tiny, and on a machine shared with other jobs BLAS
+    # threads competing for the cores made these fits ten times slower (4.3 s against 0.4 s
+    # for nine fits of 400 rows).
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("error", ConvergenceWarning)
         try:
             estimator.fit(design, labels)
