@@ -82,9 +82,9 @@ because rows of one patient are correlated. ``stratify`` says how patients are d
   replicates and make intervals too narrow.
 
 With ``proportion_intervals="wilson"`` the proportions (sensitivity, specificity, PPV,
-NPV, micro-accuracy) get Wilson score intervals instead; they are exact-coverage-minded
-for independent rows (one row per patient) and match the binary tables, but ignore the
-correlation of a patient's images. F1, AUC, macro-F1, macro-AUC and kappa always get
+NPV, micro-accuracy) get Wilson score intervals instead: the natural closed form for
+independent rows (one row per patient), close to nominal coverage also near 0 and 1 and
+the binary tables' choice, but blind to the correlation of a patient's images. F1, AUC, macro-F1, macro-AUC and kappa always get
 bootstrap intervals. Reproducible for a given ``seed``.
 """
 
