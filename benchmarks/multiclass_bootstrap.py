@@ -5,7 +5,8 @@ replicates (spinedx.stats.multiclass), on synthetic predictions of three study s
   "a few seconds");
 * ``ismf_external``: ISMF-Net's external cohort, 281 cases (one row per patient), 5 classes;
 * ``canine_test``: the canine test set, 7695 images of 125 dogs, 6 classes, image labels
-  (plus the per-pathology table against "unremarkable").
+  (plus the per-pathology table against "unremarkable");
+* ``large``: 1000 patients with 1-5 images each, 5 classes (all of ISMF-Net's patients).
 
 Usage: ``python benchmarks/multiclass_bootstrap.py [--replicates 2000]``.
 """
@@ -48,6 +49,8 @@ SHAPES = {
     "brief": dict(n_patients=100, n_classes=5, images_per_patient=(1, 5), image_labels=False),
     "ismf_external": dict(n_patients=281, n_classes=5, images_per_patient=(1, 1), image_labels=False),
     "canine_test": dict(n_patients=125, n_classes=6, images_per_patient=(40, 83), image_labels=True),
+    # Scaling: the per-replicate AUC work grows with patients squared.
+    "large": dict(n_patients=1000, n_classes=5, images_per_patient=(1, 5), image_labels=False),
 }
 
 
