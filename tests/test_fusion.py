@@ -246,3 +246,12 @@ def test_two_classes_use_a_binary_logistic_model():
     test = frame.iloc[:10].assign(patient_id=lambda t: "X" + t["patient_id"], prediction_set="external")
     probs = models["image"].predict(test).probs
     assert np.isfinite(probs[["prob_ependymoma", "prob_schwannoma"]].to_numpy()).all()
+
+
+def test_categorical_covariates_alone(data):
+    training, test = data
+    model = fit_fusion(training, _spec(numeric=(), categorical=("sex",)), "clinical")
+    assert model.feature_names == ("sex=F", "sex=M")
+    probs = model.predict(test).probs[PROBS].to_numpy()
+    # Only sex enters: every woman gets one probability vector, every man another.
+    assert len(np.unique(probs.round(12), axis=0)) == 2

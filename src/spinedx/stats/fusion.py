@@ -193,39 +193,84 @@ def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class FusionModel:
-    """A fitted stacker; create with :func:`fit_fusion`."""
+class _Design:
+    """The feature transform, learned from the training rows only."""
 
     spec: FusionSpec
     inputs: str
-    feature_names: tuple[str, ...]
-    numeric_features: tuple[str, ...]  # standardised features (clr and numeric covariates)
+    numeric_names: tuple[str, ...]  # standardised features: clr_<class>, numeric covariates
     means: np.ndarray
     scales: np.ndarray
-    levels: dict  # categorical covariate -> tuple of training levels (as text)
-    training_patients: frozenset
-    estimator: object  # fitted sklearn LogisticRegression
+    levels: dict  # categorical covariate -> tuple of its training levels (as text)
 
-    def _design(self, frame: pd.DataFrame) -> tuple[np.ndarray, list[dict]]:
-        """Feature matrix of ``frame`` from the stored statistics, and unseen levels."""
-        parts: list[np.ndarray] = []
-        numeric: list[np.ndarray] = []
-        if self.inputs != "clinical":
-            numeric.append(_clr(frame, self.spec))
-        if self.inputs != "image":
-            numeric.extend(_numeric(frame, column)[:, None] for column in self.spec.numeric)
-        if numeric:
-            parts.append((np.hstack(numeric) - self.means) / self.scales)
+    @classmethod
+    def learn(cls, training: pd.DataFrame, spec: FusionSpec, inputs: str) -> _Design:
+        names, values = cls._numeric_features(training, spec, inputs)
+        if values.shape[1]:
+            means, scales = values.mean(axis=0), values.std(axis=0)
+            constant = [name for name, scale in zip(names, scales) if not scale > 0]
+            if constant:
+                raise InputError(f"fusion feature(s) {constant} are constant in the training rows; "
+                                 "remove such covariates from the declared fusion covariates")
+        else:
+            means, scales = np.zeros(0), np.ones(0)
+        levels = {}
+        if inputs != "image":
+            levels = {c: tuple(sorted(pd.unique(training[c].astype(str)))) for c in spec.categorical}
+        return cls(spec, inputs, tuple(names), means, scales, levels)
+
+    @staticmethod
+    def _numeric_features(frame, spec, inputs) -> tuple[list[str], np.ndarray]:
+        names: list[str] = []
+        columns: list[np.ndarray] = [np.zeros((len(frame), 0))]
+        if inputs != "clinical":
+            names += [f"clr_{name}" for name in spec.class_names]
+            columns.append(_clr(frame, spec))
+        if inputs != "image":
+            names += list(spec.numeric)
+            columns.extend(_numeric(frame, column)[:, None] for column in spec.numeric)
+        return names, np.hstack(columns)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.numeric_names + tuple(
+            f"{column}={level}" for column, levels in self.levels.items() for level in levels)
+
+    def matrix(self, frame: pd.DataFrame) -> tuple[np.ndarray, list[dict]]:
+        """Feature matrix of ``frame`` from the stored statistics alone (so a row's features
+        depend on that row only), and the categorical levels unseen in training."""
+        _, values = self._numeric_features(frame, self.spec, self.inputs)
+        parts = [(values - self.means) / self.scales]
         unseen = []
         for column, levels in self.levels.items():
-            values = frame[column].astype(str).to_numpy()
-            parts.append((values[:, None] == np.array(levels, dtype=object)[None, :]).astype(float))
-            new = ~np.isin(values, levels)
-            for level in pd.unique(values[new]):
-                patients = frame.loc[values == level, "patient_id"].tolist()
+            text = frame[column].astype(str).to_numpy()
+            parts.append((text[:, None] == np.array(levels, dtype=object)[None, :]).astype(float))
+            for level in pd.unique(text[~np.isin(text, levels)]):
+                patients = frame.loc[text == level, "patient_id"].tolist()
                 unseen.append({"covariate": column, "level": level, "n_patients": len(patients),
                                "patients": _named(patients)})
         return np.hstack(parts), unseen
+
+
+@dataclass(frozen=True)
+class FusionModel:
+    """A fitted stacker; create with :func:`fit_fusion`."""
+
+    design: _Design
+    training_patients: frozenset
+    estimator: object  # the fitted scikit-learn LogisticRegression
+
+    @property
+    def spec(self) -> FusionSpec:
+        return self.design.spec
+
+    @property
+    def inputs(self) -> str:
+        return self.design.inputs
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.design.feature_names
 
     def predict(self, test: pd.DataFrame) -> FusionPrediction:
         """Fused class probabilities of ``test`` rows (test data only, see module docstring)."""
@@ -241,7 +286,7 @@ class FusionModel:
         if seen.any():
             raise InputError(f"patient(s) {_named(test.loc[seen, 'patient_id'])} trained the fusion "
                              "model; their predictions would be in-sample")
-        design, unseen = self._design(test)
+        design, unseen = self.design.matrix(test)
         with threadpool_limits(limits=1, user_api="blas"):  # see fit_fusion
             probs = self.estimator.predict_proba(design)
         out = test[[c for c in ("patient_id", PREDICTION_SET_COLUMN, "label") if c in test.columns]]
@@ -286,35 +331,12 @@ def fit_fusion(training: pd.DataFrame, spec: FusionSpec, inputs: str) -> FusionM
         raise InputError(f"fusion training rows hold no patient of class(es) {absent}; the stacker "
                          "cannot learn a class it never saw")
 
-    numeric_names: list[str] = []
-    numeric: list[np.ndarray] = []
-    if inputs != "clinical":
-        numeric_names += [f"clr_{name}" for name in spec.class_names]
-        numeric.append(_clr(training, spec))
-    if inputs != "image":
-        numeric_names += list(spec.numeric)
-        numeric.extend(_numeric(training, column)[:, None] for column in spec.numeric)
-    if numeric:
-        values = np.hstack(numeric)
-        means, scales = values.mean(axis=0), values.std(axis=0)
-        constant = [name for name, scale in zip(numeric_names, scales) if not scale > 0]
-        if constant:
-            raise InputError(f"fusion feature(s) {constant} are constant in the training rows; "
-                             "remove such covariates from the declared fusion covariates")
-    else:
-        means, scales = np.zeros(0), np.ones(0)
-    levels = {}
-    if inputs != "image":
-        levels = {c: tuple(sorted(pd.unique(training[c].astype(str)))) for c in spec.categorical}
-    feature_names = tuple(numeric_names) + tuple(
-        f"{column}={level}" for column, column_levels in levels.items() for level in column_levels)
+    design = _Design.learn(training, spec, inputs)
+    matrix, _ = design.matrix(training)
 
     from sklearn.exceptions import ConvergenceWarning  # slow import, needed only here
     from sklearn.linear_model import LogisticRegression
 
-    model = FusionModel(spec, inputs, feature_names, tuple(numeric_names), means, scales, levels,
-                        frozenset(training["patient_id"]), estimator=None)
-    design, _ = model._design(training)
     estimator = LogisticRegression(C=spec.C, l1_ratio=0.0, solver="lbfgs", tol=_TOLERANCE,
                                    max_iter=_MAX_ITER, random_state=spec.seed)
     # One BLAS thread: the problems are tiny, and on a machine shared with other jobs BLAS
@@ -323,12 +345,11 @@ def fit_fusion(training: pd.DataFrame, spec: FusionSpec, inputs: str) -> FusionM
     with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("error", ConvergenceWarning)
         try:
-            estimator.fit(design, labels)
+            estimator.fit(matrix, labels)
         except ConvergenceWarning as error:
             raise InputError(f"fusion ({inputs}) did not converge: {error}; check the covariates "
                              "for extreme values or lower C") from error
-    object.__setattr__(model, "estimator", estimator)
-    return model
+    return FusionModel(design, frozenset(training["patient_id"]), estimator)
 
 
 def fit_fusion_models(training: pd.DataFrame, spec: FusionSpec) -> dict[str, FusionModel]:
