@@ -444,11 +444,15 @@ def test_bad_input_is_refused_with_a_clear_error(change, message):
         multiclass_tables(**arguments)
 
 
-def test_importable_without_torch():
-    code = ("import sys; sys.modules['torch'] = None; "
-            "import spinedx.stats.multiclass, spinedx.stats.fusion; print('ok')")
+def test_importable_without_heavy_libraries():
+    """Like the rest of spinedx.stats: no torch, rpy2 or slow optional library at import
+    (fusion imports scikit-learn when it fits)."""
+    heavy = ["torch", "rpy2", "statsmodels", "dcurves", "lifelines", "sklearn", "matplotlib"]
+    code = ("import sys; import spinedx.stats.multiclass, spinedx.stats.fusion; "
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
 
 
 def test_reference_class_bootstrap_equals_scikit_learn_on_resampled_rows():
