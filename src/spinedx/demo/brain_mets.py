@@ -78,7 +78,7 @@ _SIGNAL = {
     "csf": (0.22, 0.30), "grey": (0.80, 0.85), "white": (1.0, 1.0), "deep_grey": (0.86, 0.9),
     "dura": (1.3, 1.35), "choroid": (1.5, 1.55), "oedema": (0.78, 0.8), "necrosis": (0.4, 0.45),
 }
-_VESSEL_BRIGHT = (1.8, 2.5)  # bright-blood signal of enhancing blood (range over vessels)
+_VESSEL_BRIGHT = (2.4, 3.2)  # bright-blood signal of enhancing blood (range over vessels)
 _N_SCANNERS = 8
 _SCANNER_SEED = 5113
 _SCANNERS_BY_COHORT = {"internal": range(0, 5), "external": range(3, 8)}
