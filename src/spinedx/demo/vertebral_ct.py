@@ -24,7 +24,8 @@ back with air behind it.
 
 **The mask** marks the fractured vertebra's body as it is after the fracture: the
 collapsed body inside its (possibly convex) cortical outline, including lytic foci
-within that outline and a retropulsed posterior-superior fragment; it excludes the
+within that outline, the fracture gap and a retropulsed posterior-superior fragment (one
+connected piece); it excludes the
 posterior elements (pedicles, laminae, processes), the discs and any soft-tissue mass
 outside the outline. A voxel is in the mask when at least half of it lies in the body.
 
@@ -453,8 +454,9 @@ def _draw_fracture(rng, source: dict, body: _Level, level: int) -> _Fracture:
     else:
         bulge = float(rng.uniform(-1.8, -0.5))
         if rng.random() < 0.55:
-            fragment = (float(rng.uniform(0.25, 0.4) * bd), float(rng.uniform(0.3, 0.45) * height),
-                        float(rng.uniform(2.0, 5.0)))
+            # Displaced by less than its own depth: still hinged to the body, not a loose piece.
+            depth = float(rng.uniform(0.3, 0.45) * bd)
+            fragment = (depth, float(rng.uniform(0.3, 0.45) * height), float(rng.uniform(0.4, 0.7) * depth))
 
     masses, haematoma = [], 0.0
     if malignant["soft_tissue"]:
@@ -723,11 +725,12 @@ def _paint_spine(canvas, patient: _Patient, rng, ndimage) -> np.ndarray:
         value = _bone_hu(patient, hu) if hu > 200 else hu
         paint(level.frame, low, high, lambda u, v, w, test=test, body=body: test(u, v, w) & body(u, v, w), value, 3)
 
-    # The mask: the fractured body as it now is (fragment included, its old place not).
+    # The mask: the fractured body as it now is, its fracture gap and retropulsed fragment
+    # included (one piece, as a reader outlines it).
     def fractured_body(u, v, w):
         inside = outer(u, v, w)
-        if gap is not None:
-            inside = (inside & ~gap(u, v, w)) | fragment(u, v, w)
+        if fragment is not None:
+            inside = inside | fragment(u, v, w)
         return inside
 
     low, high = frame.box(box_low, box_high)
