@@ -17,10 +17,10 @@ data: read the affine, never assume an axis order. Image and mask share shape an
 Spacing is per scanner: in-plane ``in_plane_spacing_mm``, slices ``slice_thickness_mm``
 (contiguous), so most scanners are anisotropic. The field of view
 (``field_of_view_mm``: superior-inferior, anterior-posterior, left-right) is centred
-near the fractured body's posterior wall, so it shows the fractured vertebra, one whole
-vertebra above and below, parts of the next ones, the discs, canal, posterior elements,
-paraspinal muscles, prevertebral fat and vessels, and (in slim patients) the skin of the
-back with air behind it.
+on the spinal canal at the fractured level, so it shows the fractured vertebra, one
+whole vertebra above and below, parts of the next ones, the discs, canal, posterior
+elements, paraspinal muscles, prevertebral fat and vessels, and in most patients the
+skin of the back, air and the CT table behind it.
 
 **The mask** marks the fractured vertebra's body as it is after the fracture: the
 collapsed body inside its (possibly convex) cortical outline, including lytic foci
@@ -160,6 +160,7 @@ class _Patient:
     erector: tuple  # (centre offset u, v, radius u, radius v)
     psoas_scale: float
     aortic_calcification: bool
+    table_gap: float  # air between the skin of the back and the table top (mm)
     atypical: tuple  # swapped feature groups (for tests and benchmarks; not written)
     noise_seed: int  # textures and scanner noise
 
@@ -337,7 +338,8 @@ def _draw_patient(rng, index, patient_id, diagnosis, cohort, scanner: _Scanner, 
     thickness = _between(settings["slice_thickness_mm"], scanner.thickness)
     fov_si, fov_ap, fov_lr = (float(f) for f in settings["field_of_view_mm"])
     body = levels[fractured]
-    centre = body.frame.to_body(0.0, -body.half_depth, 0.0) + rng.normal(0, [3.0, 4.0, 4.0])
+    canal = -body.half_depth - body.canal_half_depth - 0.5
+    centre = body.frame.to_body(0.0, canal, 0.0) + rng.normal(0, [3.0, 4.0, 4.0])
     grid = pv.Grid.covering(centre, (fov_lr, fov_ap, fov_si), (in_plane, in_plane, thickness))
     translation = (float(rng.normal(0, 15)), float(rng.uniform(-200, -120)), float(rng.uniform(-650, -350)))
 
@@ -354,7 +356,8 @@ def _draw_patient(rng, index, patient_id, diagnosis, cohort, scanner: _Scanner, 
         grid=grid, translation=translation, levels=levels, fracture=fracture, other_foci=tuple(other_foci),
         trabecular_hu=trabecular, texture_hu=texture, cortex_hu=float(560 + 2.0 * trabecular + rng.normal(0, 40)),
         trunk=trunk, subcutaneous_fat=fat, erector=erector, psoas_scale=float(rng.uniform(0.8, 1.25)),
-        aortic_calcification=bool(rng.random() < (age - 40) / 60), atypical=swapped,
+        aortic_calcification=bool(rng.random() < (age - 40) / 60), table_gap=float(rng.uniform(1.0, 8.0)),
+        atypical=swapped,
         noise_seed=int(rng.integers(2**63)),
     )
 
@@ -506,6 +509,12 @@ def _paint_soft_tissue(canvas, patient: _Patient, rng, ndimage) -> None:
     canvas.shape(-big, big, trunk(0.0), {"ct": fat_texture})
     # Inside the subcutaneous fat: retroperitoneal fat (textured); muscles come next.
     canvas.shape(-big, big, trunk(patient.subcutaneous_fat), {"ct": fat_texture + 10.0})
+
+    # The table the patient lies on (supine): a dense shell over a foam core.
+    table_top = trunk_y - trunk_b - patient.table_gap
+    canvas.shape(-big, np.array([1e4, table_top, 1e4]), lambda X, Y, Z: Y <= table_top, {"ct": -880.0})
+    canvas.shape(np.array([-1e4, table_top - 3.0, -1e4]), np.array([1e4, table_top, 1e4]),
+                 lambda X, Y, Z: Y >= table_top - 3.0, {"ct": _bone_hu(patient, 220.0)})
 
     levels = patient.levels
     top, bottom = levels[0].frame.centre[2] + 40, levels[-1].frame.centre[2] - 40
