@@ -165,7 +165,8 @@ def run_ct(root: Path) -> None:
             t = typical[internal]
             typical_aucs.append(roc_auc_score(y[internal][t], scores[t]))
             atypical_acc.append(np.mean((scores[~t] > 0.5) == y[internal][~t]) if (~t).any() else np.nan)
-        external = roc_auc_score(y[~internal], factory().fit(X[internal], y[internal]).predict_proba(X[~internal])[:, 1])
+        fitted = factory().fit(X[internal], y[internal])
+        external = roc_auc_score(y[~internal], fitted.predict_proba(X[~internal])[:, 1])
         print(f"| {name} | {np.mean(aucs):.3f} (range {min(aucs):.3f}-{max(aucs):.3f}, 5 fold seeds) "
               f"| {np.mean(typical_aucs):.3f} | {np.nanmean(atypical_acc):.3f} | {external:.3f} |")
     print("\nSingle-feature AUCs (all patients, malignant positive; < 0.5 means lower in malignant):")
@@ -237,7 +238,8 @@ def run_brain(root: Path) -> None:
         labels, _ = read_ras(folder / "lesions.nii.gz")
         spacing = np.linalg.norm(affine[:3, :3], axis=0)
         region = brain_region(bright, spacing)
-        normalised = {"bright_blood": bright / np.median(bright[region]), "black_blood": black / np.median(black[region])}
+        normalised = {"bright_blood": bright / np.median(bright[region]),
+                      "black_blood": black / np.median(black[region])}
         for role, image in normalised.items():
             for vessel in patient.vessels:
                 if vessel.kind != "sinus" and min(r for *_, r in vessel.segments) >= 0.8:
@@ -267,7 +269,8 @@ def run_brain(root: Path) -> None:
     for t in thresholds:
         for mode, name in (("bright", "bright blood alone"), ("both", "both (min)")):
             bands = " | ".join(f"{found_band[mode, t, band] / max(n_band[band], 1):.2f}" for *_, band in SIZE_BANDS)
-            print(f"| {t} | {name} | {found[mode, t] / n_lesions:.2f} | {bands} | {false_positives[mode, t] / n_cases:.2f} |")
+            print(f"| {t} | {name} | {found[mode, t] / n_lesions:.2f} | {bands} "
+                  f"| {false_positives[mode, t] / n_cases:.2f} |")
 
 
 def main() -> None:

@@ -112,7 +112,8 @@ def test_planned_files_layout():
     assert list(planned) == ["CT"]
     assert planned["CT"][:2] == ["DEMO-I001/CT/image.nii.gz", "DEMO-I001/CT/mask.nii.gz"]
     assert planned["CT"][-1] == "DEMO-E002/CT/mask.nii.gz"
-    planned = brain_mets.planned_files({**BRAIN_SMALL, "sequences": {"black_blood": "VISIBLE_BB", "bright_blood": "VISIBLE_DB"}})
+    renamed = {"black_blood": "VISIBLE_BB", "bright_blood": "VISIBLE_DB"}
+    planned = brain_mets.planned_files({**BRAIN_SMALL, "sequences": renamed})
     assert list(planned) == ["VISIBLE_BB", "VISIBLE_DB", "lesions"]
     assert planned["VISIBLE_DB"][0] == "DEMO-I001/VISIBLE_DB/image.nii.gz"
     assert planned["lesions"] == [f"DEMO-I00{k}/lesions.nii.gz" for k in range(1, 5)] + [
@@ -289,7 +290,8 @@ def test_ct_classes_and_overlap_in_the_plan():
     assert np.mean([p.age for p in osteoporotic]) - np.mean([p.age for p in malignant]) > 6
     assert share(osteoporotic, lambda p: p.sex == "F") > share(malignant, lambda p: p.sex == "F") + 0.2
     assert np.mean([p.trabecular_hu for p in malignant]) - np.mean([p.trabecular_hu for p in osteoporotic]) > 25
-    assert share(malignant, lambda p: p.fracture.lytic_foci) > 0.75 > share(osteoporotic, lambda p: p.fracture.lytic_foci)
+    assert share(malignant, lambda p: p.fracture.lytic_foci) > 0.75 > share(
+        osteoporotic, lambda p: p.fracture.lytic_foci)
     assert share(malignant, lambda p: p.fracture.pedicle_lysis) > 0.5 > 0.15 > share(
         osteoporotic, lambda p: p.fracture.pedicle_lysis)
     assert share(malignant, lambda p: p.fracture.masses) > 0.6 > 0.15 > share(osteoporotic, lambda p: p.fracture.masses)
@@ -374,7 +376,8 @@ def test_brain_lesion_counts_and_size_bands():
                                atol=0.05)
     # The default cohort itself has every band, ring and solid lesions, and oedema.
     default = [lesion for p in brain_mets._plan_cohort(BRAIN_DEFAULTS) for lesion in p.lesions]
-    assert all(sum(low <= lesion.diameter < high for lesion in default) >= 5 for low, high in ((0, 5), (5, 10), (10, 99)))
+    for low, high in ((0, 5), (5, 10), (10, 99)):
+        assert sum(low <= lesion.diameter < high for lesion in default) >= 5
     assert any(lesion.ring for lesion in default) and any(not lesion.ring for lesion in default)
     assert any(lesion.oedema for lesion in default)
     # Every lesion lies in the brain, outside the ventricles, apart from every other lesion.

@@ -505,7 +505,9 @@ def _paint_soft_tissue(canvas, patient: _Patient, rng, ndimage) -> None:
     big = np.array([1e4, 1e4, 1e4])
 
     def trunk(shrink):
-        return lambda X, Y, Z: (np.abs(X) / (trunk_a - shrink)) ** 2.2 + (np.abs(Y - trunk_y) / (trunk_b - shrink)) ** 2.2 <= 1
+        def inside(X, Y, Z):
+            return (np.abs(X) / (trunk_a - shrink)) ** 2.2 + (np.abs(Y - trunk_y) / (trunk_b - shrink)) ** 2.2 <= 1
+        return inside
     canvas.shape(-big, big, trunk(0.0), {"ct": fat_texture})
     # Inside the subcutaneous fat: retroperitoneal fat (textured); muscles come next.
     canvas.shape(-big, big, trunk(patient.subcutaneous_fat), {"ct": fat_texture + 10.0})
@@ -665,14 +667,13 @@ def _paint_spine(canvas, patient: _Patient, rng, ndimage) -> np.ndarray:
     body_level = levels[fracture.level]
     frame = body_level.frame
     bw, bd, height = body_level.half_width, body_level.half_depth, body_level.height
-    reach = (bw + 40, bd + 40, height)
     # Soft tissue around the fractured body (the body is painted over its inner part).
     if fracture.haematoma_mm > 0:
         grown = _Level(**{**body_level.__dict__, "half_width": bw + fracture.haematoma_mm,
                           "half_depth": bd + fracture.haematoma_mm})
-        outer = _body_test(grown, None, 0.0)
+        haematoma = _body_test(grown, None, 0.0)
         paint(frame, (-bw - 8, -bd - 8, -height), (bw + 8, bd + 8, height),
-              lambda u, v, w: outer(u, v, w) & (v > -0.6 * bd), _HU["haematoma"])
+              lambda u, v, w: haematoma(u, v, w) & (v > -0.6 * bd), _HU["haematoma"])
     for centre, radii in fracture.masses:
         low, high, test = pv.ellipsoid(centre, radii)
         paint(frame, low, high, test, tumour)
