@@ -371,7 +371,11 @@ def _draw_lesions(rng, settings, grid, anatomy, scanner: _Scanner) -> tuple:
             continue  # no room left: the case has fewer lesions (n_lesions says how many)
         stretch = rng.uniform(0.85, 1.15, 3)
         stretch /= np.cbrt(np.prod(stretch))  # same volume as the sphere of ``diameter``
-        ring = float(rng.uniform(1.2, 2.2)) if diameter >= 7 and rng.random() < 0.6 else 0.0
+        # Ring enhancement (larger lesions, necrotic centre): the rim is a fifth to a third of
+        # the diameter, 1.5-3.5 mm.
+        ring = 0.0
+        if diameter >= 7 and rng.random() < 0.6:
+            ring = float(np.clip(rng.uniform(0.2, 0.3) * diameter, 1.5, 3.5))
         oedema = float(rng.uniform(1.6, 2.6)) if diameter >= 6 and rng.random() < 0.7 else 0.0
         lesions.append(_Lesion(centre=tuple(float(c) for c in centre), radii=tuple(float(radius * s) for s in stretch),
                                diameter=diameter, ring=ring, oedema=oedema,
