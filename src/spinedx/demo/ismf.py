@@ -344,7 +344,12 @@ def _extra_blobs(rng, extras: dict, main: Blob, signal: tuple, spine: Spine, eff
 def _render_sequence(patient: _Patient, sequence: str, n_slices: int, rng):
     """Slices of one sequence through the tumour's main part: ``(image, box, label)``."""
     kind, contrast = _PLANE[sequence]
-    (a, _, z), (ha, _, hz) = patient.blobs[0].centre, patient.blobs[0].half
+    main = patient.blobs[0]
+    (a, _, z), (ha, _, hz) = main.centre, main.half
+    if main.in_sac:  # aim at the part inside the dural sac, the only part painted
+        cz = patient.spine.canal[1]
+        low, high = max(z - hz, -cz), min(z + hz, cz)
+        z, hz = (low + high) / 2, (high - low) / 2
     if kind == "sagittal":
         height, width = patient.sagittal_shape
         pixel = rng.uniform(150, 185) * patient.scanner.fov_scale / height
