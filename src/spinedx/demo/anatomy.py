@@ -21,13 +21,14 @@ with the fat share of a tissue removed by the scanner's fat suppression.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 # Drawing helpers of the reference phantom, imported in ONE place (spinedx.demo.spine after
-# the package restructure): scanner effects with the display window, smooth random fields.
-from spinedx.demo_cohort import _acquire
+# the package restructure): its scanner draw, scanner effects with the display window,
+# smooth random fields.
+from spinedx.demo_cohort import _acquire, _draw_scanner
 from spinedx.demo_cohort import _smooth_field as smooth_field
 
 CONTRASTS = ("T1", "T2", "T2FS")
@@ -56,34 +57,48 @@ _FAT_SHARE = {"fat": 1.0, "marrow": 0.75}
 
 @dataclass(frozen=True)
 class Scanner:
-    """One MR machine and protocol. The first seven fields are what ``_acquire`` reads."""
+    """One MR machine and protocol."""
 
-    brightness: float
-    gamma: float
-    noise: float  # Rician noise sd relative to the brightest tissue
-    bias: float  # amplitude of the smooth multiplicative bias field (log scale)
-    blur_px: float
-    downsample: float  # acquisition matrix coarser than the stored image by this factor
-    window_pct: float  # upper percentile that maps to white
+    acquisition: object  # the reference phantom's scanner: noise, bias, blur, matrix, window, gamma
     fat_suppression: float  # share of fat signal removed on T2FS
     fov_scale: float  # protocol field of view relative to the study's typical one
     gain: dict  # (contrast, tissue) -> multiplicative contrast difference of this machine
 
+    @property
+    def noise(self) -> float:
+        return self.acquisition.noise
 
-def draw_scanner(rng: np.random.Generator, low_field: bool) -> Scanner:
-    """A machine: low-field ones (0.2-0.4 T) are noisier and acquire coarser matrices."""
-    return Scanner(
-        brightness=rng.uniform(0.85, 1.15),
-        gamma=rng.uniform(0.8, 1.25),
-        noise=rng.uniform(0.04, 0.07) if low_field else rng.uniform(0.012, 0.032),
-        bias=rng.uniform(0.08, 0.3),
-        blur_px=rng.uniform(0.4, 1.1) if low_field else rng.uniform(0.0, 0.8),
-        downsample=float(rng.choice([1.5, 1.8, 2.0])) if low_field else float(rng.choice([1.0, 1.0, 1.25, 1.5])),
-        window_pct=rng.uniform(99.0, 99.8),
-        fat_suppression=rng.uniform(0.75, 0.95),
-        fov_scale=rng.uniform(0.9, 1.1),
-        gain={(c, t): float(rng.normal(1.0, 0.06)) for c in CONTRASTS for t in TISSUE},
-    )
+
+def scanner_park(seed: int, count: int, low_field: set) -> list[Scanner]:
+    """A fixed park of machines (its own seed, so every cohort seed meets the same ones).
+
+    The acquisition part is the reference phantom's scanner; low-field machines (0.2-0.4 T,
+    common in veterinary MRI and older hospitals) are noisier and acquire coarser matrices.
+    """
+    rng = np.random.default_rng(seed)
+    park = []
+    for index in range(count):
+        acquisition = _draw_scanner(rng, index)
+        if index in low_field:
+            acquisition = replace(acquisition, noise=rng.uniform(0.04, 0.07), blur_px=rng.uniform(0.4, 1.1),
+                                  downsample=float(rng.choice([1.5, 1.8, 2.0])))
+        park.append(Scanner(acquisition, fat_suppression=rng.uniform(0.75, 0.95), fov_scale=acquisition.fov_mm / 280,
+                            gain={(c, t): float(rng.normal(1.0, 0.06)) for c in CONTRASTS for t in TISSUE}))
+    return park
+
+
+def feature_sources(rng, diagnosis: str, groups: tuple, lookalikes: dict, atypical_share: float) -> dict:
+    """Which class each feature group follows: the patient's own, or for an atypical
+    patient (``atypical_share``) a look-alike's for a random non-empty set of groups."""
+    sources = dict.fromkeys(groups, diagnosis)
+    if rng.random() < atypical_share:
+        names = list(lookalikes[diagnosis])
+        other = names[int(rng.choice(len(names), p=list(lookalikes[diagnosis].values())))]
+        swapped = set()
+        while not swapped:
+            swapped = {group for group in groups if rng.random() < 0.5}
+        sources.update(dict.fromkeys(swapped, other))
+    return sources
 
 
 @dataclass(frozen=True)
@@ -330,7 +345,7 @@ def render(plane: Plane, spine: Spine, blobs, cord_effects, contrast: str, scann
     torso(image, g, signal, rng)
     paint_column(image, g, spine, signal, rng, cord_effects)
     mask = paint_blobs(image, g, spine, blobs, contrast, rng)
-    return _acquire(image, scanner, rng), mask
+    return _acquire(image, scanner.acquisition, rng), mask
 
 
 # --- lesion sites shared by the studies: ``[(centre, half, in_sac, boxed)]`` and cord effects

@@ -62,8 +62,8 @@ import numpy as np
 import pandas as pd
 
 from spinedx.demo import cohort
-from spinedx.demo.anatomy import (Blob, CordEffect, Plane, Scanner, Spine, draw_scanner, intradural_beside_cord,
-                                  intramedullary, render, smooth_field, vertebral_with_epidural)
+from spinedx.demo.anatomy import (Blob, CordEffect, Plane, Scanner, Spine, feature_sources, intradural_beside_cord,
+                                  intramedullary, render, scanner_park, smooth_field, vertebral_with_epidural)
 
 PATHOLOGIES = ("IVDE", "IVDP", "FCE_ANNPE", "syringomyelia", "neoplasia")
 REFERENCE = "unremarkable"
@@ -102,39 +102,44 @@ _AGE_RANGE = (1.0, 16.0)
 
 _ATYPICAL_SHARE = 0.30
 _GROUPS = ("site", "shape", "signal")
-_LOOKALIKES = {
-    "IVDE": {"IVDP": 0.6, "neoplasia": 0.2, "FCE_ANNPE": 0.2},
-    "IVDP": {"IVDE": 0.8, "neoplasia": 0.2},
-    "FCE_ANNPE": {"syringomyelia": 0.5, "IVDE": 0.5},
-    "syringomyelia": {"FCE_ANNPE": 0.8, "neoplasia": 0.2},
-    "neoplasia": {"IVDE": 0.5, "IVDP": 0.2, "FCE_ANNPE": 0.3},
-}
-# Shape, in mm for a 20 kg dog: half length range, girth range, margin softness (pixels).
-_SHAPE = {
-    "IVDE": ((4, 10), (0.5, 0.9), (1.0, 1.5)),
-    "IVDP": ((3, 5), (0.4, 0.8), (0.7, 1.0)),
-    "FCE_ANNPE": ((5, 14), (0.45, 0.65), (2.0, 3.5)),
-    "syringomyelia": ((20, 55), (0.45, 0.75), (0.7, 1.0)),
-    "neoplasia": ((8, 16), (0.6, 0.9), (1.2, 2.0)),
-}
-# Signal: T1 and T2 levels and heterogeneity, each (mean, sd).
-_SIGNAL = {
-    "IVDE": ((0.22, 0.05), (0.12, 0.04), (0.20, 0.06)),
-    "IVDP": ((0.28, 0.04), (0.20, 0.04), (0.05, 0.02)),
-    "FCE_ANNPE": ((0.41, 0.03), (0.72, 0.08), (0.08, 0.03)),
-    "syringomyelia": ((0.13, 0.04), (0.93, 0.05), (0.02, 0.01)),
-    "neoplasia": ((0.35, 0.05), (0.62, 0.08), (0.20, 0.05)),
+
+
+@dataclass(frozen=True)
+class _Look:
+    """How one pathology looks; sizes in mm for a 20 kg dog, each range drawn uniformly."""
+
+    lookalikes: dict  # pathology -> weight, for atypical dogs
+    half_length: tuple  # along the spine
+    girth: tuple  # share of the room its site offers
+    edge: tuple  # margin softness (pixels)
+    t1: tuple  # signal (mean, sd)
+    t2: tuple
+    heterogeneity: tuple
+
+
+_LOOKS = {
+    "IVDE": _Look(lookalikes={"IVDP": 0.6, "neoplasia": 0.2, "FCE_ANNPE": 0.2},
+                  half_length=(4, 10), girth=(0.5, 0.9), edge=(1.0, 1.5),
+                  t1=(0.22, 0.05), t2=(0.12, 0.04), heterogeneity=(0.20, 0.06)),
+    "IVDP": _Look(lookalikes={"IVDE": 0.8, "neoplasia": 0.2},
+                  half_length=(3, 5), girth=(0.4, 0.8), edge=(0.7, 1.0),
+                  t1=(0.28, 0.04), t2=(0.20, 0.04), heterogeneity=(0.05, 0.02)),
+    "FCE_ANNPE": _Look(lookalikes={"syringomyelia": 0.5, "IVDE": 0.5},
+                       half_length=(5, 14), girth=(0.45, 0.65), edge=(2.0, 3.5),
+                       t1=(0.41, 0.03), t2=(0.72, 0.08), heterogeneity=(0.08, 0.03)),
+    "syringomyelia": _Look(lookalikes={"FCE_ANNPE": 0.8, "neoplasia": 0.2},
+                           half_length=(20, 55), girth=(0.45, 0.75), edge=(0.7, 1.0),
+                           t1=(0.13, 0.04), t2=(0.93, 0.05), heterogeneity=(0.02, 0.01)),
+    "neoplasia": _Look(lookalikes={"IVDE": 0.5, "IVDP": 0.2, "FCE_ANNPE": 0.3},
+                       half_length=(8, 16), girth=(0.6, 0.9), edge=(1.2, 2.0),
+                       t1=(0.35, 0.05), t2=(0.62, 0.08), heterogeneity=(0.20, 0.05)),
 }
 _VISIBLE_PX = 8  # fewer lesion pixels in a slice: the annotator calls it unremarkable
 _TRANSVERSE_ON_LESION = 0.55  # share of transverse slices placed through the lesion
 
 
 @dataclass(frozen=True)
-class _Dog:
-    index: int
-    patient_id: str
-    diagnosis: str
-    cohort: str
+class _Dog(cohort.Identity):
     breed: str
     age: float
     sex: str
@@ -161,17 +166,13 @@ def generate_demo_cohort(images_dir: str | Path, cases_csv: str | Path, settings
     Dog folders of an earlier run (``DOG-I###``/``DOG-E###``) are replaced; nothing else
     in ``images_dir`` is touched.
     """
-    settings = cohort.checked(settings, LAYOUT)
-    dogs = plan_cohort(settings)
-    cohort.write_cohort(Path(images_dir), settings, LAYOUT, dogs, _render_sequence)
-    return cohort.write_cases(cases_csv, [{column: getattr(d, column) for column in CASE_COLUMNS} for d in dogs])
+    return cohort.generate(images_dir, cases_csv, settings, LAYOUT, plan_cohort, _render_sequence, CASE_COLUMNS)
 
 
 def plan_cohort(settings: dict) -> list[_Dog]:
     """Every dog's identity, signalment, scanner, anatomy and lesion (no rendering)."""
     cohort.checked(settings, LAYOUT)
-    scanner_rng = np.random.default_rng(_SCANNER_SEED)
-    scanners = [draw_scanner(scanner_rng, i in _LOW_FIELD) for i in range(_N_SCANNERS)]
+    scanners = scanner_park(_SCANNER_SEED, _N_SCANNERS, _LOW_FIELD)
     return [_draw_dog(cohort.patient_rng(settings, LAYOUT, index), index, patient_id, diagnosis, name, scanners,
                       settings)
             for index, name, patient_id, diagnosis in cohort.patients(settings, LAYOUT)]
@@ -194,14 +195,8 @@ def _draw_dog(rng, index, patient_id, diagnosis, cohort_name, scanners, settings
     torso = (rng.uniform(28, 38) * scale, rng.uniform(3, 12) * scale)
     blobs, effects = (), ()
     if diagnosis != REFERENCE:
-        sources = dict.fromkeys(_GROUPS, diagnosis)
-        if rng.random() < _ATYPICAL_SHARE:
-            names = list(_LOOKALIKES[diagnosis])
-            other = names[int(rng.choice(len(names), p=list(_LOOKALIKES[diagnosis].values())))]
-            swapped = set()
-            while not swapped:
-                swapped = {group for group in _GROUPS if rng.random() < 0.5}
-            sources.update(dict.fromkeys(swapped, other))
+        lookalikes = {name: look.lookalikes for name, look in _LOOKS.items()}
+        sources = feature_sources(rng, diagnosis, _GROUPS, lookalikes, _ATYPICAL_SHARE)
         spine, blobs, effects = _draw_lesion(rng, sources, spine, scale)
     return _Dog(index, patient_id, diagnosis, cohort_name, breed, age, sex, weight, scale, scanner, spine, torso,
                 blobs, effects, sagittal_shape, transverse_size)
@@ -227,14 +222,13 @@ def _draw_spine(rng, age: float, scale: float) -> Spine:
 
 def _draw_lesion(rng, sources: dict, spine: Spine, scale: float):
     """The spine (with the lesion's disc changes), the lesion's blobs and cord effects."""
-    (length_low, length_high), girth_range, edge_range = _SHAPE[sources["shape"]]
-    half_length = rng.uniform(length_low, length_high) * scale
-    girth = rng.uniform(*girth_range)
-    edge = rng.uniform(*edge_range)
-    (t1_mean, t1_sd), (t2_mean, t2_sd), (het_mean, het_sd) = _SIGNAL[sources["signal"]]
-    t2 = max(rng.normal(t2_mean, t2_sd), 0.05)
-    signal = (max(rng.normal(t1_mean, t1_sd), 0.05), t2, t2)
-    texture = abs(rng.normal(het_mean, het_sd))
+    shape, look = _LOOKS[sources["shape"]], _LOOKS[sources["signal"]]
+    half_length = rng.uniform(*shape.half_length) * scale
+    girth = rng.uniform(*shape.girth)
+    edge = rng.uniform(*shape.edge)
+    t2 = max(rng.normal(*look.t2), 0.05)
+    signal = (max(rng.normal(*look.t1), 0.05), t2, t2)
+    texture = abs(rng.normal(*look.heterogeneity))
     spine, parts, effects = _site(rng, sources["site"], spine, half_length, girth, scale)
     blobs = tuple(Blob(centre, half, signal, 2.0, edge, texture, boxed=boxed, in_sac=in_sac)
                   for centre, half, in_sac, boxed in parts)

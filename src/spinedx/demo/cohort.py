@@ -41,6 +41,29 @@ class Layout:
         return re.compile("(?:" + "|".join(re.escape(prefix) for _, prefix in self.cohorts) + r")\d{3,}")
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Who a patient is; each study's patient record extends it."""
+
+    index: int  # position in writing order: seeds the patient's random streams
+    patient_id: str
+    diagnosis: str
+    cohort: str
+
+
+def generate(images_dir, cases_csv, settings: dict, layout: Layout, plan, render, columns: list) -> pd.DataFrame:
+    """Plan the cohort, write its images and labelme files and its cases table; return
+    the table (``columns`` of each planned patient)."""
+    checked(settings, layout)
+    planned = plan(settings)
+    write_cohort(Path(images_dir), settings, layout, planned, render)
+    cases = pd.DataFrame([{column: getattr(p, column) for column in columns} for p in planned])
+    cases_csv = Path(cases_csv)
+    cases_csv.parent.mkdir(parents=True, exist_ok=True)
+    cases.to_csv(cases_csv, index=False)
+    return cases
+
+
 def checked(settings: dict, layout: Layout) -> dict:
     """``settings`` unchanged, or ValueError naming the missing or bad key."""
     required = ("seed", "n_patients", "slices_per_sequence", "sequence_folders", *_SIZE_KEYS)
@@ -140,15 +163,6 @@ def write_cohort(images_dir: Path, settings: dict, layout: Layout, planned: list
                 if box is None:
                     annotation["shapes"] = []
                 (out_dir / f"{stem}.json").write_text(json.dumps(annotation, indent=2) + "\n")
-
-
-def write_cases(cases_csv: Path, rows: list[dict]):
-    """The cases table as CSV (and returned as a DataFrame)."""
-    cases = pd.DataFrame(rows)
-    cases_csv = Path(cases_csv)
-    cases_csv.parent.mkdir(parents=True, exist_ok=True)
-    cases.to_csv(cases_csv, index=False)
-    return cases
 
 
 def annotator_box(mask: np.ndarray, rng) -> tuple | None:

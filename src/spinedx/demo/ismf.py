@@ -67,8 +67,9 @@ import numpy as np
 import pandas as pd
 
 from spinedx.demo import cohort
-from spinedx.demo.anatomy import (TISSUE, Blob, CordEffect, Plane, Scanner, Spine, draw_scanner, intradural_beside_cord,
-                                  intramedullary, render, smooth_field, vertebral_with_epidural)
+from spinedx.demo.anatomy import (TISSUE, Blob, CordEffect, Plane, Scanner, Spine, feature_sources,
+                                  intradural_beside_cord, intramedullary, render, scanner_park, smooth_field,
+                                  vertebral_with_epidural)
 
 CLASSES = ("schwannoma", "meningioma", "astrocytoma", "ependymoma", "metastasis")
 SEQUENCES = ("T1W", "T2W", "T2FS", "AX-T2W")
@@ -140,11 +141,7 @@ _ANNOTATION_LABELS = ("tumor", "tumor", "tumour", "lesion", "mass")
 
 
 @dataclass(frozen=True)
-class _Patient:
-    index: int
-    patient_id: str
-    diagnosis: str
-    cohort: str
+class _Patient(cohort.Identity):
     age: int
     sex: str
     symptom_months: float
@@ -171,18 +168,13 @@ def generate_demo_cohort(images_dir: str | Path, cases_csv: str | Path, settings
     Patient folders of an earlier run (``ISMF-C<centre>-###``) are replaced; nothing else
     in ``images_dir`` is touched.
     """
-    settings = cohort.checked(settings, LAYOUT)
-    patients = plan_cohort(settings)
-    cohort.write_cohort(Path(images_dir), settings, LAYOUT, patients, _render_sequence)
-    return cohort.write_cases(cases_csv, [{column: getattr(p, column) for column in CASE_COLUMNS}
-                                          for p in patients])
+    return cohort.generate(images_dir, cases_csv, settings, LAYOUT, plan_cohort, _render_sequence, CASE_COLUMNS)
 
 
 def plan_cohort(settings: dict) -> list[_Patient]:
     """Every patient's identity, covariates, scanner, anatomy and tumour (no rendering)."""
     cohort.checked(settings, LAYOUT)
-    scanner_rng = np.random.default_rng(_SCANNER_SEED)
-    scanners = [draw_scanner(scanner_rng, i in _LOW_FIELD) for i in range(_N_SCANNERS)]
+    scanners = scanner_park(_SCANNER_SEED, _N_SCANNERS, _LOW_FIELD)
     return [_draw_patient(cohort.patient_rng(settings, LAYOUT, index), index, patient_id, diagnosis, name,
                           scanners, settings)
             for index, name, patient_id, diagnosis in cohort.patients(settings, LAYOUT)]
@@ -201,14 +193,7 @@ def _draw_patient(rng, index, patient_id, diagnosis, cohort_name, scanners, sett
     transverse_size = int(rng.integers(settings["transverse_size"][0], settings["transverse_size"][1] + 1))
     spine = _draw_spine(rng, age)
     torso = (rng.uniform(35, 50), rng.uniform(6, 22) + (5 if sex == "F" else 0), rng.uniform(8, 18))
-    sources = dict.fromkeys(_GROUPS, diagnosis)
-    if rng.random() < _ATYPICAL_SHARE:
-        names = list(_LOOKALIKES[diagnosis])
-        other = names[int(rng.choice(len(names), p=list(_LOOKALIKES[diagnosis].values())))]
-        swapped = set()
-        while not swapped:
-            swapped = {group for group in _GROUPS if rng.random() < 0.5}
-        sources.update(dict.fromkeys(swapped, other))
+    sources = feature_sources(rng, diagnosis, _GROUPS, _LOOKALIKES, _ATYPICAL_SHARE)
     blobs, effects = _draw_tumour(rng, sources, spine)
     label = str(rng.choice(_ANNOTATION_LABELS))
     return _Patient(index, patient_id, diagnosis, cohort_name, age, sex, symptom_months, known_primary_cancer,
@@ -397,7 +382,8 @@ def _torso(patient: _Patient):
             image += np.clip(0.5 + 10 * belly / px, 0, 1) * inside * (muscle - image)
         # Lungs wrap round the vertebral body up to the ribs; the aorta lies left of it.
         for side in (-1, 1):
-            lung = 1 - np.hypot((g.u - front - 4.0) / (8.0 - front), (g.z - side * (spine.body_half_width + 52.0)) / 48.0)
+            lateral = g.z - side * (spine.body_half_width + 52.0)
+            lung = 1 - np.hypot((g.u - front - 4.0) / (8.0 - front), lateral / 48.0)
             image += np.clip(0.5 + 20 * lung / px, 0, 1) * (signal("lung") - image)
         aorta = 11.0 - np.hypot(g.u - (front - 13.0), g.z - aorta_z)
         image += np.clip(0.5 + aorta / px, 0, 1) * (signal("vessel") - image)
