@@ -174,6 +174,7 @@ class Grid:
     u: np.ndarray
     z: np.ndarray
     pixel_mm: float
+    row_only: tuple  # per coordinate (a, u, z): constant along each row
 
     @property
     def shape(self) -> tuple:
@@ -192,8 +193,9 @@ def grid(plane: Plane, spine: Spine) -> Grid:
         a, u, z = out_of_plane, rows, cols
     else:
         raise ValueError(f"unknown plane kind {plane.kind!r}")
+    row_only = tuple(np.shape(c)[1] == 1 for c in (a, u, z))
     full = [np.ascontiguousarray(np.broadcast_to(c, (height, width)), dtype=np.float32) for c in (a, u, z)]
-    return Grid(*full, pixel_mm=plane.pixel_mm)
+    return Grid(*full, pixel_mm=plane.pixel_mm, row_only=row_only)
 
 
 def palette(contrast: str, scanner: Scanner):
@@ -218,13 +220,26 @@ def solid(g: Grid, centre, half, exponent: float = 2.0, soft: float = 1.0, shear
     ca, cu, cz = centre
     margin = 2.0 * g.pixel_mm * soft
     reach = [h + margin for h in half]
-    da_all = g.a - ca - shear * (g.u - cu)
-    near = (np.abs(da_all) < reach[0]) & (np.abs(g.u - cu) < reach[1]) & (np.abs(g.z - cz) < reach[2])
+    # Rows first, from the coordinates that are constant along a row: cheap, and it leaves
+    # out solids the plane does not cut at all.
+    rows = np.ones(g.shape[0], bool)
+    for coordinate, c, r, row_only in zip((g.a, g.u, g.z), centre, (reach[0] + abs(shear) * reach[1], *reach[1:]),
+                                          g.row_only):
+        if row_only:
+            rows &= np.abs(coordinate[:, 0] - c) < r
+    if not rows.any():
+        return None, None, None
+    first, last = np.flatnonzero(rows)[[0, -1]]
+    band = np.s_[first:last + 1]
+    da = g.a[band] - ca - shear * (g.u[band] - cu)
+    near = (np.abs(da) < reach[0]) & (np.abs(g.u[band] - cu) < reach[1]) & (np.abs(g.z[band] - cz) < reach[2])
     rows, cols = np.flatnonzero(near.any(axis=1)), np.flatnonzero(near.any(axis=0))
     if rows.size == 0:
         return None, None, None
-    window = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    parts = (da_all[window] / half[0], (g.u[window] - cu) / half[1], (g.z[window] - cz) / half[2])
+    inner = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    window = np.s_[first + rows[0]:first + rows[-1] + 1, cols[0]:cols[-1] + 1]
+    da_window = da[inner]
+    parts = (da_window / half[0], (g.u[window] - cu) / half[1], (g.z[window] - cz) / half[2])
     radius = sum(np.abs(p) ** exponent for p in parts) ** (1 / exponent)
     fraction = np.clip(0.5 + (1 - radius) * min(half) / (g.pixel_mm * soft), 0, 1)
     return window, fraction, radius
