@@ -19,9 +19,10 @@ Sequences: T1W and T2W in the sagittal (``T1_SAG``, ``T2_SAG``) and transverse
 (:mod:`spinedx.demo.anatomy`) scaled by body weight. Display conventions of veterinary
 MRI: sagittal with cranial to the left and dorsal up, transverse with dorsal up.
 
-What each pathology looks like, and what it imitates (da Costa et al., Vet Radiol
-Ultrasound 2020 on canine spinal cord diseases; De Risio, Vet J 2015 on FCE and ANNPE;
-Besalti et al. and the Hansen type I/II descriptions for disc disease):
+What each pathology looks like, and what it imitates (veterinary MRI literature, e.g. da
+Costa et al., Front Vet Sci 2020 on imaging disc disease; De Risio, Front Vet Sci 2015 on
+FCE and ANNPE; Besalti et al., JAVMA 2006 on thoracolumbar disc disease; Hansen's type
+I/II):
 
 - IVDE (Hansen type I extrusion): the source disc degenerated (T2-dark nucleus) and
   narrowed; extruded material in the ventral or ventrolateral epidural space, hypointense

@@ -13,10 +13,10 @@ different plane: a transverse cut of the thoracic spine through the lesion (vert
 or disc, canal, cord, arch, paraspinal muscle, lungs and aorta), drawn from the same 3-D
 patient model as the sagittal images (:mod:`spinedx.demo.anatomy`).
 
-What each class looks like, and what in the literature it imitates (reviews of intradural
-and vertebral tumours: Koeller et al., RadioGraphics 2000 and 2019; Smith et al.,
-RadioGraphics 2008 on schwannoma/meningioma; Kim et al., AJNR 2014 on astrocytoma vs
-ependymoma; Shah & Salzman, AJR 2011 on spinal metastases):
+What each class looks like, and what in the literature it imitates (radiological reviews
+of spinal tumours, e.g. Koeller et al., RadioGraphics 2000 (intramedullary) and 2019
+(intradural extramedullary); Shah & Salzman, Int J Surg Oncol 2011 (metastases); and
+MRI comparisons of ependymoma and astrocytoma such as Kim et al., Clin Radiol 2014):
 
 - schwannoma: intradural extramedullary, round to oval, sharply marginated, beside the
   cord (which it displaces to the other side), arising at a root near the foramen; T1
