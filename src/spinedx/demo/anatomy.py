@@ -69,11 +69,13 @@ class Scanner:
         return self.acquisition.noise
 
 
-def scanner_park(seed: int, count: int, low_field: set) -> list[Scanner]:
+def scanner_park(seed: int, count: int, low_field: set, foreign: set) -> list[Scanner]:
     """A fixed park of machines (its own seed, so every cohort seed meets the same ones).
 
     The acquisition part is the reference phantom's scanner; low-field machines (0.2-0.4 T,
-    common in veterinary MRI and older hospitals) are noisier and acquire coarser matrices.
+    common in veterinary MRI and older hospitals) are noisier and acquire coarser matrices;
+    ``foreign`` machines (other vendors and protocols than the internal cohort's) differ
+    more in tissue contrast and fat suppression.
     """
     rng = np.random.default_rng(seed)
     park = []
@@ -82,8 +84,9 @@ def scanner_park(seed: int, count: int, low_field: set) -> list[Scanner]:
         if index in low_field:
             acquisition = replace(acquisition, noise=rng.uniform(0.04, 0.07), blur_px=rng.uniform(0.4, 1.1),
                                   downsample=float(rng.choice([1.5, 1.8, 2.0])))
-        park.append(Scanner(acquisition, fat_suppression=rng.uniform(0.75, 0.95), fov_scale=acquisition.fov_mm / 280,
-                            gain={(c, t): float(rng.normal(1.0, 0.06)) for c in CONTRASTS for t in TISSUE}))
+        spread, fat_suppression = (0.12, rng.uniform(0.6, 0.85)) if index in foreign else (0.06, rng.uniform(0.8, 0.95))
+        park.append(Scanner(acquisition, fat_suppression=fat_suppression, fov_scale=acquisition.fov_mm / 280,
+                            gain={(c, t): float(rng.normal(1.0, spread)) for c in CONTRASTS for t in TISSUE}))
     return park
 
 

@@ -80,6 +80,7 @@ _PLANE = {"T1_SAG": ("sagittal", "T1"), "T2_SAG": ("sagittal", "T2"), "T1_TRA": 
 _N_SCANNERS = 8
 _SCANNER_SEED = 1302
 _LOW_FIELD = {1, 5, 6}
+_FOREIGN = {5, 6, 7}  # machines of the external cohort only
 _SCANNERS_BY_COHORT = {"internal": (0, 1, 2, 3, 4), "external": (3, 5, 6, 7)}
 
 # Breeds per pathology (weights), breed body weight (kg, mean), age in years (mean, sd).
@@ -173,7 +174,7 @@ def generate_demo_cohort(images_dir: str | Path, cases_csv: str | Path, settings
 def plan_cohort(settings: dict) -> list[_Dog]:
     """Every dog's identity, signalment, scanner, anatomy and lesion (no rendering)."""
     cohort.checked(settings, LAYOUT)
-    scanners = scanner_park(_SCANNER_SEED, _N_SCANNERS, _LOW_FIELD)
+    scanners = scanner_park(_SCANNER_SEED, _N_SCANNERS, _LOW_FIELD, _FOREIGN)
     return [_draw_dog(cohort.patient_rng(settings, LAYOUT, index), index, patient_id, diagnosis, name, scanners,
                       settings)
             for index, name, patient_id, diagnosis in cohort.patients(settings, LAYOUT)]

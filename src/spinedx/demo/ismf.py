@@ -84,10 +84,12 @@ _PLANE = {"T1W": ("sagittal", "T1"), "T2W": ("sagittal", "T2"), "T2FS": ("sagitt
 
 # Scanner park (fixed, so every cohort seed meets the same machines). Centre 1 scans on
 # 0-4; centre 2 shares one of them and has two of its own; centre 3 shares one and runs
-# three more, two of them older low-field machines.
+# three more, two of them older low-field machines. Machines of the external centres only
+# differ more in contrast and fat suppression.
 _N_SCANNERS = 10
 _SCANNER_SEED = 1013
 _LOW_FIELD = {8, 9}
+_FOREIGN = {5, 6, 7, 8, 9}
 _SCANNERS_BY_COHORT = {"internal": (0, 1, 2, 3, 4), "external_centre2": (3, 5, 6), "external_centre3": (4, 7, 8, 9)}
 
 # Clinical covariates: age mean/sd, share of men, median symptom months, known primary.
@@ -174,7 +176,7 @@ def generate_demo_cohort(images_dir: str | Path, cases_csv: str | Path, settings
 def plan_cohort(settings: dict) -> list[_Patient]:
     """Every patient's identity, covariates, scanner, anatomy and tumour (no rendering)."""
     cohort.checked(settings, LAYOUT)
-    scanners = scanner_park(_SCANNER_SEED, _N_SCANNERS, _LOW_FIELD)
+    scanners = scanner_park(_SCANNER_SEED, _N_SCANNERS, _LOW_FIELD, _FOREIGN)
     return [_draw_patient(cohort.patient_rng(settings, LAYOUT, index), index, patient_id, diagnosis, name,
                           scanners, settings)
             for index, name, patient_id, diagnosis in cohort.patients(settings, LAYOUT)]
