@@ -266,6 +266,10 @@ def test_settings_are_checked():
             module.planned_files({**settings, "transverse_size": [90, 80]})
         with pytest.raises(ValueError, match="sequence_folders"):
             module.planned_files({**settings, "sequence_folders": dict.fromkeys(module.SEQUENCES, "same")})
+        for escape in ("../up", "a/b", ".."):  # a folder name cannot leave the patient's folder
+            folders = {**settings["sequence_folders"], module.SEQUENCES[0]: escape}
+            with pytest.raises(ValueError, match="plain folder names"):
+                module.planned_files({**settings, "sequence_folders": folders})
 
 
 def test_rerun_replaces_its_own_patients_only(tmp_path):

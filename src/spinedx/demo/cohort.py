@@ -23,6 +23,7 @@ from PIL import Image
 # Helpers of the reference phantom, imported in ONE place (spinedx.demo.spine after the
 # package restructure): the annotator's rectangle and the labelme 5.x document.
 from spinedx.demo_cohort import _annotator_box, _labelme
+from spinedx.io import atomic_output, write_csv, write_text
 
 _SIZE_KEYS = ("sagittal_height", "sagittal_width", "transverse_size")
 
@@ -58,9 +59,7 @@ def generate(images_dir, cases_csv, settings: dict, layout: Layout, plan, render
     planned = plan(settings)
     write_cohort(Path(images_dir), settings, layout, planned, render)
     cases = pd.DataFrame([{column: getattr(p, column) for column in columns} for p in planned])
-    cases_csv = Path(cases_csv)
-    cases_csv.parent.mkdir(parents=True, exist_ok=True)
-    cases.to_csv(cases_csv, index=False)
+    write_csv(cases, cases_csv)
     return cases
 
 
@@ -87,6 +86,11 @@ def checked(settings: dict, layout: Layout) -> dict:
     missing = set(layout.sequences) - set(folders)
     if missing:
         raise ValueError(f"{layout.name}.sequence_folders lacks {sorted(missing)}")
+    bad = [folders[s] for s in layout.sequences
+           if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", str(folders[s])) or ".." in str(folders[s])]
+    if bad:
+        raise ValueError(f"{layout.name}.sequence_folders must be plain folder names "
+                         f"(letters, digits, _ . -), got {bad}")
     if len({folders[s] for s in layout.sequences}) < len(layout.sequences):
         raise ValueError(f"{layout.name}.sequence_folders must name a different folder per sequence, got {folders}")
     return settings
@@ -157,12 +161,13 @@ def write_cohort(images_dir: Path, settings: dict, layout: Layout, planned: list
             out_dir.mkdir(parents=True)
             for k, (image, box, label) in enumerate(render(patient, sequence, n_slices, rng), start=1):
                 stem = f"{patient.patient_id}_{folder}_{k}"
-                Image.fromarray(image).save(out_dir / f"{stem}.png")
+                with atomic_output(out_dir / f"{stem}.png") as partial:
+                    Image.fromarray(image).save(partial, format="PNG")
                 # An unremarkable image keeps the header of a lesion annotation, without shapes.
                 annotation = _labelme(stem, image.shape, box or (0.0, 0.0, 1.0, 1.0), label, rng)
                 if box is None:
                     annotation["shapes"] = []
-                (out_dir / f"{stem}.json").write_text(json.dumps(annotation, indent=2) + "\n")
+                write_text(json.dumps(annotation, indent=2) + "\n", out_dir / f"{stem}.json")
 
 
 def annotator_box(mask: np.ndarray, rng) -> tuple | None:
