@@ -1,0 +1,3 @@
+"""Array operations shared by stages: gray levels, crop windows and resizing, augmentation,
+the preprocessing cache.
+"""

@@ -1,33 +1,21 @@
-"""Case-level stage: a patient's probability is the mean over their images.
+"""Case-level stage: a patient's probabilities are the means over their images.
 
-Per sequence: the mean over the case's images of that sequence. ALL: the mean over all
-the case's images of every sequence, each image scored by its own sequence's model
-(the study's "ALL" input). Done for every model column (each fold, the ensemble, the
-out-of-fold predictions), so fold models get their own case-level 2x2 tables.
+Per sequence and ALL (every sequence's images pooled, each scored by its own sequence's
+model), for every model column (each fold, the ensemble, the out-of-fold predictions):
+:func:`spinedx.aggregation.aggregate`.
 """
 
 from __future__ import annotations
 
-
 import pandas as pd
 
-from spinedx.errors import InputError
+from spinedx.aggregation import aggregate
+from spinedx.io import read_parquets, write_parquet
+from spinedx.task import task_from_config
 
-ALL_INPUT = "ALL"
-CASE_COLUMNS = ["backbone", "input", "model", "patient_id", "cohort", "label", "prob", "n_images"]
 
-
-def aggregate(image_predictions: pd.DataFrame) -> pd.DataFrame:
-    """Case-level predictions from image-level predictions of one or more sequences."""
-    conflicting = image_predictions.groupby("patient_id")["label"].nunique()
-    if (conflicting > 1).any():
-        raise InputError(f"patients with images of different labels: {conflicting[conflicting > 1].index.tolist()[:5]}")
-    keys = ["backbone", "model", "patient_id", "cohort", "label"]
-    per_sequence = (image_predictions.groupby(keys + ["sequence"], sort=False)
-                    .agg(prob=("prob", "mean"), n_images=("prob", "size")).reset_index()
-                    .rename(columns={"sequence": "input"}))
-    combined = (image_predictions.groupby(keys, sort=False)
-                .agg(prob=("prob", "mean"), n_images=("prob", "size")).reset_index()
-                .assign(input=ALL_INPUT))
-    cases = pd.concat([per_sequence, combined], ignore_index=True)
-    return cases[CASE_COLUMNS]
+def main_stage(config, prediction_paths, out) -> pd.DataFrame:
+    task = task_from_config(config, decisions=False)
+    table = aggregate(read_parquets(prediction_paths), task.probability_columns)
+    write_parquet(table, out)
+    return table

@@ -1,82 +1,18 @@
-"""Splits stage: patient-grouped, stratified k folds of the internal cohort, persisted.
-
-The same split serves every sequence and backbone, so the fold-k models of T1, T2 and
-CE-T1 never saw the fold-k patients, and the ALL input stays out-of-fold.
-"""
+"""Splits stage: the internal cohort's folds (:mod:`spinedx.splitting`) as one file."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 
-import numpy as np
-import pandas as pd
+from spinedx.readers.cases import read_cases
+from spinedx.splitting import make_folds, write_folds
 
-from spinedx.errors import InputError
-
-FOLD_COLUMNS = ["patient_id", "diagnosis", "label", "fold"]
+log = logging.getLogger(__name__)
 
 
-def make_folds(cases: pd.DataFrame, n_folds: int, seed: int, cases_path="cases table") -> pd.DataFrame:
-    """Assign each internal patient to one of ``n_folds`` validation folds."""
-    internal = cases[cases["cohort"] == "internal"].sort_values("patient_id").reset_index(drop=True)
-    per_class = internal.groupby("diagnosis")["patient_id"].nunique()
-    if internal["label"].nunique() < 2:
-        raise InputError(
-            f"{cases_path}: the internal cohort has a single diagnosis {sorted(per_class.index)}; "
-            "cross-validation needs patients of both classes"
-        )
-    if (per_class < n_folds).any():
-        raise InputError(
-            f"{cases_path}: too few internal patients for {n_folds} folds: {per_class.to_dict()}; "
-            f"every fold needs each class, so each class needs at least {n_folds} patients "
-            "(or lower config splits.n_folds)"
-        )
-    from sklearn.model_selection import StratifiedGroupKFold  # slow import, needed only here
-
-    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    fold = np.full(len(internal), -1)
-    for k, (_, validation) in enumerate(
-        splitter.split(internal, internal["label"], groups=internal["patient_id"])
-    ):
-        fold[validation] = k
-    internal["fold"] = fold
-    folds = internal[FOLD_COLUMNS].sort_values(["fold", "patient_id"]).reset_index(drop=True)
-    check_folds(folds, cases, n_folds, cases_path)
-    return folds
-
-
-def check_folds(folds: pd.DataFrame, cases: pd.DataFrame, n_folds: int, source="folds") -> None:
-    """Invariants every split must hold, whoever wrote it."""
-    if folds["patient_id"].duplicated().any():
-        raise InputError(f"{source}: a patient is assigned to more than one fold")
-    if set(folds["fold"]) != set(range(n_folds)):
-        raise InputError(f"{source}: folds {sorted(set(folds['fold']))} != 0..{n_folds - 1}")
-    external = set(cases.loc[cases["cohort"] == "external", "patient_id"])
-    crossing = sorted(external & set(folds["patient_id"]))
-    if crossing:
-        raise InputError(f"{source}: external patients in the cross-validation folds: {crossing}; "
-                         "rerun the splits stage on the current cases table")
-    single = folds.groupby("fold")["label"].nunique()
-    if (single < 2).any():
-        raise InputError(
-            f"{source}: fold(s) {single[single < 2].index.tolist()} hold one class only; "
-            "validation accuracy there would be meaningless; rerun the splits stage "
-            "(spinedx splits) or add patients of the missing class"
-        )
-
-
-def write_folds(folds: pd.DataFrame, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folds.to_csv(path, sep="\t", index=False)
-
-
-def read_folds(path: str | Path) -> pd.DataFrame:
-    try:
-        folds = pd.read_csv(path, sep="\t", dtype={"patient_id": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise InputError(f"{path}: cannot read folds: {error}") from error
-    missing = [c for c in FOLD_COLUMNS if c not in folds.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}")
-    return folds
+def main_stage(config, cases_path, out) -> None:
+    settings = config["splits"]
+    cases = read_cases(cases_path, config["classes"])
+    folds = make_folds(cases, settings["n_folds"], settings["seed"], cases_path)
+    write_folds(folds, out)
+    log.info("%d internal patients in %d folds -> %s", len(folds), settings["n_folds"], out)
