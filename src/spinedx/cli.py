@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", required=True, help=f"{paths.table_file(paths.META_ANALYSIS_TABLE)} to write")
     sub.add_argument("--figures-dir", required=True,
                      help=f"folder for {paths.forest_figure('<input>')} and {paths.SROC_FIGURE}")
-    sub = stage("bundle", cmd_bundle, "release the fold models: checkpoints, model card, SHA256SUMS")
+    sub = stage("bundle", cmd_bundle, f"release the fold models: checkpoints, model card, {paths.BUNDLE_MANIFEST}")
     sub.add_argument("checkpoints", nargs="+", help=f"{paths.CHECKPOINT_FILE} of every backbone x sequence x fold")
     for option in ("--images", "--external-metrics", "--internal-metrics", "--out-dir"):
         sub.add_argument(option, required=True)

@@ -28,7 +28,7 @@ from spinedx.imaging.cache import align, read_cache
 from spinedx.io import write_csv, write_text
 from spinedx.models.backbones import build_model, to_model_input
 from spinedx.models.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
-from spinedx.models.device import Acceleration, resolve_acceleration, set_up
+from spinedx.models.device import Acceleration, set_up
 from spinedx.records import environment
 from spinedx.splitting import read_folds, split_indices
 from spinedx.stats.binary import roc_auc
@@ -55,11 +55,11 @@ class FoldTrainer:
 
     def __init__(self, images_u8: torch.Tensor, labels: torch.Tensor, train_idx, val_idx,
                  backbone: str, n_classes: int, config: dict, seed: int, device: torch.device,
-                 acceleration: Acceleration | None = None):
+                 acceleration: Acceleration):
         settings = config["training"]
         self.settings = settings
         self.device = device
-        self.acceleration = acceleration or resolve_acceleration(settings, device)
+        self.acceleration = acceleration  # the job's set-up (spinedx.models.device.set_up)
         self.images = images_u8.to(device)  # the whole cache once; batches are index lookups
         self.labels = labels.to(device)
         self.train_idx = torch.as_tensor(train_idx, dtype=torch.long)
