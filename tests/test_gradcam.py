@@ -12,7 +12,7 @@ from PIL import Image
 from spinedx import config as configuration, splitting
 from spinedx.demo.plan import demo_settings
 from spinedx.demo.spine import generate_demo_cohort
-from spinedx.imaging import crops
+from spinedx.imaging import slice_view
 from spinedx.imaging.cache import align, read_cache, write_cache
 from spinedx.models.backbones import to_model_input
 from spinedx.models.checkpoints import load_checkpoint
@@ -68,7 +68,7 @@ def crop_and_cam(tmp_path, spot_xy, settings):
     # is the blurred slice and peaks on the spot.
     cam = grad_cams(net, net.features, crop[None], np.array([1]),
                     lambda batch: to_model_input(torch.from_numpy(batch.copy()), 0.0, 1.0, 1), 4)[0]
-    full = crops.to_original(cam, row, settings)
+    full = slice_view.to_original(cam, row, settings)
     return full, row
 
 
@@ -80,7 +80,7 @@ def test_map_lands_on_the_slice_where_the_evidence_is(tmp_path, keep_aspect):
     assert full.shape == (100, 80) and np.isfinite(full).all() and full.min() >= 0 and full.max() <= 1
     stats = gradcam.peak_statistics(full, row, settings)
     assert abs(stats["peak_x"] - 44) <= 2 and abs(stats["peak_y"] - 63) <= 2 and stats["peak_in_box"]
-    x0, y0, x1, y1 = crops.view_window(row, settings)
+    x0, y0, x1, y1 = slice_view.view_window(row, settings)
     outside = np.ones(full.shape, bool)
     outside[max(y0, 0):y1, max(x0, 0):x1] = False
     assert (full[outside] == 0).all()  # nothing outside what the model saw
@@ -130,7 +130,7 @@ def test_demo_cohort_maps_peak_in_the_lesion_box_more_often_than_chance(tmp_path
                           external["label"].to_numpy(), torch.device("cpu"), 16)
     rows = []
     for cam, row in zip(cams, external.itertuples(index=False)):
-        full = crops.to_original(cam, row, config["preprocessing"])
+        full = slice_view.to_original(cam, row, config["preprocessing"])
         assert full.shape == (row.height, row.width) and np.isfinite(full).all()
         rows.append(gradcam.peak_statistics(full, row, config["preprocessing"]))
     stats = pd.DataFrame(rows)

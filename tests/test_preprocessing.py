@@ -5,8 +5,8 @@ from PIL import Image
 
 from spinedx.errors import InputError
 from spinedx.imaging.cache import align, read_cache, write_cache
-from spinedx.imaging.crops import crop_box
-from spinedx.imaging.intensity import to_grayscale_uint8
+from spinedx.imaging.gray import to_grayscale_uint8
+from spinedx.imaging.slice_view import crop_box
 from spinedx.stages.annotations import tabulate
 from spinedx.stages.preprocessing import build_cache
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import io
+import json
 import re
 import tokenize
 from pathlib import Path
@@ -114,7 +115,8 @@ def test_rules_name_no_output_path_of_their_own():
 
 def test_paths_give_rule_patterns_and_stage_files_alike():
     study = paths.StudyPaths("results")
-    assert study.checkpoint("{backbone}", "{sequence}", "{fold}") == "results/models/{backbone}/{sequence}/fold{fold}/best.pt"
+    pattern = study.checkpoint("{backbone}", "{sequence}", "{fold}")
+    assert pattern == "results/models/{backbone}/{sequence}/fold{fold}/best.pt"
     assert study.table(paths.FOLD_2X2) == f"{study.tables_dir}/{paths.table_file(paths.FOLD_2X2)}"
     assert paths.figure_files(study.figure(paths.SROC_FIGURE)) == ("results/figures/fig5_sroc.pdf",
                                                                    "results/figures/fig5_sroc.png")
@@ -190,6 +192,6 @@ def test_r_defaults_equal_the_schema():
 
 def test_settings_json_keeps_the_order_of_sequences():
     config = configuration.resolve({"sequences": {"T2": ["t2"], "T1": ["t1"], "CE-T1": ["ce"]}})
-    import json
-    assert list(json.loads(configuration.settings_json(config, "sequences", "classes"))["sequences"]) == ["T2", "T1", "CE-T1"]
-    assert configuration.settings_json(config, "sequences", "classes") == configuration.settings_json(config, "classes", "sequences")
+    text = configuration.settings_json(config, "sequences", "classes")
+    assert list(json.loads(text)["sequences"]) == ["T2", "T1", "CE-T1"]
+    assert text == configuration.settings_json(config, "classes", "sequences")  # stable: sections by name

@@ -65,9 +65,9 @@ def sequence_inputs(wildcards):
     return [str(f) for f in sequence_files(IMAGES_DIR, config["sequences"], wildcards.sequence)]
 
 
-def figure_files(stem):
-    """The PDF and PNG of a figure stem."""
-    return list(paths.figure_files(stem))
+def figures_of(*names):
+    """The PDF and PNG files of figures (their names, without folder or suffix)."""
+    return [path for name in names for path in paths.figure_files(P.figure(name))]
 
 
 def figure_report(stem, caption, category, subcategory, **labels):
@@ -113,17 +113,16 @@ BUNDLE_FILES = [*BUNDLE_MODELS, P.bundle.card_json, P.bundle.card_md, P.bundle.m
 STUDY_OUTPUTS = [
     P.images_table,
     *EVALUATION_TABLES.values(),
-    *([P.table(paths.META_ANALYSIS_TABLE), *figure_files(P.figure(paths.SROC_FIGURE)),
-       *(f for input_ in META_ANALYSIS_INPUTS for f in figure_files(P.figure(paths.forest_figure(input_))))]
+    *([P.table(paths.META_ANALYSIS_TABLE),
+       *figures_of(paths.SROC_FIGURE, *map(paths.forest_figure, META_ANALYSIS_INPUTS))]
       if config["meta_analysis"]["enabled"] else []),
-    *figure_files(P.figure(paths.ROC_BACKBONES_FIGURE)),
-    *figure_files(P.figure(paths.FINAL_SYSTEM_FIGURE)),
-    *(f for backbone, sequence in CURVES for f in figure_files(P.figure(paths.training_curves_figure(backbone, sequence)))),
+    *figures_of(paths.ROC_BACKBONES_FIGURE, paths.FINAL_SYSTEM_FIGURE,
+                *(paths.training_curves_figure(backbone, sequence) for backbone, sequence in CURVES)),
     P.table(paths.COHORT_TABLE),
     P.report_config,
     P.software_versions,
     *([path for backbone in BACKBONES for sequence in SEQUENCES
-       for path in [P.gradcam_table(backbone, sequence), *figure_files(P.figure(paths.gradcam_figure(backbone, sequence)))]]
+       for path in [P.gradcam_table(backbone, sequence), *figures_of(paths.gradcam_figure(backbone, sequence))]]
       if config["gradcam"]["enabled"] else []),
     *([P.audit_verified] if AUDIT else BUNDLE_FILES),
 ]

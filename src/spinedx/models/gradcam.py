@@ -2,7 +2,7 @@
 maps of one model, and the mean over the fold models of one backbone x sequence.
 
 Maps are computed on the model's input (the cached crop), each scaled to [0, 1] by the
-package; :func:`spinedx.imaging.crops.to_original` places them on the uncropped slice.
+package; :func:`spinedx.imaging.slice_view.to_original` places them on the uncropped slice.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Audit stage: score an auditor's own cohort with a released bundle, without training.
 
 Audit mode is the same workflow with config ``audit.bundle`` set: the bundle's card sets
-the models' settings (:func:`spinedx.readers.bundle.apply_bundle`) (classes, sequences, preprocessing, backbones, folds, decision
-threshold), every case of the new cohort is external, the bundle's checkpoints replace
+the models' settings (classes, sequences, preprocessing, backbones, folds, decision
+threshold; :func:`spinedx.readers.bundle.apply_bundle`), every case of the new cohort is external, the bundle's checkpoints replace
 splits and training, and inference, ensembling, case_level, evaluation, meta_analysis
 (and whatever else reads their tables) run unchanged. Nothing is scored before
 :func:`check_cohort` has verified every hash of the bundle and refused a cohort that

@@ -4,8 +4,8 @@ Every external image gets one heat map: Grad-CAM (pytorch-grad-cam) of each fold
 for the class the 5-fold ensemble predicted for the case, each map scaled to [0, 1] by
 the package, then averaged over the fold models (:mod:`spinedx.models.gradcam`). The map
 is computed on the model's input (the cached crop) and mapped back onto the uncropped
-original slice through the crop window (:mod:`spinedx.imaging.crops`); outside the window
-(what the model never saw) it is 0.
+original slice through the crop window (:mod:`spinedx.imaging.slice_view`); outside the
+window (what the model never saw) it is 0.
 
 This stage decides which class each case's map explains (the task's decision), writes
 a table of every external image (peak position, whether the peak lies inside the
@@ -24,8 +24,8 @@ import pandas as pd
 from spinedx.aggregation import aggregate
 from spinedx.errors import InputError
 from spinedx.imaging.cache import align, read_cache
-from spinedx.imaging.crops import to_original, view_window
-from spinedx.imaging.intensity import to_grayscale_uint8
+from spinedx.imaging.gray import to_grayscale_uint8
+from spinedx.imaging.slice_view import to_original, view_window
 from spinedx.io import write_csv
 from spinedx.models.checkpoints import load_checkpoint
 from spinedx.models.device import set_up

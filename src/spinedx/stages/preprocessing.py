@@ -15,8 +15,8 @@ import pandas as pd
 
 from spinedx.errors import InputError
 from spinedx.imaging.cache import write_cache
-from spinedx.imaging.crops import model_view
-from spinedx.imaging.intensity import to_grayscale_uint8
+from spinedx.imaging.gray import to_grayscale_uint8
+from spinedx.imaging.slice_view import model_view
 from spinedx.readers import open_image
 
 log = logging.getLogger(__name__)
