@@ -9,6 +9,12 @@ configfile: "config/config.yaml"
 report: "workflow/report/workflow.rst"
 
 
+# common.smk first: config, output paths (spinedx.paths), targets and mode switches; the
+# rule files after it need nothing from each other, so their order does not matter. Rules
+# of seconds of bookkeeping (small tables, copying and hashing files) carry
+# `localrule: True`: on a cluster they run on the submitting node instead of waiting in
+# the queue; training, inference, preprocessing, Grad-CAM and the meta-analysis are
+# submitted.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo_cohort.smk"
 include: "workflow/rules/annotations.smk"
@@ -27,28 +33,9 @@ include: "workflow/rules/provenance.smk"
 include: "workflow/rules/audit.smk"
 
 
-# Seconds of bookkeeping (small tables, copying and hashing files): on a cluster these run
-# on the submitting node instead of waiting in the queue. Training, inference,
-# preprocessing and the meta-analysis are submitted.
-localrules:
-    all,
-    demo_cohort,
-    annotations,
-    merge_annotations,
-    splits,
-    ensembling,
-    case_level,
-    evaluation,
-    figures,
-    report_metadata,
-    bundle,
-    provenance,
-    audit_verify,
-    audit,
-
-
 rule all:
     input:
         STUDY_OUTPUTS,
-        rules.provenance.output,
+        P.provenance,
     default_target: True
+    localrule: True

@@ -1,7 +1,7 @@
 """Benchmark: Grad-CAM time per image and memory growth over many images.
 
 Five random-initialised fold models of one backbone (as a 5-fold study has) score N
-random uint8 images of the configured size through ``spinedx.gradcam.fold_mean_cams``,
+random uint8 images of the configured size through ``spinedx.models.gradcam.fold_mean_cams``,
 for growing N. Prints seconds per image (per fold model) and the resident memory after
 each N: with pytorch-grad-cam used inside its context manager, memory must stay flat as
 N grows (hooks and activations released after every model).
@@ -33,7 +33,9 @@ def rss_mib() -> float:
 
 
 def main() -> int:
-    from spinedx import gradcam, models
+    from spinedx.models.backbones import build_model
+    from spinedx.models.device import set_up
+    from spinedx.models.gradcam import fold_mean_cams
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="resnet10t")
@@ -43,10 +45,12 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
     torch.manual_seed(0)
-    models.configure_threads(1, True)
+    # The Grad-CAM stage's set-up on one deterministic CPU thread.
+    device, acceleration = set_up({"threads": 1, "deterministic": True, "device": "cpu"}, precision="fp32",
+                                  compile=False)
     checkpoints = []
     for fold in range(args.folds):
-        model = models.build_model(args.backbone, 2, 1)
+        model = build_model(args.backbone, 2, 1)
         checkpoints.append({"backbone": args.backbone, "fold": fold, "n_classes": 2, "in_chans": 1,
                             "image_size": args.size, "mean": 0.5, "std": 0.5, "state_dict": model.state_dict()})
     rng = np.random.default_rng(0)
@@ -57,7 +61,7 @@ def main() -> int:
         pixels = rng.integers(0, 256, (n, args.size, args.size), dtype=np.uint8)
         targets = rng.integers(0, 2, n)
         started = time.perf_counter()
-        cams = gradcam.fold_mean_cams(checkpoints, pixels, targets, torch.device("cpu"), args.batch_size)
+        cams = fold_mean_cams(checkpoints, pixels, targets, device, args.batch_size, acceleration=acceleration)
         seconds = time.perf_counter() - started
         assert cams.shape == pixels.shape and np.isfinite(cams).all()
         del cams

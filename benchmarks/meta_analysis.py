@@ -43,13 +43,14 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="spinedx-stan-") as cache:
         os.environ["SPINEDX_STAN_CACHE"] = cache  # read by R/meta_analysis.R at compile time
-        from spinedx import meta_analysis as meta
+        from spinedx.stats import meta_analysis as meta
+        from spinedx.stats import r_bridge
 
         settings = meta.resolve_settings(overrides)
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; settings: {settings}")
         started = time.perf_counter()
         import rpy2.robjects as ro
-        env = meta._r_environment()
+        env = r_bridge.sourced(meta.R_FILE)
         print(f"start embedded R + source R/meta_analysis.R: {time.perf_counter() - started:.1f} s")
 
         started = time.perf_counter()

@@ -26,8 +26,10 @@ from pathlib import Path
 import torch
 
 # synthetic puts this checkout's src/ first on sys.path, so it is imported before spinedx.
-from synthetic import (PAPER_BACKBONES, PAPER_IMAGES, add_recipe_arguments, describe_machine, models, paper_config,
-                       prepare, process_startup_seconds, synthetic_trainer, synchronize, timed)
+from synthetic import (PAPER_BACKBONES, PAPER_IMAGES, add_recipe_arguments, describe_machine, paper_config, prepare,
+                       process_startup_seconds, synthetic_trainer, synchronize, timed)
+
+from spinedx.models.checkpoints import save_checkpoint
 
 N_FOLDS = 5
 
@@ -42,7 +44,7 @@ def measure_backbone(config, backbone, device, acceleration, epochs: int, steps:
     build = time.perf_counter() - started
     n_train, n_val = len(trainer.train_idx), len(trainer.val_idx)
     with tempfile.TemporaryDirectory() as scratch:
-        save = timed(lambda: models.save_checkpoint(trainer.state("benchmark"), Path(scratch) / "last.pt"), device)
+        save = timed(lambda: save_checkpoint(trainer.state("benchmark"), Path(scratch) / "last.pt"), device)
     if steps:  # a few steps only: the first one warms up, the rest are timed
         batches = trainer.epoch_batches()
         trainer.model.train()

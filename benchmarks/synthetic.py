@@ -17,8 +17,8 @@ sys.path.insert(0, str(REPO / "src"))
 import torch  # noqa: E402
 
 from spinedx import config as configuration  # noqa: E402
-from spinedx import models  # noqa: E402
-from spinedx.training import FoldTrainer  # noqa: E402
+from spinedx.models import device as devices  # noqa: E402
+from spinedx.stages.training import FoldTrainer  # noqa: E402
 
 # Images per sequence in the reference study (internal cohort for cross-validation,
 # external cohort for testing): T1, T2, CE-T1.
@@ -54,13 +54,9 @@ def paper_config(args) -> dict:
     return configuration.load(REPO / "config/paper.yaml", overrides)
 
 
-def prepare(config: dict) -> tuple[torch.device, models.Acceleration]:
-    settings = config["training"]
-    models.configure_threads(settings["threads"], settings["deterministic"])
-    device = models.select_device(settings["device"])
-    acceleration = models.resolve_acceleration(settings, device)
-    models.apply_backend_settings(acceleration, device)
-    return device, acceleration
+def prepare(config: dict) -> tuple[torch.device, devices.Acceleration]:
+    """The training jobs' own set-up (spinedx.models.device.set_up)."""
+    return devices.set_up(config["training"])
 
 
 def synthetic_cohort(config: dict, n_images: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,7 +80,7 @@ def synthetic_trainer(config: dict, backbone: str, n_internal: int, device, acce
 def process_startup_seconds() -> float:
     """A training job's fixed cost before any data: interpreter, torch, timm imports."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import torch, timm, spinedx.training"], check=True,
+    subprocess.run([sys.executable, "-c", "import torch, timm, spinedx.stages.training"], check=True,
                    env={"PYTHONPATH": str(REPO / "src"), "PATH": ""})
     return time.perf_counter() - started
 

@@ -3,8 +3,7 @@
 import pandas as pd
 import pytest
 
-from spinedx.case_level import aggregate
-from spinedx.ensembling import ensemble
+from spinedx.aggregation import aggregate, ensemble
 from spinedx.errors import InputError
 
 

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spinedx.annotations import read_cases, sequence_files, tabulate
+from spinedx.readers.cases import read_cases
+from spinedx.readers.tree import sequence_files
+from spinedx.stages.annotations import tabulate
 from spinedx.errors import InputError
 
 from conftest import write_labelme

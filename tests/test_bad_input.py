@@ -17,11 +17,14 @@ import pytest
 import torch
 from PIL import Image
 
-from spinedx import models, training
-from spinedx.annotations import tabulate
+from spinedx import splitting
 from spinedx.errors import InputError
-from spinedx.preprocessing import build_cache, write_cache
-from spinedx.splits import check_folds, make_folds, write_folds
+from spinedx.imaging.cache import write_cache
+from spinedx.models import checkpoints
+from spinedx.splitting import check_folds, make_folds, write_folds
+from spinedx.stages import training
+from spinedx.stages.annotations import tabulate
+from spinedx.stages.preprocessing import build_cache
 
 from conftest import write_labelme
 
@@ -143,7 +146,7 @@ def fold_with_one_class(images, cases, config):
 
 
 def too_few_patients_for_folds(images, cases, config):
-    from spinedx.annotations import read_cases
+    from spinedx.readers.cases import read_cases
     cases_file(cases, [(f"P{i}", ["ependymoma", "schwannoma"][i % 2], "internal") for i in range(6)])
     return (lambda: make_folds(read_cases(cases, config["classes"]), 5, 0, cases), cases,
             "lower config splits.n_folds")
@@ -155,8 +158,8 @@ def training_fold_with_one_class(images, cases, config):
     write_folds(pd.DataFrame({"patient_id": ["P0", "P1", "P2", "P3"], "diagnosis": "x",
                               "label": [0, 1, 0, 1], "fold": [0, 1, 1, 0]}), folds_path)
     table = pd.DataFrame({"patient_id": ["P0", "P1", "P2"], "cohort": "internal", "label": [0, 1, 0]})
-    from spinedx.splits import read_folds
-    return (lambda: training.split_indices(table, read_folds(folds_path), 0, folds_path), folds_path,
+    from spinedx.splitting import read_folds
+    return (lambda: splitting.split_indices(table, read_folds(folds_path), 0, folds_path), folds_path,
             "add patients of both classes")
 
 
@@ -171,14 +174,14 @@ def corrupt_dicom(images, cases, config):
 def corrupt_checkpoint(images, cases, config):
     path = cases.parent / "best.pt"
     path.write_bytes(np.random.default_rng(0).bytes(2000))
-    return lambda: models.load_checkpoint(path), path, "Retrain to recreate it"
+    return lambda: checkpoints.load_checkpoint(path), path, "Retrain to recreate it"
 
 
 def truncated_checkpoint(images, cases, config):
     path = cases.parent / "best.pt"
-    torch.save({"format": models.CHECKPOINT_FORMAT, "state_dict": {"w": torch.ones(1000)}}, path)
+    torch.save({"format": checkpoints.CHECKPOINT_FORMAT, "state_dict": {"w": torch.ones(1000)}}, path)
     path.write_bytes(path.read_bytes()[:1500])
-    return lambda: models.load_checkpoint(path), path, "Retrain to recreate it"
+    return lambda: checkpoints.load_checkpoint(path), path, "Retrain to recreate it"
 
 
 class _ExecutesOnLoad:
@@ -188,8 +191,8 @@ class _ExecutesOnLoad:
 
 def checkpoint_executing_code(images, cases, config):
     path = cases.parent / "best.pt"
-    torch.save({"format": models.CHECKPOINT_FORMAT, "payload": _ExecutesOnLoad()}, path)
-    return lambda: models.load_checkpoint(path), path, "refused: loading it could execute code"
+    torch.save({"format": checkpoints.CHECKPOINT_FORMAT, "payload": _ExecutesOnLoad()}, path)
+    return lambda: checkpoints.load_checkpoint(path), path, "refused: loading it could execute code"
 
 
 REFUSED = [malformed_json, missing_image, unreadable_image, truncated_image, image_path_escaping,
@@ -318,6 +321,6 @@ def test_dicom_slice_is_read_with_its_stored_window(tree, config):
     center, width = float(dataset.WindowCenter), float(dataset.WindowWidth)
     values = dataset.pixel_array.astype(float) * float(dataset.get("RescaleSlope", 1)) + float(dataset.get("RescaleIntercept", 0))
     expected = np.round(np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0, 1) * 255)
-    from spinedx.annotations import open_image
+    from spinedx.readers import open_image
     assert np.array_equal(np.asarray(open_image(dcm, 10**6)), expected.astype(np.uint8))
     assert cache["images"].shape == (2, 64, 64)

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from spinedx import audit, bundle, models, provenance
+from spinedx.models import checkpoints
+from spinedx.readers import bundle as bundle_reader
+from spinedx.stages import audit, bundle, provenance
 from spinedx.config import ConfigError
 from spinedx.errors import InputError
 
@@ -27,8 +29,8 @@ def released(tmp_path, config):
     for sequence in SEQUENCES:
         for fold in range(2):
             path = tmp_path / f"study/{sequence}/fold{fold}/best.pt"
-            models.save_checkpoint({
-                "format": models.CHECKPOINT_FORMAT, "backbone": "resnet10t", "sequence": sequence,
+            checkpoints.save_checkpoint({
+                "format": checkpoints.CHECKPOINT_FORMAT, "backbone": "resnet10t", "sequence": sequence,
                 "fold": fold, "epoch": 3, "val_accuracy": 0.75, "classes": config["classes"],
                 "state_dict": {"w": torch.full((3,), float(fold))}}, path)
             paths.append(path)
@@ -51,7 +53,7 @@ def test_bundle_holds_hashed_models_and_a_card(released):
     assert card["training_images_sha256"] == ["a" * 64, "b" * 64]  # internal only
     assert card["metrics"]["external_case_level"] == [{"backbone": "resnet10t", "input": "ALL", "auc": 0.95, "sensitivity": 0.9}]
     assert "positive class: schwannoma" in (bundle_dir / "model_card.md").read_text()
-    assert bundle.verify(bundle_dir) == json.loads((bundle_dir / "model_card.json").read_text())
+    assert bundle_reader.verify(bundle_dir) == json.loads((bundle_dir / "model_card.json").read_text())
     for line in (bundle_dir / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split("  ")
         assert hashlib.sha256((bundle_dir / name).read_bytes()).hexdigest() == digest
@@ -68,7 +70,7 @@ def test_damaged_bundles_are_refused(released, damage, message):
     bundle_dir, _, _ = released
     damage(bundle_dir)
     with pytest.raises(InputError, match=message) as error:
-        bundle.verify(bundle_dir)
+        bundle_reader.verify(bundle_dir)
     assert str(bundle_dir) in str(error.value)
 
 
@@ -79,7 +81,7 @@ def test_audit_takes_the_models_settings_and_keeps_the_auditors(released, config
     mine["sequences"] = {"T1": ["sag_t1"], "FLAIR": ["flair"]}
     mine["training"]["device"] = "cuda"
     mine["preprocessing"]["size"] = 500
-    audit.apply_bundle(mine)
+    bundle_reader.apply_bundle(mine)
     assert mine["sequences"] == {"T1": ["T1WI", "sag_t1"], "T2": ["T2WI"]}
     assert mine["preprocessing"] == trained["preprocessing"] and mine["decision"]["threshold"] == 0.4
     assert mine["splits"]["n_folds"] == 2 and mine["training"]["device"] == "cuda"
@@ -88,7 +90,7 @@ def test_audit_takes_the_models_settings_and_keeps_the_auditors(released, config
 def test_audit_of_a_folder_that_is_no_bundle(tmp_path, config):
     config["audit"]["bundle"] = str(tmp_path)
     with pytest.raises(ConfigError, match="model_card.json"):
-        audit.apply_bundle(config)
+        bundle_reader.apply_bundle(config)
 
 
 def test_audit_refuses_the_bundles_training_images(released, tmp_path):
@@ -104,7 +106,8 @@ def test_audit_refuses_the_bundles_training_images(released, tmp_path):
 
 
 def test_cases_without_cohort_column_are_all_external_in_audit_mode(tree, config):
-    from spinedx.annotations import read_cases, tabulate
+    from spinedx.readers.cases import read_cases
+    from spinedx.stages.annotations import tabulate
     images, cases = tree
     pd.read_csv(cases).drop(columns="cohort").to_csv(cases, index=False)
     with pytest.raises(InputError, match="missing column"):
@@ -114,7 +117,7 @@ def test_cases_without_cohort_column_are_all_external_in_audit_mode(tree, config
 
 
 def test_provenance_hashes_every_table_and_figure(tree, tmp_path, config):
-    from spinedx.annotations import tabulate
+    from spinedx.stages.annotations import tabulate
     images, cases = tree
     results = tmp_path / "results"
     tabulate(images, cases, config).to_parquet(tmp_path / "images.parquet")

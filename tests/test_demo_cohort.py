@@ -11,8 +11,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from spinedx import demo_cohort
-from spinedx.demo_cohort import DEFAULT_SETTINGS, generate_demo_cohort
+from spinedx.demo import spine as demo_cohort
+from spinedx.demo.plan import default_settings
+from spinedx.demo.spine import generate_demo_cohort
+
+DEFAULT_SETTINGS = default_settings()  # the schema's defaults (config demo_cohort, sequences)
 
 SMALL = {
     **DEFAULT_SETTINGS,
@@ -174,7 +177,7 @@ def test_rerun_replaces_an_earlier_demo_but_nothing_else(tmp_path):
 
 def test_planned_files_are_exactly_the_files_written(tmp_path):
     from spinedx import config as configuration
-    from spinedx.demo_cohort import demo_settings, planned_files
+    from spinedx.demo.plan import demo_settings, planned_files
 
     config = configuration.resolve({"demo_cohort": {"n_internal": {"ependymoma": 2, "schwannoma": 1},
                                                     "n_external": {"ependymoma": 1, "schwannoma": 1},

@@ -1,4 +1,4 @@
-"""Tests of spinedx.evaluation: metrics, the patient-level bootstrap and the tables."""
+"""Tests of spinedx.stats (metrics, the patient-level bootstrap, metric tables) and the evaluation stage's tables."""
 
 import math
 
@@ -12,19 +12,10 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from spinedx.evaluation import (
-    METRIC_COLUMNS,
-    _summarise_clusters,
-    bootstrap_intervals,
-    build_tables,
-    confusion_counts,
-    fold_2x2_table,
-    metrics_from_counts,
-    metrics_table,
-    roc_auc,
-    wilson_interval,
-    write_tables,
-)
+from spinedx.stages.evaluation import build_tables, write_tables
+from spinedx.stats.binary import confusion_counts, metrics_from_counts, roc_auc, wilson_interval
+from spinedx.stats.bootstrap import _summarise_clusters, bootstrap_intervals
+from spinedx.stats.tables import METRIC_COLUMNS, fold_2x2_table, metrics_table
 
 SETTINGS = {"threshold": 0.5, "bootstrap_replicates": 200, "seed": 0, "ci_level": 0.95}
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from spinedx import config as configuration
-from spinedx import figures
+from spinedx.stages import figures, report_metadata
 from spinedx.errors import InputError
 from spinedx.plotting import pyplot, save_figure
 
@@ -116,7 +116,7 @@ def test_cohort_table_counts_patients_images_age_and_sex(config):
 
 
 def test_report_metadata_writes_resolved_config_and_versions(config, tmp_path):
-    figures.report_metadata(config, tmp_path / "config.yaml", tmp_path / "versions.csv")
+    report_metadata.main_stage(config, tmp_path / "config.yaml", tmp_path / "versions.csv")
     assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == config
     versions = pd.read_csv(tmp_path / "versions.csv").set_index("software")["version"]
     from importlib.metadata import version

@@ -9,8 +9,16 @@ import timm
 import torch
 from PIL import Image
 
-from spinedx import annotations, config as configuration, gradcam, models, preprocessing, splits, training
-from spinedx.demo_cohort import demo_settings, generate_demo_cohort
+from spinedx import config as configuration, splitting
+from spinedx.demo.plan import demo_settings
+from spinedx.demo.spine import generate_demo_cohort
+from spinedx.imaging import slice_view
+from spinedx.imaging.cache import align, read_cache, write_cache
+from spinedx.models.backbones import to_model_input
+from spinedx.models.checkpoints import load_checkpoint
+from spinedx.models.gradcam import find_target_layer, fold_mean_cams, grad_cams
+from spinedx.readers.cases import read_cases
+from spinedx.stages import annotations, gradcam, preprocessing, training
 from spinedx.errors import InputError
 
 
@@ -19,15 +27,15 @@ from spinedx.errors import InputError
     ("efficientnet_b0", 64, "conv_head"), ("inception_v3", 80, "Mixed_7c")])
 def test_target_layer_is_found_from_the_model(backbone, size, expected):
     model = timm.create_model(backbone, num_classes=2, in_chans=1).eval()
-    layer, name = gradcam.find_target_layer(model, size, 1)
+    layer, name = find_target_layer(model, size, 1)
     assert name == expected and layer is model.get_submodule(expected)
 
 
 def test_target_layer_override_and_its_error():
     model = timm.create_model("resnet10t", num_classes=2, in_chans=1).eval()
-    assert gradcam.find_target_layer(model, 64, 1, "layer3.0")[1] == "layer3.0"
+    assert find_target_layer(model, 64, 1, "layer3.0")[1] == "layer3.0"
     with pytest.raises(InputError, match="no module 'Mixed_7c'"):
-        gradcam.find_target_layer(model, 64, 1, "Mixed_7c")
+        find_target_layer(model, 64, 1, "Mixed_7c")
 
 
 class BrightSpotNet(torch.nn.Module):
@@ -58,9 +66,9 @@ def crop_and_cam(tmp_path, spot_xy, settings):
     net = BrightSpotNet().eval()
     # Pixels scaled to [0, 1] without centring: every activation is positive, so the CAM
     # is the blurred slice and peaks on the spot.
-    cam = gradcam.grad_cams(net, net.features, crop[None], np.array([1]),
-                            lambda batch: models.to_model_input(torch.from_numpy(batch.copy()), 0.0, 1.0, 1), 4)[0]
-    full = gradcam.to_original(cam, row, settings)
+    cam = grad_cams(net, net.features, crop[None], np.array([1]),
+                    lambda batch: to_model_input(torch.from_numpy(batch.copy()), 0.0, 1.0, 1), 4)[0]
+    full = slice_view.to_original(cam, row, settings)
     return full, row
 
 
@@ -72,7 +80,7 @@ def test_map_lands_on_the_slice_where_the_evidence_is(tmp_path, keep_aspect):
     assert full.shape == (100, 80) and np.isfinite(full).all() and full.min() >= 0 and full.max() <= 1
     stats = gradcam.peak_statistics(full, row, settings)
     assert abs(stats["peak_x"] - 44) <= 2 and abs(stats["peak_y"] - 63) <= 2 and stats["peak_in_box"]
-    x0, y0, x1, y1 = gradcam.view_window(row, settings)
+    x0, y0, x1, y1 = slice_view.view_window(row, settings)
     outside = np.ones(full.shape, bool)
     outside[max(y0, 0):y1, max(x0, 0):x1] = False
     assert (full[outside] == 0).all()  # nothing outside what the model saw
@@ -111,19 +119,18 @@ def test_demo_cohort_maps_peak_in_the_lesion_box_more_often_than_chance(tmp_path
     generate_demo_cohort(images_dir, cases, demo_settings(config))
     table = annotations.tabulate(images_dir, cases, config, "CE-T1")
     table.to_parquet(tmp_path / "images.parquet")
-    preprocessing.write_cache(preprocessing.build_cache(table, images_dir, config), tmp_path / "cache.npz")
-    splits.write_folds(splits.make_folds(annotations.read_cases(cases, config["classes"]), 2, 0), tmp_path / "folds.tsv")
+    write_cache(preprocessing.build_cache(table, images_dir, config), tmp_path / "cache.npz")
+    splitting.write_folds(splitting.make_folds(read_cases(cases, config["classes"]), 2, 0), tmp_path / "folds.tsv")
     for fold in (0, 1):
         training.train(tmp_path / "cache.npz", tmp_path / "images.parquet", tmp_path / "folds.tsv", "resnet10t",
                        "CE-T1", fold, config, tmp_path / f"fold{fold}")
     external = table[table.cohort == "external"].reset_index(drop=True)
-    checkpoints = [models.load_checkpoint(tmp_path / f"fold{k}/best.pt") for k in (0, 1)]
-    cams = gradcam.fold_mean_cams(checkpoints, preprocessing.align(preprocessing.read_cache(tmp_path / "cache.npz"),
-                                                                   external, "cache"),
-                                  external["label"].to_numpy(), torch.device("cpu"), 16)
+    checkpoints = [load_checkpoint(tmp_path / f"fold{k}/best.pt") for k in (0, 1)]
+    cams = fold_mean_cams(checkpoints, align(read_cache(tmp_path / "cache.npz"), external, "cache"),
+                          external["label"].to_numpy(), torch.device("cpu"), 16)
     rows = []
     for cam, row in zip(cams, external.itertuples(index=False)):
-        full = gradcam.to_original(cam, row, config["preprocessing"])
+        full = slice_view.to_original(cam, row, config["preprocessing"])
         assert full.shape == (row.height, row.width) and np.isfinite(full).all()
         rows.append(gradcam.peak_statistics(full, row, config["preprocessing"]))
     stats = pd.DataFrame(rows)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from spinedx import io
-from spinedx.preprocessing import read_cache, write_cache
+from spinedx.imaging.cache import read_cache, write_cache
 
 
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_partial(tmp_path):

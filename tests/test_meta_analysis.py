@@ -16,8 +16,11 @@ import pytest
 
 from conftest import REPO, SHARED
 
-meta = pytest.importorskip("spinedx.meta_analysis")
-if not meta.r_available():
+meta = pytest.importorskip("spinedx.stats.meta_analysis")
+from spinedx.stages import meta_analysis as stage  # noqa: E402
+from spinedx.stats import r_bridge  # noqa: E402
+
+if not r_bridge.r_available():
     pytest.skip("R, rstan or rpy2 not available", allow_module_level=True)
 
 REFERENCE = SHARED / "reference" / "m4d_reference.json"
@@ -48,7 +51,7 @@ def study(tmp_path_factory):
                           folds([(tp - 3, fp + 2, fn + 3, tn - 2) for tp, fp, fn, tn in TYPICAL], input_="ALL")])
     csv = out / "fold_2x2.csv"
     fold_2x2.to_csv(csv, index=False)
-    results = meta.main_stage(csv, out / "tables/meta_analysis.csv", out / "figures", FAST)
+    results = stage.main_stage(csv, out / "tables/meta_analysis.csv", out / "figures", FAST)
     return out, results
 
 
@@ -147,7 +150,7 @@ def test_nonconvergence_can_be_flagged_instead_of_raised(tmp_path):
     data = folds(TYPICAL, "b3", "T1")
     results = meta.run_meta_analysis(data, {**FAST, "ess_min": 1e9, "on_nonconvergence": "flag"})
     assert results.set_index("parameter").loc["converged", "mean"] == 0
-    meta.write_figures(results, data, tmp_path)  # flagged fits still draw (marked NOT CONVERGED)
+    stage.write_figures(results, data, tmp_path)  # flagged fits still draw (marked NOT CONVERGED)
     assert (tmp_path / "fig5_sroc.png").exists()
 
 
@@ -181,7 +184,7 @@ def test_starting_r_does_not_leak_its_library_path_to_child_processes():
     import subprocess
     import sys
 
-    meta._r_environment()
+    r_bridge.sourced(meta.R_FILE)
     assert "/usr/lib/R/lib" not in os.environ.get("LD_LIBRARY_PATH", "")
     done = subprocess.run([sys.executable, "-c", "import ssl, pyarrow"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

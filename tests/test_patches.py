@@ -14,7 +14,6 @@ from spinedx.imaging.patches import (
     sample_training_patches,
     sliding_window_probability,
 )
-from volume_models import models_module
 
 
 def ids(shape, channels=None):
@@ -144,7 +143,7 @@ def test_margin_model_reads_padded_regions():
 
 
 def test_deepmedic_windows_equal_one_pass_over_the_volume():
-    DeepMedic = models_module("deepmedic").DeepMedic
+    from spinedx.models.deepmedic import DeepMedic
     torch.manual_seed(0)
     model = DeepMedic(2, normal_widths=(4, 4, 4), fc_widths=(8,))
     volume = np.random.default_rng(1).standard_normal((2, 12, 12, 12)).astype(np.float32)
@@ -160,7 +159,7 @@ def test_deepmedic_windows_equal_one_pass_over_the_volume():
 
 
 def test_monai_network_and_small_volume():
-    build = models_module("segmentation").build_network
+    from spinedx.models.segmentation import build_network as build
     torch.manual_seed(0)
     unet = build("unet", in_channels=2, channels=(4, 8), strides=(2,))
     volume = np.random.default_rng(2).standard_normal((2, 10, 20, 9)).astype(np.float32)

@@ -3,9 +3,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from spinedx.annotations import tabulate
 from spinedx.errors import InputError
-from spinedx.preprocessing import align, build_cache, crop_box, read_cache, to_grayscale_uint8, write_cache
+from spinedx.imaging.cache import align, read_cache, write_cache
+from spinedx.imaging.gray import to_grayscale_uint8
+from spinedx.imaging.slice_view import crop_box
+from spinedx.stages.annotations import tabulate
+from spinedx.stages.preprocessing import build_cache
 
 from conftest import write_labelme
 

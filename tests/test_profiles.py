@@ -40,8 +40,13 @@ def test_slurm_profile_leaves_cpus_to_threads_and_names_existing_rules():
 
 
 def test_localrules_are_real_rules_and_training_is_submitted():
-    snakefile = (REPO / "Snakefile").read_text()
-    local = set(re.findall(r"^    (\w+),$", snakefile.split("localrules:")[1].split("\n\n")[0], re.M))
+    # Local rules carry `localrule: True` on themselves (the rule's own block).
+    local = set()
+    for text in [(REPO / "Snakefile").read_text(), *(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk"))]:
+        for block in re.split(r"^\s*(?=rule \w+:)", text, flags=re.M):
+            name = re.match(r"rule (\w+):", block)
+            if name and re.search(r"^\s*localrule: True$", block, re.M):
+                local.add(name.group(1))
     assert local and local <= RULES
     assert not local & {"training", "inference", "preprocessing", "meta_analysis"}
 

@@ -9,7 +9,8 @@ import textwrap
 import pytest
 import torch
 
-from spinedx import models, runtime
+from spinedx import runtime
+from spinedx.models import device
 
 
 @pytest.fixture(autouse=True)
@@ -52,11 +53,11 @@ def test_select_device_claims_a_gpu_only_when_several_are_visible(tmp_path, monk
     monkeypatch.setenv("SPINEDX_GPU_LOCK_DIR", str(tmp_path))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert [models.select_device("auto") for _ in range(3)] == [
+    assert [device.select_device("auto") for _ in range(3)] == [
         torch.device("cuda", 0), torch.device("cuda", 1), torch.device("cuda", 0)]
-    assert models.select_device("cuda:1") == torch.device("cuda", 1)  # explicit: no claim
+    assert device.select_device("cuda:1") == torch.device("cuda", 1)  # explicit: no claim
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert models.select_device("cuda") == torch.device("cuda", 0)
+    assert device.select_device("cuda") == torch.device("cuda", 0)
     assert len(list(tmp_path.glob("gpu*.lock"))) == 3
 
 

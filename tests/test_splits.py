@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from spinedx.errors import InputError
-from spinedx.splits import check_folds, make_folds
+from spinedx.splitting import check_folds, make_folds
 
 
 def cases_table(n_internal=(20, 20), n_external=(10, 10)):

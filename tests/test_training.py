@@ -12,11 +12,13 @@ import torch
 import yaml
 
 from spinedx import config as configuration
-from spinedx import models, training
 from spinedx.errors import InputError
-from spinedx.inference import score_folds
-from spinedx.preprocessing import write_cache
-from spinedx.splits import write_folds
+from spinedx.imaging import augmentation
+from spinedx.imaging.cache import write_cache
+from spinedx.models import backbones, checkpoints, device
+from spinedx.splitting import write_folds
+from spinedx.stages import training
+from spinedx.stages.inference import score_folds
 
 
 @pytest.fixture
@@ -60,7 +62,7 @@ def test_writes_checkpoint_history_and_resolved_config(job):
     assert history.loc[history.selected, "epoch"].item() == best["epoch"]
     # The selected epoch has the best validation accuracy, and the earliest such epoch.
     assert best["epoch"] == history[history.val_accuracy == history.val_accuracy.max()].epoch.min()
-    checkpoint = models.load_checkpoint(tmp / "m" / "best.pt")
+    checkpoint = checkpoints.load_checkpoint(tmp / "m" / "best.pt")
     assert checkpoint["epoch"] == best["epoch"] and checkpoint["classes"] == ["ependymoma", "schwannoma"]
     resolved = yaml.safe_load((tmp / "m" / "config.yaml").read_text())
     assert resolved["job"]["fold"] == 0 and resolved["data"]["validation"]["patients"] == 4
@@ -78,7 +80,7 @@ def test_inference_scores_external_and_validation_patients_only(job):
     assert set(table.role) == {"external", "validation"}
     validation = table[table.role == "validation"].groupby("fold").patient_id.apply(set)
     assert validation[0] == {"P0", "P1", "P6", "P7"} and validation[1] == {"P2", "P3", "P8", "P9"}
-    assert table.prob.between(0, 1).all() and len(table) == 2 * (4 * 2 + 4 * 2)
+    assert table.prob_schwannoma.between(0, 1).all() and len(table) == 2 * (4 * 2 + 4 * 2)
     external = table[table.role == "external"]
     assert (external.groupby("fold").image_id.apply(frozenset).nunique()) == 1
 
@@ -105,8 +107,8 @@ def test_deterministic_mode_is_bit_identical(job):
     args, tmp = job
     run(args, tmp / "a")
     run(args, tmp / "b")
-    a = models.load_checkpoint(tmp / "a" / "best.pt")["state_dict"]
-    b = models.load_checkpoint(tmp / "b" / "best.pt")["state_dict"]
+    a = checkpoints.load_checkpoint(tmp / "a" / "best.pt")["state_dict"]
+    b = checkpoints.load_checkpoint(tmp / "b" / "best.pt")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -131,8 +133,8 @@ def test_resume_after_a_kill_gives_the_same_model(job, monkeypatch):
     straight = pd.read_csv(tmp / "straight" / "history.tsv", sep="\t").drop(columns="seconds")
     resumed = pd.read_csv(tmp / "resumed" / "history.tsv", sep="\t").drop(columns="seconds")
     pd.testing.assert_frame_equal(straight, resumed)
-    a = models.load_checkpoint(tmp / "straight" / "best.pt")
-    b = models.load_checkpoint(tmp / "resumed" / "best.pt")
+    a = checkpoints.load_checkpoint(tmp / "straight" / "best.pt")
+    b = checkpoints.load_checkpoint(tmp / "resumed" / "best.pt")
     assert a["epoch"] == b["epoch"] and all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
 
 
@@ -147,10 +149,10 @@ def test_nan_loss_stops_with_a_clear_error(job):
 def test_augmentation_is_seeded_and_geometric():
     batch = torch.rand(4, 1, 16, 16)
     settings = {"rotation_degrees": 40, "hflip": True, "max_scale": 1.5}
-    a = training.augment(batch, torch.Generator().manual_seed(1), settings)
-    b = training.augment(batch, torch.Generator().manual_seed(1), settings)
+    a = augmentation.augment(batch, torch.Generator().manual_seed(1), settings)
+    b = augmentation.augment(batch, torch.Generator().manual_seed(1), settings)
     assert torch.equal(a, b) and a.shape == batch.shape
-    identity = training.augment(batch, torch.Generator().manual_seed(1),
+    identity = augmentation.augment(batch, torch.Generator().manual_seed(1),
                                 {"rotation_degrees": 0, "hflip": False, "max_scale": 1.0})
     torch.testing.assert_close(identity, batch, atol=1e-5, rtol=0)
 
@@ -160,12 +162,12 @@ def test_checkpoint_that_would_execute_code_is_refused(tmp_path):
         def __reduce__(self):
             return (print, ("pwned",))
 
-    torch.save({"format": models.CHECKPOINT_FORMAT, "evil": Payload()}, tmp_path / "evil.pt")
+    torch.save({"format": checkpoints.CHECKPOINT_FORMAT, "evil": Payload()}, tmp_path / "evil.pt")
     with pytest.raises(InputError, match="cannot load checkpoint safely"):
-        models.load_checkpoint(tmp_path / "evil.pt")
+        checkpoints.load_checkpoint(tmp_path / "evil.pt")
     (tmp_path / "cut.pt").write_bytes((tmp_path / "evil.pt").read_bytes()[:40])
     with pytest.raises(InputError, match="truncated, corrupt"):
-        models.load_checkpoint(tmp_path / "cut.pt")
+        checkpoints.load_checkpoint(tmp_path / "cut.pt")
 
 
 # --- input pipeline and acceleration ---------------------------------------------------
@@ -173,7 +175,7 @@ AUGMENT = {"rotation_degrees": 40, "hflip": True, "max_scale": 1.5}
 
 
 def test_augmentation_parameters_have_the_papers_distribution():
-    angle, scale, flip = training.augmentation_parameters(20000, torch.Generator().manual_seed(0), AUGMENT)
+    angle, scale, flip = augmentation.augmentation_parameters(20000, torch.Generator().manual_seed(0), AUGMENT)
     degrees = torch.rad2deg(angle)
     assert degrees.min() >= -40 and degrees.max() <= 40 and scale.min() >= 1 and scale.max() <= 1.5
     # Uniform: mean and variance of U(-40, 40) and U(1, 1.5); flips a fair coin.
@@ -187,8 +189,8 @@ def test_batched_augmentation_equals_torchvision_per_image(size):
     """The device path (one batched resampling) is the classic per-image CPU transform."""
     import torchvision.transforms.v2.functional as TF
     batch = torch.rand(6, 1, size, size)
-    out = training.augment(batch, torch.Generator().manual_seed(5), AUGMENT)
-    angle, scale, flip = training.augmentation_parameters(6, torch.Generator().manual_seed(5), AUGMENT)
+    out = augmentation.augment(batch, torch.Generator().manual_seed(5), AUGMENT)
+    angle, scale, flip = augmentation.augmentation_parameters(6, torch.Generator().manual_seed(5), AUGMENT)
     for i in range(6):
         expected = TF.affine(batch[i], angle=-math.degrees(angle[i]), translate=[0, 0], scale=float(scale[i]),
                              shear=[0.0, 0.0], interpolation=TF.InterpolationMode.BILINEAR)
@@ -200,12 +202,12 @@ def test_batched_augmentation_equals_torchvision_per_image(size):
 def test_deterministic_mode_forces_the_safe_settings():
     fast = {"deterministic": False, "precision": "bf16", "channels_last": True, "compile": True,
             "cudnn_benchmark": True}
-    assert models.resolve_acceleration({**fast, "deterministic": True}, torch.device("cpu")) == models.Acceleration()
-    assert models.resolve_acceleration(fast, torch.device("cpu")) == models.Acceleration("bf16", True, True, True)
+    assert device.resolve_acceleration({**fast, "deterministic": True}, torch.device("cpu")) == device.Acceleration()
+    assert device.resolve_acceleration(fast, torch.device("cpu")) == device.Acceleration("bf16", True, True, True)
     auto = {"deterministic": False, "precision": "auto", "channels_last": "auto", "compile": False,
             "cudnn_benchmark": "auto"}
-    cpu = models.resolve_acceleration(auto, torch.device("cpu"))
-    assert cpu.precision == ("bf16" if models.bf16_supported(torch.device("cpu")) else "fp32")
+    cpu = device.resolve_acceleration(auto, torch.device("cpu"))
+    assert cpu.precision == ("bf16" if device.bf16_supported(torch.device("cpu")) else "fp32")
     assert cpu.channels_last and not cpu.cudnn_benchmark and not cpu.compile and not cpu.tf32
 
 
@@ -218,20 +220,20 @@ def test_every_precision_trains_and_scores(job, precision):
     assert np.isfinite(history[["train_loss", "val_loss"]].to_numpy()).all()
     resolved = yaml.safe_load((tmp / precision / "config.yaml").read_text())
     assert resolved["acceleration"]["precision"] == precision and resolved["acceleration"]["channels_last"]
-    checkpoint = models.load_checkpoint(tmp / precision / "best.pt")
+    checkpoint = checkpoints.load_checkpoint(tmp / precision / "best.pt")
     assert all(v.dtype != torch.bfloat16 and v.dtype != torch.float16 for v in checkpoint["state_dict"].values())
     table = score_folds([tmp / precision / "best.pt"], args["cache_path"], args["images_path"],
                         args["folds_path"], args["config"])
-    assert table.prob.between(0, 1).all() and len(table) == 16
+    assert table.prob_schwannoma.between(0, 1).all() and len(table) == 16
 
 
 def test_channels_last_gives_the_contiguous_output():
     torch.manual_seed(0)
-    model = models.build_model("resnet10t", 2, 1).eval()
+    model = backbones.build_model("resnet10t", 2, 1).eval()
     inputs = torch.randn(4, 1, 48, 48)
     with torch.no_grad():
         expected = model(inputs)
-        fast = models.Acceleration(channels_last=True)
+        fast = device.Acceleration(channels_last=True)
         actual = fast.prepare(model)(fast.layout(inputs))
     assert actual.is_contiguous() or actual.ndim == 2
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
@@ -244,6 +246,6 @@ def test_compiled_model_trains(job):
     args, tmp = job
     args["config"]["training"].update(deterministic=False, precision="fp32", compile=True, epochs=1)
     run({**args, "backbone": "resnet10t"}, tmp / "compiled")
-    state = models.load_checkpoint(tmp / "compiled" / "best.pt")["state_dict"]
+    state = checkpoints.load_checkpoint(tmp / "compiled" / "best.pt")["state_dict"]
     assert not any(key.startswith("_orig_mod") for key in state)  # loads into a plain model
-    models.model_from_checkpoint(models.load_checkpoint(tmp / "compiled" / "best.pt"), torch.device("cpu"))
+    checkpoints.model_from_checkpoint(checkpoints.load_checkpoint(tmp / "compiled" / "best.pt"), torch.device("cpu"))

@@ -9,10 +9,8 @@ gradients, residual connections, a gradient step, CPU determinism with one threa
 import pytest
 import torch
 
-from volume_models import models_module
 
-deepmedic = models_module("deepmedic")
-segmentation = models_module("segmentation")
+from spinedx.models import deepmedic, segmentation  # noqa: E402
 DeepMedic = deepmedic.DeepMedic
 
 SMALL = dict(normal_widths=(4, 4, 4), fc_widths=(8,), subsample_factor=3)

@@ -271,8 +271,9 @@ def test_provenance_records_inputs_outputs_config_code_and_packages(run, audit_r
 def test_bundle_is_verified_and_a_tampered_one_refused(run, tmp_path):
     import shutil
 
-    from spinedx import audit, bundle
     from spinedx.errors import InputError
+    from spinedx.readers import bundle
+    from spinedx.stages import audit
 
     _, results = run
     card = bundle.verify(results / "bundle")

@@ -1,9 +1,12 @@
 """spinedx: labelme-annotated spinal MR images to a CNN diagnostic-accuracy study.
 
-The package is split by stage, one module per stage, each mirrored by a Snakemake rule
-file of the same name in ``workflow/rules`` and a ``spinedx <stage>`` command:
-demo_cohort, annotations, preprocessing, splits, training, inference, ensembling,
-case_level, evaluation, meta_analysis, bundle, provenance, audit.
+Libraries apart from stages (docs/architecture.md): ``readers`` (inputs), ``stats``
+(statistics, the R bridge), ``models`` (networks, checkpoints, devices), ``imaging``
+(array operations), ``demo`` (built-in synthetic studies); ``paths`` owns every output
+path, ``task`` the classes and probability columns, ``config`` the schema. ``stages``
+holds one module per workflow stage, each mirrored by a Snakemake rule file of the same
+name in ``workflow/rules`` and a ``spinedx <stage>`` command (``cli``); no stage imports
+another.
 """
 
 __version__ = "0.1.0"

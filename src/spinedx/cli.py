@@ -1,8 +1,10 @@
 """``spinedx <stage>``: every workflow stage as a command, for use outside Snakemake.
 
-The Snakemake rules call exactly these commands; each takes its settings either from a
-config file (``--config``) or as JSON of config sections (``--settings``, what the rules
-pass), resolved against the same schema.
+The Snakemake rules call exactly these commands; each dispatches to its stage module
+(:mod:`spinedx.stages`). A stage takes its settings either from a config file
+(``--config``: every section) or as JSON of the config sections its rule passes
+(``--settings``: only those sections; reading another is an error naming the stage and
+the section), resolved against the same schema.
 """
 
 from __future__ import annotations
@@ -11,156 +13,105 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 
-import pandas as pd
 import yaml
 
 from spinedx import config as configuration
+from spinedx import paths
 from spinedx.errors import InputError
-from spinedx.io import read_parquets, write_parquet
 
 log = logging.getLogger("spinedx")
 
 
-def _resolved(args) -> dict:
-    overrides = json.loads(args.settings) if args.settings else None
-    return configuration.load(args.config, overrides)
-
-
 def cmd_config(args, config):
-    sys.stdout.write(yaml.safe_dump(config, sort_keys=False))
+    sys.stdout.write(yaml.safe_dump(dict(config), sort_keys=False))
 
 
 def cmd_demo_cohort(args, config):
-    from spinedx.demo_cohort import demo_settings, generate_demo_cohort
-    try:
-        cases = generate_demo_cohort(args.images_dir, args.cases, demo_settings(config))
-    except ValueError as error:  # settings the schema allows but the generator cannot honour
-        raise configuration.ConfigError(f"demo_cohort: {error}") from error
-    log.info("demo cohort: %d patients written to %s", len(cases), args.images_dir)
+    from spinedx.stages import demo_cohort
+    demo_cohort.main_stage(config, args.images_dir, args.cases)
 
 
 def cmd_annotations(args, config):
-    from spinedx import annotations
-    table = annotations.tabulate(args.images_dir, args.cases, config, args.sequence)
-    write_parquet(table, args.out)
-    log.info("%d images of %d patients -> %s", len(table), table["patient_id"].nunique(), args.out)
+    from spinedx.stages import annotations
+    annotations.main_stage(config, args.images_dir, args.cases, args.sequence, args.out)
 
 
 def cmd_merge_annotations(args, config):
-    from spinedx import annotations
-    table = read_parquets(args.tables)
-    annotations.check_duplicates(table, Path(args.images_dir or "."))
-    write_parquet(table, args.out)
+    from spinedx.stages import annotations
+    annotations.merge(args.tables, args.images_dir, args.out)
 
 
 def cmd_preprocessing(args, config):
-    from spinedx import preprocessing
-    images = pd.read_parquet(args.images)
-    preprocessing.write_cache(preprocessing.build_cache(images, args.images_dir, config), args.out)
-    log.info("%d images cached at %dpx -> %s", len(images), config["preprocessing"]["size"], args.out)
+    from spinedx.stages import preprocessing
+    preprocessing.main_stage(config, args.images, args.images_dir, args.out)
 
 
 def cmd_splits(args, config):
-    from spinedx import annotations, splits
-    cases = annotations.read_cases(args.cases, config["classes"])
-    folds = splits.make_folds(cases, config["splits"]["n_folds"], config["splits"]["seed"], args.cases)
-    splits.write_folds(folds, args.out)
-    log.info("%d internal patients in %d folds -> %s", len(folds), config["splits"]["n_folds"], args.out)
+    from spinedx.stages import splits
+    splits.main_stage(config, args.cases, args.out)
 
 
 def cmd_training(args, config):
-    from spinedx import training
+    from spinedx.stages import training
     training.train(args.cache, args.images, args.folds, args.backbone, args.sequence, args.fold,
                    config, args.out_dir)
 
 
 def cmd_inference(args, config):
-    from spinedx import inference
-    table = inference.score_folds(args.checkpoints, args.cache, args.images, args.folds, config)
-    write_parquet(table, args.out)
+    from spinedx.stages import inference
+    inference.main_stage(config, args.checkpoints, args.cache, args.images, args.folds, args.out)
 
 
 def cmd_ensembling(args, config):
-    from spinedx import ensembling
-    predictions = pd.read_parquet(args.predictions)
-    table = ensembling.ensemble(predictions, args.backbone, config["splits"]["n_folds"], args.predictions)
-    write_parquet(table, args.out)
+    from spinedx.stages import ensembling
+    ensembling.main_stage(config, args.predictions, args.backbone, args.out)
 
 
 def cmd_case_level(args, config):
-    from spinedx import case_level
-    write_parquet(case_level.aggregate(read_parquets(args.predictions)), args.out)
+    from spinedx.stages import case_level
+    case_level.main_stage(config, args.predictions, args.out)
 
 
 def cmd_evaluation(args, config):
-    from spinedx import evaluation
-    images = read_parquets(args.image_predictions)
-    cases = read_parquets(args.case_predictions)
-    settings = {"threshold": config["decision"]["threshold"], **config["evaluation"]}
-    evaluation.write_tables(evaluation.build_tables(images, cases, settings), args.out_dir)
+    from spinedx.stages import evaluation
+    evaluation.main_stage(config, args.image_predictions, args.case_predictions, args.out_dir)
 
 
 def cmd_meta_analysis(args, config):
-    from spinedx import meta_analysis
-    settings = {k: v for k, v in config["meta_analysis"].items() if k != "enabled"}
-    meta_analysis.main_stage(args.fold_2x2, args.out, args.figures_dir, settings)
+    from spinedx.stages import meta_analysis
+    meta_analysis.main_stage(args.fold_2x2, args.out, args.figures_dir, config["meta_analysis"])
 
 
 def cmd_bundle(args, config):
-    from spinedx import audit, bundle
+    from spinedx.stages import bundle
     bundle.write_bundle(args.checkpoints, args.images, args.external_metrics, args.internal_metrics,
-                        config, args.out_dir, audit.WORKFLOW_DIR)
+                        config, args.out_dir)
 
 
 def cmd_provenance(args, config):
-    from spinedx import audit, provenance
-    record = provenance.build(args.results_dir, args.images, args.cases, config, args.outputs,
-                              audit.WORKFLOW_DIR)
-    provenance.write(record, args.out)
-    log.info("%d outputs, %d input images -> %s", len(record["outputs"]),
-             len(record["inputs"]["images"]), args.out)
+    from spinedx.stages import provenance
+    provenance.main_stage(config, args.outputs, args.images, args.cases, args.results_dir, args.out)
 
 
 def cmd_audit(args, config):
-    from spinedx import audit
-    if args.verify_only:
-        if args.images:  # the workflow's check of bundle + new cohort, before any scoring
-            summary = audit.check_cohort(args.bundle, args.images)
-        else:
-            from spinedx import bundle
-            card = bundle.verify(args.bundle)
-            summary = {"bundle": args.bundle, "manifest_sha256": bundle.manifest_sha256(args.bundle),
-                       "models": len(card["models"])}
-        text = json.dumps(summary, indent=1) + "\n"
-        if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(text)
-        sys.stdout.write(text)
-        return
-    missing = [f"--{n.replace('_', '-')}" for n in ("images_dir", "cases", "results_dir") if not getattr(args, n)]
-    if missing:
-        raise configuration.ConfigError(f"spinedx audit needs {', '.join(missing)} (or --verify-only)")
-    study = audit.audit_config(args.bundle, args.images_dir, args.cases, args.results_dir, args.config)
-    code = audit.run_workflow(study, args.cores, args.snakemake_args)
-    if code:
-        raise SystemExit(code)
+    from spinedx.stages import audit
+    audit.main_stage(config, args)
 
 
 def cmd_figures(args, config):
-    from spinedx import figures
+    from spinedx.stages import figures
     figures.main_stage(args.image_predictions, args.case_predictions, args.table2, args.table3,
                        args.histories, args.cases, args.images, config, args.out_dir, args.table1)
 
 
 def cmd_report_metadata(args, config):
-    from spinedx import figures
-    figures.report_metadata(config, args.config_out, args.versions_out)
+    from spinedx.stages import report_metadata
+    report_metadata.main_stage(config, args.config_out, args.versions_out)
 
 
 def cmd_gradcam(args, config):
-    from spinedx import gradcam
+    from spinedx.stages import gradcam
     gradcam.main_stage(args.checkpoints, args.cache, args.images, args.ensemble_predictions, config,
                        args.images_dir, args.out, args.figure, args.backbone)
 
@@ -169,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spinedx", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", help="YAML config file (defaults from the schema)")
-    common.add_argument("--settings", help="JSON of config sections, merged over --config")
+    common.add_argument("--settings", help="JSON of config sections, merged over --config; without --config "
+                        "the stage may read only these sections")
     common.add_argument("--log-level", default="INFO")
     stages = parser.add_subparsers(dest="stage", required=True, metavar="stage")
 
@@ -203,10 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(option, required=True)
     sub.add_argument("--fold", type=int, required=True)
     sub = stage("inference", cmd_inference, "score external and validation images with each fold model")
-    sub.add_argument("checkpoints", nargs="+", help="best.pt of each fold")
+    sub.add_argument("checkpoints", nargs="+", help=f"{paths.CHECKPOINT_FILE} of each fold")
     for option in ("--cache", "--images", "--out"):
         sub.add_argument(option, required=True)
-    sub.add_argument("--folds", help="folds.tsv of the splits stage (absent in audit mode: all external)")
+    sub.add_argument("--folds", help="folds of the splits stage (absent in audit mode: all external)")
     sub = stage("ensembling", cmd_ensembling, "fold models -> ensemble and out-of-fold predictions")
     sub.add_argument("predictions", help="fold predictions (parquet) of the inference stage")
     sub.add_argument("--backbone", required=True)
@@ -219,14 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--case-predictions", nargs="+", required=True)
     sub.add_argument("--out-dir", required=True)
     sub = stage("meta_analysis", cmd_meta_analysis, "bivariate Bayesian meta-analysis of fold Se/Sp (figures 4, 5)")
-    sub.add_argument("--fold-2x2", required=True, help="fold_2x2.csv of the evaluation stage")
-    sub.add_argument("--out", required=True, help="meta_analysis.csv to write")
-    sub.add_argument("--figures-dir", required=True, help="folder for fig4_forest_<input> and fig5_sroc")
-    sub = stage("bundle", cmd_bundle, "release the fold models: checkpoints, model card, SHA256SUMS")
-    sub.add_argument("checkpoints", nargs="+", help="best.pt of every backbone x sequence x fold")
+    sub.add_argument("--fold-2x2", required=True, help=f"{paths.table_file(paths.FOLD_2X2)} of the evaluation stage")
+    sub.add_argument("--out", required=True, help=f"{paths.table_file(paths.META_ANALYSIS_TABLE)} to write")
+    sub.add_argument("--figures-dir", required=True,
+                     help=f"folder for {paths.forest_figure('<input>')} and {paths.SROC_FIGURE}")
+    sub = stage("bundle", cmd_bundle, f"release the fold models: checkpoints, model card, {paths.BUNDLE_MANIFEST}")
+    sub.add_argument("checkpoints", nargs="+", help=f"{paths.CHECKPOINT_FILE} of every backbone x sequence x fold")
     for option in ("--images", "--external-metrics", "--internal-metrics", "--out-dir"):
         sub.add_argument(option, required=True)
-    sub = stage("provenance", cmd_provenance, "provenance.json: inputs, config, code, packages, outputs")
+    sub = stage("provenance", cmd_provenance, "the provenance record: inputs, config, code, packages, outputs")
     sub.add_argument("outputs", nargs="*", help="output files to record besides tables/ and figures/")
     for option in ("--images", "--cases", "--results-dir", "--out"):
         sub.add_argument(option, required=True)
@@ -244,19 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = stage("figures", cmd_figures, "figures 3 and 6, training curves, table 1 (cohort)")
     sub.add_argument("--image-predictions", nargs="+", required=True, help="ensembling outputs (parquet)")
     sub.add_argument("--case-predictions", nargs="+", required=True, help="case_level outputs (parquet)")
-    sub.add_argument("--table2", required=True, help="table2_image_level.csv")
-    sub.add_argument("--table3", required=True, help="table3_case_level.csv")
+    sub.add_argument("--table2", required=True, help=paths.table_file(paths.TABLE2_IMAGE_LEVEL))
+    sub.add_argument("--table3", required=True, help=paths.table_file(paths.TABLE3_CASE_LEVEL))
     sub.add_argument("--histories", nargs="*", default=[],
-                     help="history.tsv of every fold model (none in audit mode: no curves)")
+                     help=f"{paths.HISTORY_FILE} of every fold model (none in audit mode: no curves)")
     sub.add_argument("--cases", required=True, help="cases table (csv)")
     sub.add_argument("--images", required=True, help="image table (parquet) of the annotations stage")
     sub.add_argument("--out-dir", required=True, help="figures folder")
-    sub.add_argument("--table1", required=True, help="table1_cohort.csv to write")
+    sub.add_argument("--table1", required=True, help=f"{paths.table_file(paths.COHORT_TABLE)} to write")
     sub = stage("report_metadata", cmd_report_metadata, "resolved config and software versions for the report")
     sub.add_argument("--config-out", required=True)
     sub.add_argument("--versions-out", required=True)
     sub = stage("gradcam", cmd_gradcam, "Grad-CAM of the external images, mean of the fold models (figure 7)")
-    sub.add_argument("checkpoints", nargs="+", help="best.pt of each fold")
+    sub.add_argument("checkpoints", nargs="+", help=f"{paths.CHECKPOINT_FILE} of each fold")
     for option in ("--cache", "--images", "--ensemble-predictions", "--images-dir", "--backbone", "--out", "--figure"):
         sub.add_argument(option, required=True)
     return parser
@@ -271,7 +224,8 @@ def main(argv=None) -> int:
     if note:
         log.info("%s", note)
     try:
-        config = _resolved(args)
+        settings = json.loads(args.settings) if args.settings is not None else None
+        config = configuration.for_stage(args.stage, args.config, settings)
         args.function(args, config)
     except (InputError, configuration.ConfigError) as error:
         print(f"spinedx {args.stage}: error: {error}", file=sys.stderr)

@@ -8,7 +8,9 @@ file and fill the same defaults.
 from __future__ import annotations
 
 import copy
+import functools
 import json
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +47,12 @@ def load_schema() -> dict:
     return yaml.safe_load(SCHEMA_FILE.read_text())
 
 
-def resolve(config: dict | None, source: str = "config") -> dict:
-    """Validate ``config`` and return a copy with every default filled in."""
+def resolve(config: dict | None, source: str = "config", sections: Iterable[str] | None = None) -> dict:
+    """Validate ``config`` and return a copy with every default filled in.
+
+    ``sections``: the sections a stage was given (cross-section checks between them only);
+    None: all of them.
+    """
     resolved = copy.deepcopy(config or {})
     validator = _validator_filling_defaults()(load_schema())
     errors = sorted(validator.iter_errors(resolved), key=lambda e: list(e.path))
@@ -55,34 +61,43 @@ def resolve(config: dict | None, source: str = "config") -> dict:
         raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(lines))
     # A second pass fills defaults of objects that were themselves inserted as defaults.
     validator.validate(resolved)
-    check_semantics(resolved, source)
+    check_semantics(resolved, source, sections)
     return resolved
 
 
-def check_semantics(config: dict, source: str = "config") -> None:
-    """Cross-field rules the schema cannot express."""
-    folders: dict[str, str] = {}
-    for sequence, names in config["sequences"].items():
-        for name in names:
-            key = name.lower()
-            if key in folders and folders[key] != sequence:
-                raise ConfigError(
-                    f"{source}: sequence folder name {name!r} is mapped to both "
-                    f"{folders[key]!r} and {sequence!r}; give each folder one sequence"
-                )
-            folders[key] = sequence
-    if len(set(config["classes"])) != len(config["classes"]):
+def check_semantics(config: dict, source: str = "config", sections: Iterable[str] | None = None) -> None:
+    """Cross-field rules the schema cannot express, between the given ``sections`` (None:
+    all); a stage that was not given a section is not judged by its defaults."""
+    given = set(config if sections is None else sections)
+    if "sequences" in given:
+        folders: dict[str, str] = {}
+        for sequence, names in config["sequences"].items():
+            for name in names:
+                key = name.lower()
+                if key in folders and folders[key] != sequence:
+                    raise ConfigError(
+                        f"{source}: sequence folder name {name!r} is mapped to both "
+                        f"{folders[key]!r} and {sequence!r}; give each folder one sequence"
+                    )
+                folders[key] = sequence
+    if "classes" in given and len(set(config["classes"])) != len(config["classes"]):
         raise ConfigError(f"{source}: classes must be distinct, got {config['classes']}")
-    named = [("training.pretrained", b) for b in config["training"]["pretrained"]]
-    named += [("gradcam.target_layers", b) for b in config["gradcam"]["target_layers"]]
-    if config["figures"]["final_backbone"] is not None:
+    if "backbones" not in given:
+        return
+    named = []
+    if "training" in given:
+        named += [("training.pretrained", b) for b in config["training"]["pretrained"]]
+    if "gradcam" in given:
+        named += [("gradcam.target_layers", b) for b in config["gradcam"]["target_layers"]]
+    if "figures" in given and config["figures"]["final_backbone"] is not None:
         named.append(("figures.final_backbone", config["figures"]["final_backbone"]))
     for key, backbone in named:
         if backbone not in config["backbones"]:
             raise ConfigError(f"{source}: {key} names {backbone!r}, which is not in backbones")
 
 
-def load(path: str | Path | None = None, overrides: dict | None = None) -> dict:
+def load(path: str | Path | None = None, overrides: dict | None = None,
+         sections: Iterable[str] | None = None) -> dict:
     """Read a YAML config file (optional), apply overrides and resolve defaults."""
     config: dict[str, Any] = {}
     if path is not None:
@@ -95,7 +110,72 @@ def load(path: str | Path | None = None, overrides: dict | None = None) -> dict:
             raise ConfigError(f"{path}: a configuration must be a mapping of keys")
     if overrides:
         config = deep_merge(config, overrides)
-    return resolve(config, str(path) if path else "config")
+    return resolve(config, str(path) if path else "config", sections)
+
+
+@functools.cache
+def _schema_defaults() -> dict:
+    return resolve({})
+
+
+def schema_defaults(name: str) -> dict:
+    """The schema's defaults of one section (a copy): for library calls given part of a
+    section, so that the schema stays the only place a default is written."""
+    return copy.deepcopy(_schema_defaults()[name])
+
+
+class StageConfig(Mapping):
+    """The config sections one stage may read.
+
+    A rule passes exactly the sections its stage uses (``--settings``, see
+    :func:`settings_json`); reading any other section is an error naming the stage and
+    the section, never a silent schema default in place of the user's value.
+    """
+
+    def __init__(self, sections: dict, stage: str) -> None:
+        self._sections = sections
+        self.stage = stage
+
+    def __getitem__(self, name: str):
+        if name not in self._sections:
+            raise ConfigError(
+                f"stage {self.stage} read config section {name!r}, which its rule did not pass; "
+                f"add it to the rule's settings(...) in workflow/rules (passed: {sorted(self._sections)})"
+            )
+        return self._sections[name]
+
+    def __contains__(self, name) -> bool:
+        return name in self._sections
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sections)
+
+    def __len__(self) -> int:
+        return len(self._sections)
+
+    def __repr__(self) -> str:
+        return f"StageConfig({self.stage!r}, {self._sections!r})"
+
+
+def section(config: Mapping, name: str):
+    """Config section ``name``; a :class:`ConfigError` (not a default) when it is absent."""
+    try:
+        return config[name]
+    except KeyError:
+        raise ConfigError(f"config section {name!r} is missing") from None
+
+
+def for_stage(stage: str, path: str | Path | None = None, settings: dict | None = None) -> StageConfig:
+    """The configuration stage ``stage`` may read.
+
+    ``settings`` (the rules' ``--settings``, config sections as JSON) without a config file:
+    exactly those sections, validated and completed by the schema. With a config file, or
+    with neither (a person running ``spinedx <stage>`` by hand), every section.
+    """
+    if settings is not None and path is None:
+        resolved = load(None, settings, sections=list(settings))
+        return StageConfig({name: resolved[name] for name in settings}, stage)
+    return StageConfig(load(path, settings), stage)
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -108,10 +188,12 @@ def deep_merge(base: dict, update: dict) -> dict:
     return merged
 
 
-def settings_json(config: dict, *sections: str) -> str:
-    """The config sections one stage needs, as canonical JSON.
+def settings_json(config: Mapping, *sections: str) -> str:
+    """The config sections one stage needs, as JSON.
 
     Rules pass this as a param, so Snakemake reruns a stage exactly when a setting it
-    uses changes, and never because an unrelated section changed.
+    uses changes, and never because an unrelated section changed. Sections are sorted by
+    name (stable output); inside a section the config's own order is kept: the order of
+    ``sequences`` is the study's (tables, figures, bundle list them in it).
     """
-    return json.dumps({name: config[name] for name in sections}, sort_keys=True)
+    return json.dumps({name: config[name] for name in sorted(sections)})

@@ -1,7 +1,8 @@
-"""Output files shared by every stage: written whole or not at all."""
+"""Output files shared by every stage: written whole or not at all; file hashes."""
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,9 +31,10 @@ def write_parquet(table: pd.DataFrame, path: str | Path) -> None:
         table.to_parquet(partial, index=False)
 
 
-def write_csv(table: pd.DataFrame, path: str | Path) -> Path:
+def write_csv(table: pd.DataFrame, path: str | Path, **to_csv_options) -> Path:
+    """``table`` without its index; ``to_csv_options`` go to pandas (e.g. ``sep="\t"``)."""
     with atomic_output(path) as partial:
-        table.to_csv(partial, index=False)
+        table.to_csv(partial, index=False, **to_csv_options)
     return Path(path)
 
 
@@ -41,6 +43,19 @@ def write_text(text: str, path: str | Path) -> None:
         partial.write_text(text)
 
 
+def write_bytes(data: bytes, path: str | Path) -> None:
+    with atomic_output(path) as partial:
+        partial.write_bytes(data)
+
+
 def read_parquets(paths) -> pd.DataFrame:
     """Several tables of the same columns, stacked in the given order."""
     return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -3,14 +3,15 @@ rule annotations:
         files=sequence_inputs,
         cases=CASES,
     output:
-        f"{RESULTS}/annotations/{{sequence}}.parquet",
+        P.annotations("{sequence}"),
     params:
         settings=settings("classes", "sequences", "data", "audit"),
         images_dir=IMAGES_DIR,
     log:
-        log_path("annotations", "{sequence}"),
+        P.log("annotations", "{sequence}"),
     benchmark:
-        benchmark_path("annotations", "{sequence}")
+        P.benchmark("annotations", "{sequence}")
+    localrule: True
     conda:
         "../../envs/data.yaml"
     shell:
@@ -20,16 +21,19 @@ rule annotations:
 
 rule merge_annotations:
     input:
-        expand(rules.annotations.output, sequence=SEQUENCES),
+        expand(P.annotations("{sequence}"), sequence=SEQUENCES),
     output:
-        f"{RESULTS}/annotations/images.parquet",
+        P.images_table,
     params:
+        settings=settings(),
         images_dir=IMAGES_DIR,
     log:
-        log_path("annotations", "merge_annotations"),
+        P.log("annotations", "merge_annotations"),
     benchmark:
-        benchmark_path("annotations", "merge_annotations")
+        P.benchmark("annotations", "merge_annotations")
+    localrule: True
     conda:
         "../../envs/data.yaml"
     shell:
-        "python -m spinedx merge_annotations {input:q} --images-dir {params.images_dir:q} --out {output:q} 2> {log:q}"
+        "python -m spinedx merge_annotations {input:q} --settings {params.settings:q}"
+        " --images-dir {params.images_dir:q} --out {output:q} 2> {log:q}"

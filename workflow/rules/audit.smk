@@ -1,22 +1,24 @@
 # Audit mode (config audit.bundle): verify the released bundle and the new cohort before
 # any model is used; `audit` is the target (`spinedx audit` runs it).
 if AUDIT:
+    RELEASED = paths.BundlePaths(AUDIT_BUNDLE)
 
     rule audit_verify:
         input:
-            manifest=f"{AUDIT_BUNDLE}/SHA256SUMS",
-            card=f"{AUDIT_BUNDLE}/model_card.json",
-            models=expand(f"{AUDIT_BUNDLE}/models/{{backbone}}/{{sequence}}/fold{{fold}}.pt",
+            manifest=RELEASED.manifest,
+            card=RELEASED.card_json,
+            models=expand(RELEASED.model("{backbone}", "{sequence}", "{fold}"),
                           backbone=BACKBONES, sequence=SEQUENCES, fold=FOLDS),
-            images=rules.merge_annotations.output,
+            images=P.images_table,
         output:
-            AUDIT_VERIFIED,
+            P.audit_verified,
         params:
             bundle=AUDIT_BUNDLE,
         log:
-            log_path("audit", "audit_verify"),
+            P.log("audit", "audit_verify"),
         benchmark:
-            benchmark_path("audit", "audit_verify")
+            P.benchmark("audit", "audit_verify")
+        localrule: True
         conda:
             "../../envs/data.yaml"
         shell:
@@ -26,4 +28,5 @@ if AUDIT:
     rule audit:
         input:
             STUDY_OUTPUTS,
-            rules.provenance.output,
+            P.provenance,
+        localrule: True

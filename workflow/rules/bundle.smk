@@ -1,23 +1,24 @@
-# The released models: fold checkpoints, model card and SHA256SUMS (spinedx.bundle).
+# The released models: fold checkpoints, model card and manifest (spinedx.stages.bundle).
 rule bundle:
     input:
-        checkpoints=expand(rules.training.output.checkpoint, backbone=BACKBONES, sequence=SEQUENCES, fold=FOLDS),
-        images=rules.merge_annotations.output,
-        table3=rules.evaluation.output.table3,
-        internal_case=rules.evaluation.output.internal_case,
+        checkpoints=expand(P.checkpoint("{backbone}", "{sequence}", "{fold}"),
+                           backbone=BACKBONES, sequence=SEQUENCES, fold=FOLDS),
+        images=P.images_table,
+        table3=EVALUATION_TABLES["table3"],
+        internal_case=EVALUATION_TABLES["internal_case"],
     output:
-        models=expand(f"{RESULTS}/bundle/models/{{backbone}}/{{sequence}}/fold{{fold}}.pt",
-                      backbone=BACKBONES, sequence=SEQUENCES, fold=FOLDS),
-        card_json=f"{RESULTS}/bundle/model_card.json",
-        card_md=f"{RESULTS}/bundle/model_card.md",
-        manifest=f"{RESULTS}/bundle/SHA256SUMS",
+        models=BUNDLE_MODELS,
+        card_json=P.bundle.card_json,
+        card_md=P.bundle.card_md,
+        manifest=P.bundle.manifest,
     params:
         settings=settings(*BUNDLE_CONFIG_SECTIONS),
         out_dir=subpath(output.manifest, parent=True),
     log:
-        log_path("bundle", "bundle"),
+        P.log("bundle", "bundle"),
     benchmark:
-        benchmark_path("bundle", "bundle")
+        P.benchmark("bundle", "bundle")
+    localrule: True
     conda:
         "../../envs/torch.yaml"
     shell:

@@ -1,13 +1,16 @@
 rule case_level:
     input:
-        expand(rules.ensembling.output, sequence=SEQUENCES, allow_missing=True),
+        expand(P.ensembling("{backbone}", "{sequence}"), sequence=SEQUENCES, allow_missing=True),
     output:
-        f"{RESULTS}/case_level/{{backbone}}.parquet",
+        P.case_level("{backbone}"),
+    params:
+        settings=settings("classes"),
     log:
-        log_path("case_level", "{backbone}"),
+        P.log("case_level", "{backbone}"),
     benchmark:
-        benchmark_path("case_level", "{backbone}")
+        P.benchmark("case_level", "{backbone}")
+    localrule: True
     conda:
         "../../envs/evaluation.yaml"
     shell:
-        "python -m spinedx case_level {input:q} --out {output:q} 2> {log:q}"
+        "python -m spinedx case_level {input:q} --settings {params.settings:q} --out {output:q} 2> {log:q}"

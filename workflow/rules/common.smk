@@ -8,15 +8,17 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
-# The spinedx package is imported here (config checks, file lists) and by every job.
+# The spinedx package is imported here (config checks, file lists, output paths) and by
+# every job.
 SRC_DIR = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC_DIR)
 
-from spinedx.annotations import sequence_files
-from spinedx.audit import apply_bundle
-from spinedx.bundle import CARD_CONFIG_SECTIONS as BUNDLE_CONFIG_SECTIONS
+from spinedx import paths
+from spinedx.aggregation import ALL_INPUT
 from spinedx.config import check_semantics, settings_json
-from spinedx.demo_cohort import demo_settings, planned_files
+from spinedx.demo.plan import demo_settings, planned_files
+from spinedx.readers.bundle import CARD_CONFIG_SECTIONS as BUNDLE_CONFIG_SECTIONS, apply_bundle
+from spinedx.readers.tree import sequence_files
 from spinedx.runtime import prepare_job_environment
 
 prepare_job_environment(SRC_DIR)
@@ -25,7 +27,7 @@ prepare_job_environment(SRC_DIR)
 validate(config, schema="../schemas/config.schema.yaml")
 check_semantics(config)
 
-# Audit mode: the released bundle's settings replace the models' own (spinedx.audit).
+# Audit mode: the released bundle's settings replace the models' own (spinedx.readers.bundle).
 AUDIT_BUNDLE = config["audit"]["bundle"]
 AUDIT = bool(AUDIT_BUNDLE)
 if AUDIT:
@@ -39,7 +41,9 @@ IMAGES_DIR = config["data"]["images_dir"]
 CASES = config["data"]["cases"]
 DEMO = config["demo_cohort"]["enabled"]
 DEMO_FILES = planned_files(demo_settings(config)) if DEMO else {}
-AUDIT_VERIFIED = f"{RESULTS}/audit/verified.json"
+
+# Every output path comes from spinedx.paths (the package writes the same names).
+P = paths.StudyPaths(RESULTS)
 
 
 wildcard_constraints:
@@ -49,16 +53,9 @@ wildcard_constraints:
 
 
 def settings(*sections):
-    """The config sections a stage uses, as one JSON param (reruns on their change only)."""
+    """The config sections a stage uses, as one JSON param (reruns on their change only).
+    The stage may read these sections only (spinedx.config.StageConfig)."""
     return settings_json(config, *sections)
-
-
-def log_path(stage, name):
-    return f"{RESULTS}/logs/{stage}/{name}.log"
-
-
-def benchmark_path(stage, name):
-    return f"{RESULTS}/benchmarks/{stage}/{name}.tsv"
 
 
 def sequence_inputs(wildcards):
@@ -68,9 +65,64 @@ def sequence_inputs(wildcards):
     return [str(f) for f in sequence_files(IMAGES_DIR, config["sequences"], wildcards.sequence)]
 
 
+def figures_of(*names):
+    """The PDF and PNG files of figures (their names, without folder or suffix)."""
+    return [path for name in names for path in paths.figure_files(P.figure(name))]
+
+
 def figure_report(stem, caption, category, subcategory, **labels):
-    """``stem``.png as a report item (caption file in workflow/report/) and ``stem``.pdf
+    """``stem``'s PNG as a report item (caption file in workflow/report/) and its PDF
     beside it: the report shows the PNG, the PDF is for print."""
-    png = report(f"{stem}.png", caption=f"../report/{caption}", category=category,
-                 subcategory=subcategory, labels=labels or None)
-    return [f"{stem}.pdf", png]
+    pdf, png = paths.figure_files(stem)
+    return [pdf, report(png, caption=f"../report/{caption}", category=category, subcategory=subcategory,
+                        labels=labels or None)]
+
+
+# ------------------------------------------------------------------------------------
+# Targets and mode switches, decided here once (before any rule file is included, so
+# include order does not matter).
+
+# The fold models of one backbone x sequence as later stages read them: this study's
+# trained checkpoints, or in audit mode the released bundle's (checked by audit_verify,
+# which every reader waits for through MODELS_VERIFIED).
+if AUDIT:
+    FOLD_CHECKPOINTS = expand(paths.BundlePaths(AUDIT_BUNDLE).model("{backbone}", "{sequence}", "{fold}"),
+                              fold=FOLDS, allow_missing=True)
+    MODELS_VERIFIED = P.audit_verified
+else:
+    FOLD_CHECKPOINTS = expand(P.checkpoint("{backbone}", "{sequence}", "{fold}"), fold=FOLDS, allow_missing=True)
+    MODELS_VERIFIED = []
+
+EVALUATION_TABLES = {
+    "table2": P.table(paths.TABLE2_IMAGE_LEVEL),
+    "table3": P.table(paths.TABLE3_CASE_LEVEL),
+    "fold_2x2": P.table(paths.FOLD_2X2),
+    "internal_image": P.table(paths.INTERNAL_CV_IMAGE_LEVEL),
+    "internal_case": P.table(paths.INTERNAL_CV_CASE_LEVEL),
+}
+META_ANALYSIS_INPUTS = [*SEQUENCES, ALL_INPUT]
+# Audit mode trains nothing: no training curves.
+CURVES = [] if AUDIT else [(backbone, sequence) for backbone in BACKBONES for sequence in SEQUENCES]
+BUNDLE_MODELS = expand(P.bundle.model("{backbone}", "{sequence}", "{fold}"),
+                       backbone=BACKBONES, sequence=SEQUENCES, fold=FOLDS)
+BUNDLE_FILES = [*BUNDLE_MODELS, P.bundle.card_json, P.bundle.card_md, P.bundle.manifest]
+
+# What the study delivers (rule all = these + provenance; provenance records them and
+# every file under tables/ and figures/). A new rule whose outputs the study delivers
+# adds them here.
+STUDY_OUTPUTS = [
+    P.images_table,
+    *EVALUATION_TABLES.values(),
+    *([P.table(paths.META_ANALYSIS_TABLE),
+       *figures_of(paths.SROC_FIGURE, *map(paths.forest_figure, META_ANALYSIS_INPUTS))]
+      if config["meta_analysis"]["enabled"] else []),
+    *figures_of(paths.ROC_BACKBONES_FIGURE, paths.FINAL_SYSTEM_FIGURE,
+                *(paths.training_curves_figure(backbone, sequence) for backbone, sequence in CURVES)),
+    P.table(paths.COHORT_TABLE),
+    P.report_config,
+    P.software_versions,
+    *([path for backbone in BACKBONES for sequence in SEQUENCES
+       for path in [P.gradcam_table(backbone, sequence), *figures_of(paths.gradcam_figure(backbone, sequence))]]
+      if config["gradcam"]["enabled"] else []),
+    *([P.audit_verified] if AUDIT else BUNDLE_FILES),
+]

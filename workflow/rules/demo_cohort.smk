@@ -10,9 +10,10 @@ if DEMO:
             settings=settings("demo_cohort", "sequences"),
             images_dir=lambda wildcards, output: os.path.commonpath(output.images),
         log:
-            log_path("demo_cohort", "demo_cohort"),
+            P.log("demo_cohort", "demo_cohort"),
         benchmark:
-            benchmark_path("demo_cohort", "demo_cohort")
+            P.benchmark("demo_cohort", "demo_cohort")
+        localrule: True
         conda:
             "../../envs/data.yaml"
         shell:

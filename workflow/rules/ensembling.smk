@@ -1,14 +1,15 @@
 rule ensembling:
     input:
-        rules.inference.output,
+        P.inference("{backbone}", "{sequence}"),
     output:
-        f"{RESULTS}/ensembling/{{backbone}}/{{sequence}}.parquet",
+        P.ensembling("{backbone}", "{sequence}"),
     params:
-        settings=settings("splits"),
+        settings=settings("classes", "splits"),
     log:
-        log_path("ensembling", "{backbone}/{sequence}"),
+        P.log("ensembling", "{backbone}/{sequence}"),
     benchmark:
-        benchmark_path("ensembling", "{backbone}/{sequence}")
+        P.benchmark("ensembling", "{backbone}/{sequence}")
+    localrule: True
     conda:
         "../../envs/evaluation.yaml"
     shell:

@@ -1,25 +1,26 @@
 rule evaluation:
     input:
-        images=expand(rules.ensembling.output, backbone=BACKBONES, sequence=SEQUENCES),
-        cases=expand(rules.case_level.output, backbone=BACKBONES),
+        images=expand(P.ensembling("{backbone}", "{sequence}"), backbone=BACKBONES, sequence=SEQUENCES),
+        cases=expand(P.case_level("{backbone}"), backbone=BACKBONES),
     output:
-        table2=report(f"{RESULTS}/tables/table2_image_level.csv", caption="../report/table2.rst",
+        table2=report(EVALUATION_TABLES["table2"], caption="../report/table2.rst",
                       category="3. Backbone comparison", subcategory="Table 2"),
-        table3=report(f"{RESULTS}/tables/table3_case_level.csv", caption="../report/table3.rst",
+        table3=report(EVALUATION_TABLES["table3"], caption="../report/table3.rst",
                       category="4. Final system", subcategory="Table 3"),
-        fold_2x2=report(f"{RESULTS}/tables/fold_2x2.csv", caption="../report/fold_2x2.rst",
+        fold_2x2=report(EVALUATION_TABLES["fold_2x2"], caption="../report/fold_2x2.rst",
                         category="5. Meta-analysis", subcategory="Fold 2x2 tables"),
-        internal_image=report(f"{RESULTS}/tables/internal_cv_image_level.csv", caption="../report/internal_cv.rst",
+        internal_image=report(EVALUATION_TABLES["internal_image"], caption="../report/internal_cv.rst",
                               category="2. Model development", subcategory="Internal cross-validation"),
-        internal_case=report(f"{RESULTS}/tables/internal_cv_case_level.csv", caption="../report/internal_cv.rst",
+        internal_case=report(EVALUATION_TABLES["internal_case"], caption="../report/internal_cv.rst",
                              category="2. Model development", subcategory="Internal cross-validation"),
     params:
-        settings=settings("decision", "evaluation"),
+        settings=settings("classes", "decision", "evaluation"),
         out_dir=subpath(output.table2, parent=True),
     log:
-        log_path("evaluation", "evaluation"),
+        P.log("evaluation", "evaluation"),
     benchmark:
-        benchmark_path("evaluation", "evaluation")
+        P.benchmark("evaluation", "evaluation")
+    localrule: True
     conda:
         "../../envs/evaluation.yaml"
     shell:

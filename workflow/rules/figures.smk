@@ -3,33 +3,30 @@
 # items (the PDFs for print lie beside them).
 rule figures:
     input:
-        image_predictions=expand(rules.ensembling.output, backbone=BACKBONES, sequence=SEQUENCES),
-        case_predictions=expand(rules.case_level.output, backbone=BACKBONES),
-        table2=rules.evaluation.output.table2,
-        table3=rules.evaluation.output.table3,
-        # Audit mode trains nothing: no training curves.
-        histories=[] if AUDIT else expand(rules.training.output.history, backbone=BACKBONES,
-                                          sequence=SEQUENCES, fold=FOLDS),
-        job_configs=[] if AUDIT else expand(rules.training.output.config, backbone=BACKBONES,
-                                            sequence=SEQUENCES, fold=FOLDS),
+        image_predictions=expand(P.ensembling("{backbone}", "{sequence}"), backbone=BACKBONES, sequence=SEQUENCES),
+        case_predictions=expand(P.case_level("{backbone}"), backbone=BACKBONES),
+        table2=EVALUATION_TABLES["table2"],
+        table3=EVALUATION_TABLES["table3"],
+        histories=[P.history(b, s, k) for b, s in CURVES for k in FOLDS],
+        job_configs=[P.job_config(b, s, k) for b, s in CURVES for k in FOLDS],
         cases=CASES,
-        images=rules.merge_annotations.output,
+        images=P.images_table,
     output:
-        fig3=figure_report(f"{RESULTS}/figures/fig3_roc_backbones", "fig3.rst",
-                           "3. Backbone comparison", "Figure 3"),
-        fig6=figure_report(f"{RESULTS}/figures/fig6_final_system", "fig6.rst", "4. Final system", "Figure 6"),
-        curves=[figure_report(f"{RESULTS}/figures/training_curves_{b}_{s}", "training_curves.rst",
+        fig3=figure_report(P.figure(paths.ROC_BACKBONES_FIGURE), "fig3.rst", "3. Backbone comparison", "Figure 3"),
+        fig6=figure_report(P.figure(paths.FINAL_SYSTEM_FIGURE), "fig6.rst", "4. Final system", "Figure 6"),
+        curves=[figure_report(P.figure(paths.training_curves_figure(b, s)), "training_curves.rst",
                               "2. Model development", "Training curves", backbone=b, sequence=s)
-                for b in BACKBONES for s in SEQUENCES if not AUDIT],
-        table1=report(f"{RESULTS}/tables/table1_cohort.csv", caption=f"../report/table1.rst",
+                for b, s in CURVES],
+        table1=report(P.table(paths.COHORT_TABLE), caption="../report/table1.rst",
                       category="1. Cohort", subcategory="Table 1"),
     params:
         settings=settings("classes", "sequences", "backbones", "splits", "decision", "figures", "audit"),
         out_dir=lambda wildcards, output: os.path.dirname(output.fig3[0]),
     log:
-        log_path("figures", "figures"),
+        P.log("figures", "figures"),
     benchmark:
-        benchmark_path("figures", "figures")
+        P.benchmark("figures", "figures")
+    localrule: True
     conda:
         "../../envs/figures.yaml"
     shell:
@@ -42,17 +39,18 @@ rule figures:
 
 rule report_metadata:
     output:
-        config=report(f"{RESULTS}/report/config.yaml", caption=f"../report/config.rst",
+        config=report(P.report_config, caption="../report/config.rst",
                       category="7. Reproducibility", subcategory="Resolved configuration"),
-        versions=report(f"{RESULTS}/report/software_versions.csv", caption=f"../report/versions.rst",
+        versions=report(P.software_versions, caption="../report/versions.rst",
                         category="7. Reproducibility", subcategory="Software versions"),
     params:
         # The whole resolved config: the report shows exactly what ran.
         settings=settings(*config),
     log:
-        log_path("figures", "report_metadata"),
+        P.log("figures", "report_metadata"),
     benchmark:
-        benchmark_path("figures", "report_metadata")
+        P.benchmark("figures", "report_metadata")
+    localrule: True
     conda:
         "../../envs/torch.yaml"
     shell:

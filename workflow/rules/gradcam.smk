@@ -4,28 +4,26 @@ rule gradcam:
     input:
         checkpoints=FOLD_CHECKPOINTS,
         verified=MODELS_VERIFIED,
-        cache=rules.preprocessing.output,
-        images=rules.annotations.output,
+        cache=P.preprocessing_cache("{sequence}"),
+        images=P.annotations("{sequence}"),
         # This sequence's ensemble only (not case_level, which mixes all sequences): a
         # changed T2 image reruns the T2 maps only.
-        ensemble_predictions=rules.ensembling.output,
+        ensemble_predictions=P.ensembling("{backbone}", "{sequence}"),
         files=sequence_inputs,
     output:
-        table=report(f"{RESULTS}/gradcam/{{backbone}}/{{sequence}}.csv", caption="../report/gradcam_table.rst",
+        table=report(P.gradcam_table("{backbone}", "{sequence}"), caption="../report/gradcam_table.rst",
                      category="6. Interpretability", subcategory="Grad-CAM peak in box",
                      labels={"backbone": "{backbone}", "sequence": "{sequence}"}),
-        pdf=f"{RESULTS}/figures/fig7_gradcam_{{backbone}}_{{sequence}}.pdf",
-        png=report(f"{RESULTS}/figures/fig7_gradcam_{{backbone}}_{{sequence}}.png", caption="../report/fig7.rst",
-                   category="6. Interpretability", subcategory="Figure 7",
-                   labels={"backbone": "{backbone}", "sequence": "{sequence}"}),
+        figure=figure_report(P.figure(paths.gradcam_figure("{backbone}", "{sequence}")), "fig7.rst",
+                             "6. Interpretability", "Figure 7", backbone="{backbone}", sequence="{sequence}"),
     params:
         settings=settings("classes", "data", "preprocessing", "training", "inference", "decision", "gradcam"),
         images_dir=IMAGES_DIR,
-        figure=subpath(output.pdf, strip_suffix=".pdf"),
+        figure=lambda wildcards, output: paths.figure_stem(output.figure[0]),
     log:
-        log_path("gradcam", "{backbone}/{sequence}"),
+        P.log("gradcam", "{backbone}/{sequence}"),
     benchmark:
-        benchmark_path("gradcam", "{backbone}/{sequence}")
+        P.benchmark("gradcam", "{backbone}/{sequence}")
     threads: config["training"]["threads"]
     resources:
         gpu=config["training"]["gpus"],

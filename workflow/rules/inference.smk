@@ -2,19 +2,19 @@ rule inference:
     input:
         # Audit mode: the released bundle's models (hash-checked by audit_verify) and no folds.
         checkpoints=FOLD_CHECKPOINTS,
-        cache=rules.preprocessing.output,
-        images=rules.annotations.output,
-        folds=[] if AUDIT else rules.splits.output,
+        cache=P.preprocessing_cache("{sequence}"),
+        images=P.annotations("{sequence}"),
+        folds=[] if AUDIT else [P.folds],
         verified=MODELS_VERIFIED,
     output:
-        f"{RESULTS}/inference/{{backbone}}/{{sequence}}.parquet",
+        P.inference("{backbone}", "{sequence}"),
     params:
         settings=settings("classes", "training", "inference"),
         folds=lambda wildcards, input: " ".join(f"--folds {shlex.quote(f)}" for f in input.folds),
     log:
-        log_path("inference", "{backbone}/{sequence}"),
+        P.log("inference", "{backbone}/{sequence}"),
     benchmark:
-        benchmark_path("inference", "{backbone}/{sequence}")
+        P.benchmark("inference", "{backbone}/{sequence}")
     threads: config["training"]["threads"]
     resources:
         gpu=config["training"]["gpus"],

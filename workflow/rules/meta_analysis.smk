@@ -3,26 +3,23 @@
 # compiled Stan model is cached outside the results (${XDG_CACHE_HOME:-~/.cache}/spinedx/stan).
 rule meta_analysis:
     input:
-        fold_2x2=rules.evaluation.output.fold_2x2,
+        fold_2x2=EVALUATION_TABLES["fold_2x2"],
         r_code=f"{workflow.basedir}/R/meta_analysis.R",
         stan_model=f"{workflow.basedir}/R/bivariate.stan",
     output:
-        table=report(f"{RESULTS}/tables/meta_analysis.csv", caption="../report/meta_analysis.rst",
+        table=report(P.table(paths.META_ANALYSIS_TABLE), caption="../report/meta_analysis.rst",
                      category="5. Meta-analysis", subcategory="Pooled Se/Sp"),
-        sroc_pdf=f"{RESULTS}/figures/fig5_sroc.pdf",
-        sroc_png=report(f"{RESULTS}/figures/fig5_sroc.png", caption="../report/fig5.rst",
-                        category="5. Meta-analysis", subcategory="Figure 5"),
-        forests=[path for input in [*SEQUENCES, "ALL"] for path in (
-            f"{RESULTS}/figures/fig4_forest_{input}.pdf",
-            report(f"{RESULTS}/figures/fig4_forest_{input}.png", caption="../report/fig4.rst",
-                   category="5. Meta-analysis", subcategory="Figure 4", labels={"input": input}))],
+        sroc=figure_report(P.figure(paths.SROC_FIGURE), "fig5.rst", "5. Meta-analysis", "Figure 5"),
+        forests=[path for input_ in META_ANALYSIS_INPUTS
+                 for path in figure_report(P.figure(paths.forest_figure(input_)), "fig4.rst",
+                                           "5. Meta-analysis", "Figure 4", input=input_)],
     params:
         settings=settings("meta_analysis"),
-        figures_dir=subpath(output.sroc_pdf, parent=True),
+        figures_dir=lambda wildcards, output: os.path.dirname(output.sroc[0]),
     log:
-        log_path("meta_analysis", "meta_analysis"),
+        P.log("meta_analysis", "meta_analysis"),
     benchmark:
-        benchmark_path("meta_analysis", "meta_analysis")
+        P.benchmark("meta_analysis", "meta_analysis")
     conda:
         "../../envs/r.yaml"
     shell:

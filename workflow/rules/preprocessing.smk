@@ -1,15 +1,15 @@
 rule preprocessing:
     input:
-        images=rules.annotations.output,
+        images=P.annotations("{sequence}"),
     output:
-        f"{RESULTS}/preprocessing/{{sequence}}.npz",
+        P.preprocessing_cache("{sequence}"),
     params:
         settings=settings("preprocessing", "data"),
         images_dir=IMAGES_DIR,
     log:
-        log_path("preprocessing", "{sequence}"),
+        P.log("preprocessing", "{sequence}"),
     benchmark:
-        benchmark_path("preprocessing", "{sequence}")
+        P.benchmark("preprocessing", "{sequence}")
     conda:
         "../../envs/data.yaml"
     shell:

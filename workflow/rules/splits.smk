@@ -2,13 +2,14 @@ rule splits:
     input:
         cases=CASES,
     output:
-        f"{RESULTS}/splits/folds.tsv",
+        P.folds,
     params:
         settings=settings("classes", "splits"),
     log:
-        log_path("splits", "splits"),
+        P.log("splits", "splits"),
     benchmark:
-        benchmark_path("splits", "splits")
+        P.benchmark("splits", "splits")
+    localrule: True
     conda:
         "../../envs/data.yaml"
     shell:

@@ -28,8 +28,8 @@ import numpy as np
 # Drawing helpers of the reference phantom, imported in ONE place (spinedx.demo.spine after
 # the package restructure): its scanner draw, scanner effects with the display window,
 # smooth random fields.
-from spinedx.demo_cohort import _acquire, _draw_scanner
-from spinedx.demo_cohort import _smooth_field as smooth_field
+from spinedx.demo.spine import _acquire, _draw_scanner
+from spinedx.demo.spine import _smooth_field as smooth_field
 
 CONTRASTS = ("T1", "T2", "T2FS")
 

@@ -22,7 +22,7 @@ from PIL import Image
 
 # Helpers of the reference phantom, imported in ONE place (spinedx.demo.spine after the
 # package restructure): the annotator's rectangle and the labelme 5.x document.
-from spinedx.demo_cohort import _annotator_box, _labelme
+from spinedx.demo.spine import _annotator_box, _labelme
 from spinedx.io import atomic_output, write_csv, write_text
 
 _SIZE_KEYS = ("sagittal_height", "sagittal_width", "transverse_size")

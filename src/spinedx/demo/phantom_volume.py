@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spinedx.io import atomic_output
+from spinedx.io import write_bytes
 
 STORAGE_ORDERS = ("RAS", "LPS")
 _GZIP_LEVEL = 6
@@ -256,5 +256,4 @@ def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray, flips, dtype)
     image.set_sform(affine, code=1)
     image.set_qform(affine, code=1)
     payload = gzip.compress(image.to_bytes(), compresslevel=_GZIP_LEVEL, mtime=0)
-    with atomic_output(path) as partial:
-        partial.write_bytes(payload)
+    write_bytes(payload, path)

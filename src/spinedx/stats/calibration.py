@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from spinedx.errors import InputError
-from spinedx.evaluation import wilson_interval
+from spinedx.stats.binary import wilson_interval
 
 __all__ = ["EPS", "brier_score", "calibration_intercept", "calibration_slope",
            "calibration_summary", "reliability_curve", "scaled_brier_score",

@@ -4,7 +4,7 @@ Newcombe interval), with multiplicity-adjusted p-values.
 
 One row per (comparison, metric); differences are model_a minus model_b. Decisions are
 the study's rule (positive when the probability is strictly above the threshold,
-:func:`spinedx.evaluation.positive_calls`) unless given explicitly (e.g. a reader's own
+:func:`spinedx.stats.binary.positive_calls`) unless given explicitly (e.g. a reader's own
 binary calls). Rows are case-level: pass one prediction per patient.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from spinedx.errors import InputError
-from spinedx.evaluation import positive_calls
+from spinedx.stats.binary import positive_calls
 from spinedx.stats.delong import paired_delong_test
 from spinedx.stats.mcnemar import paired_accuracy
 from spinedx.stats.multiplicity import adjust_pvalues

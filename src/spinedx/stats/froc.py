@@ -22,7 +22,7 @@ candidates kept at any score threshold is the restriction of this one matching: 
 lesion is detected at threshold ``t`` exactly when its matched candidate is kept.
 
 **Operating point**: a candidate is kept when its score is strictly above the threshold
-(the project's decision rule, ``spinedx.evaluation.positive_calls``). Lesion-level
+(the project's decision rule, ``spinedx.stats.binary.positive_calls``). Lesion-level
 sensitivity = detected lesions / all lesions; false positives per case = kept false
 positives / all cases (cases without lesions included).
 

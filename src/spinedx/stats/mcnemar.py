@@ -35,7 +35,7 @@ import math
 import numpy as np
 
 from spinedx.errors import InputError
-from spinedx.evaluation import wilson_interval
+from spinedx.stats.binary import wilson_interval
 
 __all__ = ["mcnemar_exact_p", "newcombe_paired_interval", "paired_accuracy",
            "paired_proportions", "paired_table"]

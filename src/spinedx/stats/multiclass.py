@@ -101,7 +101,7 @@ from threadpoolctl import threadpool_limits
 from spinedx.errors import InputError
 
 # Binary tools reused here (one place, so that they can be repointed to spinedx.stats.binary).
-from spinedx.evaluation import roc_auc, wilson_interval
+from spinedx.stats.binary import roc_auc, wilson_interval
 
 __all__ = [
     "KAPPA_WEIGHTS",

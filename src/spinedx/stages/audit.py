@@ -2,7 +2,7 @@
 
 Audit mode is the same workflow with config ``audit.bundle`` set: the bundle's card sets
 the models' settings (classes, sequences, preprocessing, backbones, folds, decision
-threshold), every case of the new cohort is external, the bundle's checkpoints replace
+threshold; :func:`spinedx.readers.bundle.apply_bundle`), every case of the new cohort is external, the bundle's checkpoints replace
 splits and training, and inference, ensembling, case_level, evaluation, meta_analysis
 (and whatever else reads their tables) run unchanged. Nothing is scored before
 :func:`check_cohort` has verified every hash of the bundle and refused a cohort that
@@ -20,45 +20,19 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from spinedx import bundle
+from spinedx import paths
 from spinedx.config import ConfigError, deep_merge, load
 from spinedx.errors import InputError
+from spinedx.io import write_text
+from spinedx.readers.bundle import manifest_sha256, verify
 
 log = logging.getLogger(__name__)
-
-WORKFLOW_DIR = Path(__file__).resolve().parents[2]  # the checkout holding the Snakefile
-
-
-def apply_bundle(config: dict) -> dict:
-    """Put the settings of the bundle named by ``config['audit']['bundle']`` into ``config``
-    (in place; returned too). The auditor keeps data, results, device and resources;
-    folder names the auditor maps to the bundle's sequences are added to the bundle's."""
-    bundle_dir = Path(config["audit"]["bundle"])
-    card_path = bundle_dir / bundle.CARD_JSON
-    try:
-        card = json.loads(card_path.read_text())
-        released = card["config"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ConfigError(f"{card_path}: cannot read the bundle's model card ({error}); config "
-                          "audit.bundle must name a folder written by the bundle stage") from error
-    unknown = sorted(set(config["sequences"]) - set(released["sequences"]))
-    ours = config["sequences"]
-    config["sequences"] = {name: list(dict.fromkeys([*folders, *ours.get(name, [])]))
-                           for name, folders in released["sequences"].items()}
-    if unknown:
-        log.info("audit: sequences %s have no model in the bundle and are not scored", unknown)
-    for section in ("classes", "backbones", "preprocessing", "decision"):
-        config[section] = released[section]
-    config["splits"]["n_folds"] = released["splits"]["n_folds"]
-    for key in ("mean", "std", "in_chans"):
-        config["training"][key] = released["training"][key]
-    return config
 
 
 def check_cohort(bundle_dir, images_path) -> dict:
     """Verify the bundle and that the new cohort shares no image with its training cohort;
     the summary that the audit_verify rule writes."""
-    card = bundle.verify(bundle_dir)
+    card = verify(bundle_dir)
     images = pd.read_parquet(images_path)
     seen = images[images["image_sha256"].isin(set(card["training_images_sha256"]))]
     if not seen.empty:
@@ -68,7 +42,7 @@ def check_cohort(bundle_dir, images_path) -> dict:
             f"patient(s) {sorted(set(seen['patient_id']))[:5]}; an external validation must not "
             "contain them: remove those patients from the cohort"
         )
-    return {"bundle": str(bundle_dir), "manifest_sha256": bundle.manifest_sha256(bundle_dir),
+    return {"bundle": str(bundle_dir), "manifest_sha256": manifest_sha256(bundle_dir),
             "models": len(card["models"]), "code": card["code"],
             "cohort": {"patients": int(images["patient_id"].nunique()), "images": int(len(images))}}
 
@@ -87,13 +61,36 @@ def audit_config(bundle_dir, images_dir, cases, results_dir, config_path=None) -
 
 def run_workflow(config: dict, cores: int, snakemake_args=()) -> int:
     """Run the workflow's ``audit`` target on ``config`` (written beside the results)."""
-    bundle.verify(config["audit"]["bundle"])  # fail fast, before any job starts
-    results = Path(config["results_dir"])
-    results.mkdir(parents=True, exist_ok=True)
-    config_file = results / "audit_config.yaml"
-    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
-    command = [sys.executable, "-m", "snakemake", "-s", str(WORKFLOW_DIR / "Snakefile"),
+    verify(config["audit"]["bundle"])  # fail fast, before any job starts
+    config_file = paths.StudyPaths(config["results_dir"]).audit_config
+    write_text(yaml.safe_dump(config, sort_keys=False), config_file)
+    command = [sys.executable, "-m", "snakemake", "-s", str(paths.WORKFLOW_DIR / "Snakefile"),
                "-d", str(Path.cwd()), "--configfile", str(config_file), "--cores", str(cores),
                *snakemake_args, "audit"]
     log.info("running %s", " ".join(command))
     return subprocess.run(command).returncode
+
+
+def main_stage(config, args) -> None:
+    """``spinedx audit``: with ``--verify-only`` check the bundle (and with ``--images`` the
+    new cohort: the workflow's audit_verify rule) and print the summary; otherwise run the
+    workflow's audit target on the auditor's cohort."""
+    if args.verify_only:
+        if args.images:  # the workflow's check of bundle + new cohort, before any scoring
+            summary = check_cohort(args.bundle, args.images)
+        else:
+            card = verify(args.bundle)
+            summary = {"bundle": args.bundle, "manifest_sha256": manifest_sha256(args.bundle),
+                       "models": len(card["models"])}
+        text = json.dumps(summary, indent=1) + "\n"
+        if args.out:
+            write_text(text, args.out)
+        sys.stdout.write(text)
+        return
+    missing = [f"--{n.replace('_', '-')}" for n in ("images_dir", "cases", "results_dir") if not getattr(args, n)]
+    if missing:
+        raise ConfigError(f"spinedx audit needs {', '.join(missing)} (or --verify-only)")
+    study = audit_config(args.bundle, args.images_dir, args.cases, args.results_dir, args.config)
+    code = run_workflow(study, args.cores, args.snakemake_args)
+    if code:
+        raise SystemExit(code)

@@ -1,4 +1,4 @@
-"""Demo-cohort stage: a seeded synthetic study in exactly the format a real user brings.
+"""The built-in spine study: a seeded synthetic cohort in exactly the format a real user brings.
 
 The demo exercises the real ingestion code, so it writes what a real study folder holds:
 ``<patient_id>/<sequence folder>/<patient_id>_<folder>_<k>.png`` (8-bit grayscale sagittal
@@ -19,7 +19,8 @@ view, resolution, noise, bias field, window, gamma, fat saturation) add domain v
 and the external cohort is mostly scanned on other machines than the internal one.
 
 Everything is derived from ``settings["seed"]`` through independent per-patient random
-streams, so the same settings give byte-identical files.
+streams, so the same settings give byte-identical files. Which files a cohort has is
+known without rendering (:mod:`spinedx.demo.plan`, what the workflow imports).
 """
 
 from __future__ import annotations
@@ -34,20 +35,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from spinedx.config import ConfigError
+from spinedx.demo.plan import DIAGNOSES, SEQUENCES, checked_settings, sequence_rng
+from spinedx.io import atomic_output, write_csv, write_text
 
-DEFAULT_SETTINGS: dict = {
-    "seed": 20240101,
-    "n_internal": {"ependymoma": 20, "schwannoma": 20},
-    "n_external": {"ependymoma": 10, "schwannoma": 10},
-    "slices_per_sequence": [2, 4],
-    "sequence_folders": {"T1": "T1WI", "T2": "T2WI", "CE-T1": "T1C"},
-    "image_height": [208, 288],
-    "image_width": [160, 224],
-}
-
-DIAGNOSES = ("ependymoma", "schwannoma")
-SEQUENCES = ("T1", "T2", "CE-T1")
 CASE_COLUMNS = ["patient_id", "diagnosis", "cohort", "age", "sex"]
 
 # Table 1 of Gu et al. (BMC Cancer 2024): age mean/sd and share of men per diagnosis.
@@ -169,12 +159,12 @@ class _Patient:
 def generate_demo_cohort(images_dir: str | Path, cases_csv: str | Path, settings: dict) -> pd.DataFrame:
     """Write the demo cohort's images, labelme JSONs and cases table; return the table.
 
-    ``settings`` holds the keys of :data:`DEFAULT_SETTINGS`; missing keys take those
-    defaults (other keys, e.g. a config's ``enabled``, are ignored). Patient folders of an
-    earlier demo run (``DEMO-I###``/``DEMO-E###``) are replaced, so no stale slice survives
-    into the new cohort; nothing else in ``images_dir`` is touched.
+    ``settings`` holds the keys of :func:`spinedx.demo.plan.default_settings`; missing keys
+    take the schema's defaults (other keys, e.g. a config's ``enabled``, are ignored).
+    Patient folders of an earlier demo run (``DEMO-I###``/``DEMO-E###``) are replaced, so
+    no stale slice survives into the new cohort; nothing else in ``images_dir`` is touched.
     """
-    settings = _checked(settings)
+    settings = checked_settings(settings)
     images_dir, cases_csv = Path(images_dir), Path(cases_csv)
     patients = _plan_cohort(settings)
     if images_dir.is_dir():
@@ -185,77 +175,21 @@ def generate_demo_cohort(images_dir: str | Path, cases_csv: str | Path, settings
     for patient in patients:
         for sequence_index, sequence in enumerate(SEQUENCES):
             folder = settings["sequence_folders"][sequence]
-            rng = _sequence_rng(settings, patient.index, sequence_index)
-            n_slices = int(rng.integers(low, high + 1))  # first draw: planned_files repeats it
+            rng = sequence_rng(settings, patient.index, sequence_index)
+            n_slices = int(rng.integers(low, high + 1))  # first draw: the planner repeats it
             out_dir = images_dir / patient.patient_id / folder
             out_dir.mkdir(parents=True)
             for k, (image, _, box) in enumerate(_render_sequence(patient, sequence, n_slices, rng), start=1):
                 stem = f"{patient.patient_id}_{folder}_{k}"
-                Image.fromarray(image).save(out_dir / f"{stem}.png")
+                with atomic_output(out_dir / f"{stem}.png") as partial:
+                    Image.fromarray(image).save(partial, format="PNG")
                 annotation = _labelme(stem, image.shape, box, patient.label, rng)
-                (out_dir / f"{stem}.json").write_text(json.dumps(annotation, indent=2) + "\n")
+                write_text(json.dumps(annotation, indent=2) + "\n", out_dir / f"{stem}.json")
     cases = pd.DataFrame(
         [(p.patient_id, p.diagnosis, p.cohort, p.age, p.sex) for p in patients], columns=CASE_COLUMNS
     )
-    cases_csv.parent.mkdir(parents=True, exist_ok=True)
-    cases.to_csv(cases_csv, index=False)
+    write_csv(cases, cases_csv)
     return cases
-
-
-def _sequence_rng(settings: dict, patient_index: int, sequence_index: int) -> np.random.Generator:
-    return np.random.default_rng([settings["seed"], 2, patient_index, sequence_index])
-
-
-def demo_settings(config: dict) -> dict:
-    """Generator settings from a resolved spinedx config."""
-    settings = {key: value for key, value in config["demo_cohort"].items() if key != "enabled"}
-    missing = [s for s in SEQUENCES if s not in config["sequences"]]
-    if missing:
-        raise ConfigError(f"the demo cohort has {list(SEQUENCES)}; config `sequences` lacks {missing}")
-    # Folders carry an alias rather than the canonical name, so the demo exercises the
-    # folder-name mapping the way real data does.
-    settings["sequence_folders"] = {s: names[1] if len(names) > 1 else names[0]
-                                    for s, names in config["sequences"].items() if s in SEQUENCES}
-    return settings
-
-
-def planned_files(settings: dict) -> dict[str, list[str]]:
-    """Relative paths (PNG and JSON) that :func:`generate_demo_cohort` writes, per sequence,
-    computed without rendering, so a workflow can declare them as outputs and inputs."""
-    settings = _checked(settings)
-    low, high = settings["slices_per_sequence"]
-    patient_ids = [f"{prefix}{number:03d}"
-                   for key, prefix in (("n_internal", "DEMO-I"), ("n_external", "DEMO-E"))
-                   for number in range(1, sum(int(n) for n in settings[key].values()) + 1)]
-    files: dict[str, list[str]] = {sequence: [] for sequence in SEQUENCES}
-    for index, patient_id in enumerate(patient_ids):
-        for sequence_index, sequence in enumerate(SEQUENCES):
-            folder = settings["sequence_folders"][sequence]
-            n_slices = int(_sequence_rng(settings, index, sequence_index).integers(low, high + 1))
-            for k in range(1, n_slices + 1):
-                stem = f"{patient_id}/{folder}/{patient_id}_{folder}_{k}"
-                files[sequence] += [f"{stem}.png", f"{stem}.json"]
-    return files
-
-
-def _checked(settings: dict) -> dict:
-    """Settings with defaults filled in, or ValueError naming the bad key."""
-    merged = {**DEFAULT_SETTINGS, **settings}
-    for key in ("n_internal", "n_external"):
-        unknown = set(merged[key]) - set(DIAGNOSES)
-        if unknown or any(int(n) < 0 for n in merged[key].values()):
-            raise ValueError(f"demo_cohort.{key} must map {list(DIAGNOSES)} to counts >= 0, got {merged[key]}")
-    for key, minimum in (("slices_per_sequence", 1), ("image_height", 64), ("image_width", 64)):
-        value = merged[key]
-        if len(value) != 2 or not minimum <= value[0] <= value[1]:
-            raise ValueError(f"demo_cohort.{key} must be [low, high] with {minimum} <= low <= high, got {value}")
-    folders = merged["sequence_folders"]
-    missing = set(SEQUENCES) - set(folders)
-    if missing:
-        raise ValueError(f"demo_cohort.sequence_folders lacks {sorted(missing)}")
-    if len({folders[s] for s in SEQUENCES}) < len(SEQUENCES):
-        raise ValueError(f"demo_cohort.sequence_folders must name a different folder per sequence, got {folders}")
-    return merged
 
 
 def _plan_cohort(settings: dict) -> list[_Patient]:

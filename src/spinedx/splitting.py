@@ -1,4 +1,5 @@
-"""Splits stage: patient-grouped, stratified k folds of the internal cohort, persisted.
+"""Splits of the internal cohort: patient-grouped, stratified k folds, persisted as a
+file, checked for leakage wherever they are read.
 
 The same split serves every sequence and backbone, so the fold-k models of T1, T2 and
 CE-T1 never saw the fold-k patients, and the ALL input stays out-of-fold.
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from spinedx.errors import InputError
+from spinedx.io import write_csv
 
 FOLD_COLUMNS = ["patient_id", "diagnosis", "label", "fold"]
 
@@ -66,9 +68,7 @@ def check_folds(folds: pd.DataFrame, cases: pd.DataFrame, n_folds: int, source="
 
 
 def write_folds(folds: pd.DataFrame, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folds.to_csv(path, sep="\t", index=False)
+    write_csv(folds, path, sep="\t")
 
 
 def read_folds(path: str | Path) -> pd.DataFrame:
@@ -80,3 +80,25 @@ def read_folds(path: str | Path) -> pd.DataFrame:
     if missing:
         raise InputError(f"{path}: missing column(s) {missing}")
     return folds
+
+
+def split_indices(images: pd.DataFrame, folds: pd.DataFrame, fold: int, folds_path) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions of the training and validation images of ``fold``."""
+    if fold not in set(folds["fold"]):
+        raise InputError(f"{folds_path}: no fold {fold}; folds are {sorted(set(folds['fold']))}")
+    internal = images["cohort"].to_numpy() == "internal"
+    fold_of = images["patient_id"].map(folds.set_index("patient_id")["fold"])
+    unassigned = internal & fold_of.isna().to_numpy()
+    if unassigned.any():
+        missing = sorted(set(images.loc[unassigned, "patient_id"]))[:5]
+        raise InputError(f"{folds_path}: internal patient(s) {missing} have images but no fold; rerun the splits stage")
+    validation = internal & (fold_of.to_numpy() == fold)
+    training = internal & ~validation
+    for name, mask in (("training", training), ("validation", validation)):
+        if len(set(images.loc[mask, "label"])) < 2:
+            raise InputError(
+                f"{folds_path}: fold {fold}: the {name} images of this sequence hold one class "
+                f"only ({int(mask.sum())} images); add patients of both classes with this "
+                "sequence, or lower config splits.n_folds"
+            )
+    return np.flatnonzero(training), np.flatnonzero(validation)

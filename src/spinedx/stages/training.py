@@ -22,12 +22,16 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from spinedx import models
-from spinedx.errors import InputError
-from spinedx.evaluation import roc_auc
-from spinedx.preprocessing import align, read_cache
-from spinedx.runtime import environment
-from spinedx.splits import read_folds
+from spinedx import paths
+from spinedx.imaging.augmentation import augment
+from spinedx.imaging.cache import align, read_cache
+from spinedx.io import write_csv, write_text
+from spinedx.models.backbones import build_model, to_model_input
+from spinedx.models.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
+from spinedx.models.device import Acceleration, set_up
+from spinedx.records import environment
+from spinedx.splitting import read_folds, split_indices
+from spinedx.stats.binary import roc_auc
 
 log = logging.getLogger(__name__)
 
@@ -38,58 +42,6 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_acc
 def job_seed(base_seed: int, backbone: str, sequence: str, fold: int) -> int:
     """A distinct, stable seed per job (Python's hash() is salted per process)."""
     return (base_seed * 1_000_003 + zlib.crc32(f"{backbone}/{sequence}/{fold}".encode())) % 2**31
-
-
-def augmentation_parameters(n: int, generator: torch.Generator, settings: dict):
-    """Per-image rotation (radians, uniform in +-rotation_degrees), zoom (uniform in
-    [1, max_scale]) and horizontal flip (-1 with p=0.5, else 1), drawn on the CPU from the
-    job's generator so every device sees the same numbers."""
-    draws = torch.rand(n, 3, generator=generator, dtype=torch.float64)
-    angle = (draws[:, 0] * 2 - 1) * math.radians(settings["rotation_degrees"])
-    scale = 1 + draws[:, 1] * (settings["max_scale"] - 1)
-    flip = torch.where(draws[:, 2] < 0.5, -1.0, 1.0) if settings["hflip"] else torch.ones(n, dtype=torch.float64)
-    return angle, scale, flip
-
-
-def augment(batch: torch.Tensor, generator: torch.Generator, settings: dict) -> torch.Tensor:
-    """Random rotation, horizontal flip and zoom as one batched affine resampling.
-
-    ``batch`` is N x 1 x H x W in [0, 1]. The resampling runs where the batch lives, with
-    no per-image loop; per image it equals torchvision's ``affine(rotate, scale)`` followed
-    by ``horizontal_flip`` (tested), i.e. the classic CPU augmentation.
-    """
-    n = batch.shape[0]
-    angle, scale, flip = augmentation_parameters(n, generator, settings)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    # affine_grid maps output to input coordinates: input = R(angle) / scale @ diag(flip, 1).
-    theta = torch.stack([
-        torch.stack([cos * flip, -sin, torch.zeros(n, dtype=torch.float64)], 1),
-        torch.stack([sin * flip, cos, torch.zeros(n, dtype=torch.float64)], 1),
-    ], 1).to(device=batch.device, dtype=batch.dtype)
-    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
-    return F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def split_indices(images: pd.DataFrame, folds: pd.DataFrame, fold: int, folds_path) -> tuple[np.ndarray, np.ndarray]:
-    """Row positions of the training and validation images of ``fold``."""
-    if fold not in set(folds["fold"]):
-        raise InputError(f"{folds_path}: no fold {fold}; folds are {sorted(set(folds['fold']))}")
-    internal = images["cohort"].to_numpy() == "internal"
-    fold_of = images["patient_id"].map(folds.set_index("patient_id")["fold"])
-    unassigned = internal & fold_of.isna().to_numpy()
-    if unassigned.any():
-        missing = sorted(set(images.loc[unassigned, "patient_id"]))[:5]
-        raise InputError(f"{folds_path}: internal patient(s) {missing} have images but no fold; rerun the splits stage")
-    validation = internal & (fold_of.to_numpy() == fold)
-    training = internal & ~validation
-    for name, mask in (("training", training), ("validation", validation)):
-        if len(set(images.loc[mask, "label"])) < 2:
-            raise InputError(
-                f"{folds_path}: fold {fold}: the {name} images of this sequence hold one class "
-                f"only ({int(mask.sum())} images); add patients of both classes with this "
-                "sequence, or lower config splits.n_folds"
-            )
-    return np.flatnonzero(training), np.flatnonzero(validation)
 
 
 class FoldTrainer:
@@ -103,11 +55,11 @@ class FoldTrainer:
 
     def __init__(self, images_u8: torch.Tensor, labels: torch.Tensor, train_idx, val_idx,
                  backbone: str, n_classes: int, config: dict, seed: int, device: torch.device,
-                 acceleration: models.Acceleration | None = None):
+                 acceleration: Acceleration):
         settings = config["training"]
         self.settings = settings
         self.device = device
-        self.acceleration = acceleration or models.resolve_acceleration(settings, device)
+        self.acceleration = acceleration  # the job's set-up (spinedx.models.device.set_up)
         self.images = images_u8.to(device)  # the whole cache once; batches are index lookups
         self.labels = labels.to(device)
         self.train_idx = torch.as_tensor(train_idx, dtype=torch.long)
@@ -115,7 +67,7 @@ class FoldTrainer:
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
         pretrained = settings["pretrained"].get(backbone)
-        model = models.build_model(backbone, n_classes, settings["in_chans"], pretrained).to(device)
+        model = build_model(backbone, n_classes, settings["in_chans"], pretrained).to(device)
         self.model = self.acceleration.prepare(model)
         self.optimizer = self._optimizer()
         # Loss scaling only for fp16 (bf16 has fp32's exponent range).
@@ -136,7 +88,7 @@ class FoldTrainer:
         batch = self.images[index].float().div_(255).unsqueeze(1)
         if train:
             batch = augment(batch, self.generator, self.settings)
-        batch = models.to_model_input(batch, self.settings["mean"], self.settings["std"], self.settings["in_chans"])
+        batch = to_model_input(batch, self.settings["mean"], self.settings["std"], self.settings["in_chans"])
         return self.acceleration.layout(batch)
 
     def epoch_batches(self) -> list[torch.Tensor]:
@@ -193,6 +145,7 @@ class FoldTrainer:
         target = self.labels[self.val_idx]
         loss = F.cross_entropy(logits, target).item()
         accuracy = (logits.argmax(1) == target).float().mean().item()
+        # The last class is the positive one (spinedx.task.BinaryTask).
         positive = torch.softmax(logits.float(), 1)[:, -1].cpu().numpy()
         if not np.isfinite(positive).all():  # weights diverged without a NaN training loss yet
             raise FloatingPointError(
@@ -256,10 +209,7 @@ def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fol
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = config["training"]
-    models.configure_threads(settings["threads"], settings["deterministic"])
-    device = models.select_device(settings["device"])
-    acceleration = models.resolve_acceleration(settings, device)
-    models.apply_backend_settings(acceleration, device)
+    device, acceleration = set_up(settings)
     images, pixels, labels, train_idx, val_idx = load_job_data(cache_path, images_path, folds_path, fold)
     seed = job_seed(settings["seed"], backbone, sequence, fold)
     trainer = FoldTrainer(pixels, labels, train_idx, val_idx, backbone, len(config["classes"]),
@@ -269,7 +219,7 @@ def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fol
     signature = yaml.safe_dump({"backbone": backbone, "sequence": sequence, "fold": fold,
                                 "training": settings, "preprocessing": config["preprocessing"],
                                 "classes": config["classes"]}, sort_keys=True)
-    resume_path = out_dir / "last.pt"
+    resume_path = out_dir / paths.RESUME_FILE
     if resume_path.is_file():
         state = _load_resume(resume_path)
         if state is not None and state.get("signature") == signature:
@@ -288,11 +238,11 @@ def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fol
         log.info("epoch %d: train loss %.4f acc %.3f | val loss %.4f acc %.3f auc %.3f (%.1f s)",
                  record["epoch"], record["train_loss"], record["train_accuracy"], record["val_loss"],
                  record["val_accuracy"], record["val_auc"], record["seconds"])
-        models.save_checkpoint(trainer.state(signature), resume_path)
+        save_checkpoint(trainer.state(signature), resume_path)
 
     best = trainer.best_epoch()
     checkpoint = {
-        "format": models.CHECKPOINT_FORMAT,
+        "format": CHECKPOINT_FORMAT,
         "backbone": backbone, "sequence": sequence, "fold": int(fold),
         "epoch": int(best["epoch"]), "val_accuracy": float(best["val_accuracy"]),
         "classes": list(config["classes"]), "n_classes": len(config["classes"]),
@@ -300,11 +250,11 @@ def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fol
         "mean": float(settings["mean"]), "std": float(settings["std"]),
         "state_dict": trainer.best_state,
     }
-    models.save_checkpoint(checkpoint, out_dir / "best.pt")
+    save_checkpoint(checkpoint, out_dir / paths.CHECKPOINT_FILE)
     history = pd.DataFrame(trainer.history, columns=HISTORY_COLUMNS[:-1])
     history["selected"] = history["epoch"] == best["epoch"]
-    history.to_csv(out_dir / "history.tsv", sep="\t", index=False)
-    write_resolved_config(out_dir / "config.yaml", config, backbone, sequence, fold, seed, device,
+    write_csv(history, out_dir / paths.HISTORY_FILE, sep="\t")
+    write_resolved_config(out_dir / paths.JOB_CONFIG_FILE, config, backbone, sequence, fold, seed, device,
                           images, train_idx, val_idx, best, acceleration)
     resume_path.unlink(missing_ok=True)
     log.info("selected epoch %d (validation accuracy %.3f)", best["epoch"], best["val_accuracy"])
@@ -320,7 +270,7 @@ def _load_resume(path: Path) -> dict | None:
 
 
 def write_resolved_config(path, config, backbone, sequence, fold, seed, device, images,
-                          train_idx, val_idx, best, acceleration: models.Acceleration) -> None:
+                          train_idx, val_idx, best, acceleration: Acceleration) -> None:
     """Everything needed to rerun this job, beside its outputs (as timm's train.py does)."""
     def describe(index):
         subset = images.iloc[index]
@@ -335,4 +285,4 @@ def write_resolved_config(path, config, backbone, sequence, fold, seed, device, 
         "environment": environment(device),
         "acceleration": dataclasses.asdict(acceleration),
     }
-    Path(path).write_text(yaml.safe_dump(resolved, sort_keys=False))
+    write_text(yaml.safe_dump(resolved, sort_keys=False), path)

@@ -1,20 +1,21 @@
-"""What training, inference and (later) Grad-CAM share: model construction, the exact
-input transform, devices and safe checkpoint I/O."""
+"""Where and how a job runs its models: the device, CPU threads and the acceleration
+switches (config ``training``: precision, channels_last, compile, cudnn_benchmark).
+
+:func:`set_up` is the one set-up of every model-running job (training, inference,
+Grad-CAM, the benchmarks).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from spinedx import runtime
 from spinedx.errors import InputError
-from spinedx.io import atomic_output
-
-CHECKPOINT_FORMAT = "spinedx-checkpoint/1"
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -117,60 +118,13 @@ def apply_backend_settings(acceleration: Acceleration, device: torch.device) -> 
         torch.backends.cudnn.allow_tf32 = acceleration.tf32
 
 
-def build_model(backbone: str, n_classes: int, in_chans: int, pretrained_file: str | None = None):
-    """A timm model with a fresh ``n_classes`` head; weights from a local file if given."""
-    import timm  # imported here: timm pulls torchvision, slow to import
-
-    if not timm.is_model(backbone):
-        raise InputError(f"unknown timm backbone {backbone!r} (config `backbones`)")
-    options = dict(num_classes=n_classes, in_chans=in_chans)
-    if pretrained_file:
-        if not Path(pretrained_file).is_file():
-            raise InputError(f"{pretrained_file}: pretrained weight file for {backbone} not found "
-                             "(config training.pretrained)")
-        # No hub access anywhere: timm reads the local file; the classifier is re-initialised
-        # because n_classes differs from ImageNet's.
-        return timm.create_model(backbone, pretrained=True,
-                                 pretrained_cfg_overlay=dict(file=str(pretrained_file)), **options)
-    return timm.create_model(backbone, pretrained=False, **options)
-
-
-def to_model_input(batch: torch.Tensor, mean: float, std: float, in_chans: int) -> torch.Tensor:
-    """uint8 or [0, 1] float N x H x W (or N x 1 x H x W) -> normalised N x C x H x W float."""
-    if batch.dtype == torch.uint8:
-        batch = batch.float().div_(255)
-    if batch.ndim == 3:
-        batch = batch.unsqueeze(1)
-    batch = (batch - mean) / std
-    return batch.expand(-1, in_chans, -1, -1) if in_chans != 1 else batch
-
-
-def save_checkpoint(payload: dict, path: str | Path) -> None:
-    """Atomic save; the payload holds tensors and plain Python types only, so it loads
-    with ``weights_only=True``."""
-    with atomic_output(path) as partial:
-        torch.save(payload, partial)
-
-
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint without executing code from it (``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or unsafe files
-        raise InputError(
-            f"{path}: cannot load checkpoint safely ({type(error).__name__}: {str(error)[:300]}); "
-            "it is truncated, corrupt, or contains objects other than tensors and plain "
-            "Python values (refused: loading it could execute code). Retrain to recreate it."
-        ) from error
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"{path}: not a spinedx checkpoint (format {CHECKPOINT_FORMAT})")
-    return payload
-
-
-def model_from_checkpoint(payload: dict, device: torch.device):
-    model = build_model(payload["backbone"], payload["n_classes"], payload["in_chans"])
-    model.load_state_dict(payload["state_dict"])
-    return model.to(device).eval()
+def set_up(settings: dict, **forced) -> tuple[torch.device, Acceleration]:
+    """Threads, device and acceleration of a model-running job, from config ``training``
+    (``threads``, ``deterministic``, ``device`` and the acceleration switches), with the
+    process-wide backend switches applied. ``forced`` replaces fields of the resolved
+    :class:`Acceleration` that a job cannot use (e.g. ``compile=False`` for scoring)."""
+    configure_threads(settings["threads"], settings["deterministic"])
+    device = select_device(settings["device"])
+    acceleration = dataclasses.replace(resolve_acceleration(settings, device), **forced)
+    apply_backend_settings(acceleration, device)
+    return device, acceleration

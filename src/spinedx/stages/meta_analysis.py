@@ -1,163 +1,28 @@
-"""Bayesian bivariate meta-analysis of the fold models' Se and Sp (figures 4 and 5).
+"""Meta-analysis stage: the bivariate meta-analysis of the fold models' external Se and
+Sp per backbone x input (table), forest plots (figure 4) and the SROC plot (figure 5).
 
-The statistics live in R (``R/meta_analysis.R``, model ``R/bivariate.stan``); this module
-sources that file through rpy2 and calls ``meta_analysis_table()`` with the fold 2x2 table
-as an R data.frame. Settings are passed as typed arguments, never as R code. Figures are
-drawn here from the result table (matplotlib).
+The fit is :mod:`spinedx.stats.meta_analysis` (R through rpy2); the figures are drawn
+here from its result table (matplotlib).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from spinedx.errors import InputError
+from spinedx import paths
 from spinedx.io import write_csv
 from spinedx.plotting import PAGE_WIDTH, PALETTE, colors as palette_colors, pyplot, save_figure
+from spinedx.stats.meta_analysis import STAGE_KEYS, check_fold_2x2, run_meta_analysis
 
 log = logging.getLogger(__name__)
 
-R_DIR = Path(os.environ.get("SPINEDX_R_DIR", Path(__file__).resolve().parents[2] / "R"))
-R_FILE = R_DIR / "meta_analysis.R"
-STAN_FILE = R_DIR / "bivariate.stan"
-
-DEFAULTS = {"engine": "stan", "iter": 4000, "warmup": 1000, "chains": 4, "seed": 1,
-            "rhat_max": 1.01, "ess_min": 400, "adapt_delta": 0.99, "on_nonconvergence": "error"}
-ON_NONCONVERGENCE = ("error", "flag")
-ENGINES = ("stan", "meta4diag", "auto")
-COLUMNS = ["backbone", "input", "parameter", "mean", "sd", "q025", "q50", "q975", "rhat", "ess_bulk"]
-REQUIRED = ["backbone", "input", "fold", "tp", "fp", "fn", "tn"]
 CHI2_2DF_95 = 5.991464547107979  # 95% quantile of chi-square(2): radius^2 of the regions
 
-
-class MetaAnalysisError(InputError):
-    """A meta-analysis could not be fitted (message names backbone, input and the fix)."""
-
-
-_R_ENV = None
-
-
-def _robjects():
-    """Import rpy2.robjects (starting the embedded R) without leaking R's library path.
-
-    Starting R puts /usr/lib/x86_64-linux-gnu first on LD_LIBRARY_PATH of this process;
-    every child it spawns afterwards (a Snakemake run from a notebook, the test suite's
-    workflow run) would then load the system libpython into another Python build and
-    crash. R is loaded by then, so the variable can go back to what it was.
-    """
-    saved = os.environ.get("LD_LIBRARY_PATH")
-    try:
-        import rpy2.robjects as ro
-    finally:
-        if saved is None:
-            os.environ.pop("LD_LIBRARY_PATH", None)
-        else:
-            os.environ["LD_LIBRARY_PATH"] = saved
-    return ro
-
-
-def _r_environment():
-    """The R environment holding R/meta_analysis.R's functions (sourced once per process)."""
-    global _R_ENV
-    if _R_ENV is None:
-        try:
-            ro = _robjects()
-        except Exception as error:  # ImportError, or R itself not loadable
-            raise MetaAnalysisError(
-                f"the meta-analysis needs R and rpy2 (pip install rpy2==3.5.17; R with rstan): {error}"
-            ) from error
-        env = ro.r["new.env"]()
-        ro.r["sys.source"](str(R_FILE), envir=env)
-        _R_ENV = env
-    return _R_ENV
-
-
-def r_available() -> bool:
-    """True when rpy2, R and rstan can be used (the stan engine can run)."""
-    try:
-        return bool(_robjects().r["requireNamespace"]("rstan", quietly=True)[0])
-    except Exception:
-        return False
-
-
-def resolve_settings(settings: dict | None) -> dict:
-    resolved = {**DEFAULTS, **(settings or {})}
-    unknown = set(resolved) - set(DEFAULTS)
-    if unknown:
-        raise MetaAnalysisError(f"meta_analysis: unknown setting(s) {sorted(unknown)}")
-    if resolved["engine"] not in ENGINES:
-        raise MetaAnalysisError(f"meta_analysis.engine must be one of {ENGINES}, got {resolved['engine']!r}")
-    if resolved["on_nonconvergence"] not in ON_NONCONVERGENCE:
-        raise MetaAnalysisError(f"meta_analysis.on_nonconvergence must be one of {ON_NONCONVERGENCE}, "
-                                f"got {resolved['on_nonconvergence']!r}")
-    for key in ("iter", "warmup", "chains", "seed"):
-        resolved[key] = int(resolved[key])
-    for key in ("rhat_max", "ess_min", "adapt_delta"):
-        resolved[key] = float(resolved[key])
-    if not 0 < resolved["adapt_delta"] < 1:
-        raise MetaAnalysisError(f"meta_analysis.adapt_delta must be in (0, 1), got {resolved['adapt_delta']}")
-    if resolved["warmup"] >= resolved["iter"] or resolved["chains"] < 1:
-        raise MetaAnalysisError("meta_analysis: need chains >= 1 and warmup < iter, got "
-                                f"chains={resolved['chains']}, warmup={resolved['warmup']}, iter={resolved['iter']}")
-    return resolved
-
-
-def check_fold_2x2(fold_2x2: pd.DataFrame, source: str = "fold 2x2 table") -> pd.DataFrame:
-    missing = [c for c in REQUIRED if c not in fold_2x2.columns]
-    if missing:
-        raise MetaAnalysisError(f"{source}: missing column(s) {missing}")
-    if fold_2x2.empty:
-        raise MetaAnalysisError(f"{source}: no rows")
-    table = fold_2x2[REQUIRED].copy()
-    table["backbone"] = table["backbone"].astype(str)
-    table["input"] = table["input"].astype(str)
-    for column in ("fold", "tp", "fp", "fn", "tn"):
-        values = pd.to_numeric(table[column], errors="coerce")
-        if values.isna().any() or (values < 0).any() or (values != values.round()).any():
-            raise MetaAnalysisError(f"{source}: column {column} must hold non-negative whole numbers")
-        table[column] = values.astype("int64")
-    duplicated = table.duplicated(["backbone", "input", "fold"])
-    if duplicated.any():
-        first = table[duplicated].iloc[0]
-        raise MetaAnalysisError(f"{source}: backbone {first.backbone}, input {first.input}, fold {first.fold} "
-                                "appears more than once")
-    return table
-
-
-def run_meta_analysis(fold_2x2: pd.DataFrame, settings: dict | None = None) -> pd.DataFrame:
-    """Pool Se/Sp over folds per backbone x input; one row per backbone x input x parameter."""
-    ro = _robjects()
-    from rpy2.robjects import pandas2ri
-    from rpy2.robjects.conversion import localconverter
-
-    settings = resolve_settings(settings)
-    table = check_fold_2x2(fold_2x2)
-    env = _r_environment()
-    function = env["meta_analysis_table_safely"]
-    with localconverter(ro.default_converter + pandas2ri.converter):
-        r_table = ro.conversion.get_conversion().py2rpy(table)
-    result = function(r_table, engine=settings["engine"], iter=settings["iter"],
-                      warmup=settings["warmup"], chains=settings["chains"], seed=settings["seed"],
-                      adapt_delta=settings["adapt_delta"], rhat_max=settings["rhat_max"],
-                      ess_min=settings["ess_min"], stan_file=str(STAN_FILE),
-                      stop_on_failure=settings["on_nonconvergence"] == "error")
-    parts = dict(zip(result.names, result))
-    if not bool(parts["ok"][0]):
-        raise MetaAnalysisError(f"meta-analysis: {parts['message'][0]}")
-    with localconverter(ro.default_converter + pandas2ri.converter):
-        out = ro.conversion.get_conversion().rpy2py(parts["table"])
-    out = pd.DataFrame(out).reset_index(drop=True)[COLUMNS]
-    for column in COLUMNS[3:]:
-        out[column] = pd.to_numeric(out[column], errors="coerce").astype(float)
-    return out
-
-
-# --------------------------------------------------------------------------- figures
 
 def _inv_logit(x):
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
@@ -291,16 +156,18 @@ def write_figures(results: pd.DataFrame, fold_2x2: pd.DataFrame, figures_dir) ->
     written = []
     for input_ in results.input.unique():
         fig = forest_figure(results, fold_2x2, input_)
-        written += save_figure(fig, figures_dir / f"fig4_forest_{input_}")
+        written += save_figure(fig, figures_dir / paths.forest_figure(input_))
     fig = sroc_figure(results, fold_2x2)
-    written += save_figure(fig, figures_dir / "fig5_sroc")
+    written += save_figure(fig, figures_dir / paths.SROC_FIGURE)
     return written
 
 
 def main_stage(fold_2x2_csv, out_table, figures_dir, settings: dict | None = None) -> pd.DataFrame:
-    """The workflow stage: fold_2x2.csv -> meta_analysis.csv + fig4_forest_*.{pdf,png} + fig5_sroc.{pdf,png}."""
+    """The workflow stage: the evaluation's fold 2x2 table -> the meta-analysis table, the
+    forest plots (one per input) and the SROC plot (``settings``: config ``meta_analysis``)."""
     fold_2x2 = check_fold_2x2(pd.read_csv(fold_2x2_csv), str(fold_2x2_csv))
-    results = run_meta_analysis(fold_2x2, settings)
+    fit_settings = {k: v for k, v in (settings or {}).items() if k not in STAGE_KEYS}
+    results = run_meta_analysis(fold_2x2, fit_settings)
     write_csv(results, out_table)
     written = write_figures(results, fold_2x2, figures_dir)
     log.info("meta-analysis: %d rows -> %s; %d figure files -> %s", len(results), out_table,

@@ -14,8 +14,8 @@ table and the image table.
   training and validation, the selected epoch marked.
 - table1_cohort.csv: patients, images per sequence, age and sex per cohort and class.
 
-``report_metadata`` writes the resolved configuration and the software versions for the
-HTML report.
+The positive class's probability column (ROC curves) and the class names come from the
+task (:mod:`spinedx.task`).
 """
 
 from __future__ import annotations
@@ -27,10 +27,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from spinedx.case_level import ALL_INPUT
+from spinedx import paths
+from spinedx.aggregation import ALL_INPUT
 from spinedx.errors import InputError
-from spinedx.io import write_csv, write_text
+from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import PAGE_WIDTH, PALETTE, colors, pyplot, save_figure
+from spinedx.readers.cases import read_cases
+from spinedx.task import BinaryTask
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +62,6 @@ def roc_points(labels, probs) -> tuple[np.ndarray, np.ndarray]:
     return fpr, tpr
 
 
-def ordered_sequences(config: dict, appearance: pd.Series) -> list[str]:
-    """Configured sequences in the study's order. The order of ``config["sequences"]``
-    does not survive the settings JSON (sorted keys), so it is read from a table written
-    in workflow order (table 2's inputs, the image table's sequences)."""
-    seen = [s for s in pd.unique(appearance) if s in config["sequences"]]
-    return seen + [s for s in config["sequences"] if s not in seen]
-
-
 def _metric_row(table: pd.DataFrame, backbone: str, input_: str, source: str) -> pd.Series:
     rows = table[(table["backbone"] == backbone) & (table["input"] == input_)]
     if len(rows) != 1:
@@ -82,11 +77,13 @@ def _auc_label(row: pd.Series) -> str:
     return f"AUC {row['auc']:.3f}{interval}"
 
 
-def fig3_roc_backbones(image_predictions: pd.DataFrame, table2: pd.DataFrame, config: dict,
-                       source: str = "table2_image_level.csv"):
-    """One panel per sequence, one ROC per backbone (external images, ensemble)."""
+def fig3_roc_backbones(image_predictions: pd.DataFrame, table2: pd.DataFrame, config,
+                       source: str = paths.table_file(paths.TABLE2_IMAGE_LEVEL), score_col: str = "prob"):
+    """One panel per sequence, one ROC per backbone (external images, ensemble);
+    ``score_col``: the positive class's probability."""
     plt = pyplot()
-    sequences, backbones = ordered_sequences(config, table2["input"]), list(config["backbones"])
+    task = BinaryTask.from_config(config, decisions=False)
+    sequences, backbones = list(config["sequences"]), list(config["backbones"])
     palette = colors(backbones)
     selected = image_predictions[(image_predictions["cohort"] == "external")
                                  & (image_predictions["model"] == "ensemble")]
@@ -95,11 +92,11 @@ def fig3_roc_backbones(image_predictions: pd.DataFrame, table2: pd.DataFrame, co
     for ax, sequence in zip(axes[0], sequences):
         for backbone in backbones:
             rows = selected[(selected["backbone"] == backbone) & (selected["sequence"] == sequence)]
-            fpr, tpr = roc_points(rows["label"], rows["prob"])
+            fpr, tpr = roc_points(rows["label"], rows[score_col])
             row = _metric_row(table2, backbone, sequence, source)
             ax.plot(fpr, tpr, color=palette[backbone], drawstyle="steps-post",
                     label=f"{backbone}\n{_auc_label(row)}")
-        _roc_axis(ax, config["classes"][-1])
+        _roc_axis(ax, task.positive_class)
         n_images = selected[selected["sequence"] == sequence].drop_duplicates("image_id")
         ax.set_title(f"{sequence} ({len(n_images)} external images)")
         # Below the panel, never over a curve (with several backbones they cross everywhere).
@@ -119,27 +116,29 @@ def choose_final_backbone(table3: pd.DataFrame, config: dict) -> str:
               for i, b in enumerate(config["backbones"])]
     ranked = [r for r in ranked if np.isfinite(r[0])]
     if not ranked:
-        raise InputError("table3_case_level.csv: no finite AUC of the ALL input for any backbone; "
-                         "set figures.final_backbone")
+        raise InputError(f"{paths.table_file(paths.TABLE3_CASE_LEVEL)}: no finite AUC of the ALL input "
+                         "for any backbone; set figures.final_backbone")
     return max(ranked)[2]
 
 
-def fig6_final_system(case_predictions: pd.DataFrame, table3: pd.DataFrame, backbone: str, config: dict,
-                      source: str = "table3_case_level.csv"):
-    """ROC (AUC and interval, operating point) and confusion matrix of the final system."""
+def fig6_final_system(case_predictions: pd.DataFrame, table3: pd.DataFrame, backbone: str, config,
+                      source: str = paths.table_file(paths.TABLE3_CASE_LEVEL), score_col: str = "prob"):
+    """ROC (AUC and interval, operating point) and confusion matrix of the final system;
+    ``score_col``: the positive class's probability."""
     plt = pyplot()
-    classes = config["classes"]
+    task = BinaryTask.from_config(config)
+    classes = task.classes
     row = _metric_row(table3, backbone, ALL_INPUT, source)
     cases = case_predictions[(case_predictions["backbone"] == backbone) & (case_predictions["input"] == ALL_INPUT)
                              & (case_predictions["model"] == "ensemble") & (case_predictions["cohort"] == "external")]
     fig, (roc_ax, cm_ax) = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 3.7),
                                         gridspec_kw={"width_ratios": [1, 1.05]})
-    fpr, tpr = roc_points(cases["label"], cases["prob"])
+    fpr, tpr = roc_points(cases["label"], cases[score_col])
     roc_ax.plot(fpr, tpr, color=PALETTE[0], drawstyle="steps-post", label=_auc_label(row))
     roc_ax.plot(1 - row["specificity"], row["sensitivity"], "o", color=PALETTE[3], ms=6,
-                label=f"threshold {config['decision']['threshold']:g}: "
+                label=f"threshold {task.threshold:g}: "
                       f"Se {row['sensitivity']:.2f}, Sp {row['specificity']:.2f}")
-    _roc_axis(roc_ax, classes[-1])
+    _roc_axis(roc_ax, task.positive_class)
     roc_ax.set_title(f"ROC, {int(row['n_pos'])} + {int(row['n_neg'])} external cases")
     roc_ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
 
@@ -169,7 +168,7 @@ def read_histories(history_paths) -> pd.DataFrame:
     """Every fold's history.tsv with its job (backbone, sequence, fold) from the config.yaml beside it."""
     tables = []
     for path in map(Path, history_paths):
-        job_file = path.with_name("config.yaml")
+        job_file = path.with_name(paths.JOB_CONFIG_FILE)
         try:
             job = yaml.safe_load(job_file.read_text())["job"]
             history = pd.read_csv(path, sep="\t")
@@ -214,7 +213,7 @@ def training_curves(histories: pd.DataFrame, backbone: str, sequence: str):
 
 def cohort_table(cases: pd.DataFrame, images: pd.DataFrame, config: dict) -> pd.DataFrame:
     """Table 1: patients, images per sequence, age (mean ± SD) and sex per cohort x class."""
-    classes, sequences = list(config["classes"]), ordered_sequences(config, images["sequence"])
+    classes, sequences = list(config["classes"]), list(config["sequences"])
     rows = []
     for cohort in ("internal", "external", "all"):
         for diagnosis in [*classes, "all"]:
@@ -243,43 +242,24 @@ def cohort_table(cases: pd.DataFrame, images: pd.DataFrame, config: dict) -> pd.
 
 
 def main_stage(image_prediction_paths, case_prediction_paths, table2_path, table3_path, history_paths,
-               cases_path, images_path, config: dict, out_dir, table1_path) -> list[Path]:
-    """The workflow stage: fig3, fig6, training curves (PDF + PNG) and table1_cohort.csv."""
-    from spinedx.annotations import read_cases
-    from spinedx.io import read_parquets
-
+               cases_path, images_path, config, out_dir, table1_path) -> list[Path]:
+    """The workflow stage: fig3, fig6, training curves (PDF + PNG) and the cohort table."""
     out_dir = Path(out_dir)
+    score_col = BinaryTask.from_config(config).positive_column
     table2, table3 = pd.read_csv(table2_path), pd.read_csv(table3_path)
-    written = save_figure(fig3_roc_backbones(read_parquets(image_prediction_paths), table2, config, str(table2_path)),
-                          out_dir / "fig3_roc_backbones")
+    written = save_figure(fig3_roc_backbones(read_parquets(image_prediction_paths), table2, config, str(table2_path),
+                                             score_col), out_dir / paths.ROC_BACKBONES_FIGURE)
     backbone = choose_final_backbone(table3, config)
     written += save_figure(fig6_final_system(read_parquets(case_prediction_paths), table3, backbone, config,
-                                             str(table3_path)), out_dir / "fig6_final_system")
+                                             str(table3_path), score_col), out_dir / paths.FINAL_SYSTEM_FIGURE)
     if history_paths:  # none in audit mode: the released models were trained elsewhere
         histories = read_histories(history_paths)
         for backbone_name in config["backbones"]:
-            for sequence in ordered_sequences(config, table2["input"]):
+            for sequence in config["sequences"]:
                 written += save_figure(training_curves(histories, backbone_name, sequence),
-                                       out_dir / f"training_curves_{backbone_name}_{sequence}")
+                                       out_dir / paths.training_curves_figure(backbone_name, sequence))
     cases = read_cases(cases_path, config["classes"], all_external=bool(config["audit"]["bundle"]))
     written.append(write_csv(cohort_table(cases, pd.read_parquet(images_path), config),
                              table1_path))
     log.info("figures: final system %s; %d files written", backbone, len(written))
     return written
-
-
-# ------------------------------------------------------------------ report metadata
-
-def software_versions() -> pd.DataFrame:
-    """Interpreter, platform and the study's packages (spinedx.runtime.environment(), the
-    same record as provenance.json and every model's config.yaml); absent ones say so."""
-    from spinedx.runtime import environment
-
-    return pd.DataFrame([{"software": key, "version": "not installed" if value is None else str(value)}
-                         for key, value in environment().items()])
-
-
-def report_metadata(config: dict, config_out, versions_out) -> None:
-    """The resolved configuration (YAML) and software versions (CSV) shown in the report."""
-    write_text(yaml.safe_dump(config, sort_keys=False), config_out)
-    write_csv(software_versions(), versions_out)

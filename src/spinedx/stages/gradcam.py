@@ -2,13 +2,14 @@
 
 Every external image gets one heat map: Grad-CAM (pytorch-grad-cam) of each fold model
 for the class the 5-fold ensemble predicted for the case, each map scaled to [0, 1] by
-the package, then averaged over the fold models. The map is computed on the model's
-input (the cached crop) and mapped back onto the uncropped original slice through the
-crop window of :func:`spinedx.preprocessing.crop_box`; outside the window (what the model
-never saw) it is 0.
+the package, then averaged over the fold models (:mod:`spinedx.models.gradcam`). The map
+is computed on the model's input (the cached crop) and mapped back onto the uncropped
+original slice through the crop window (:mod:`spinedx.imaging.slice_view`); outside the
+window (what the model never saw) it is 0.
 
-Outputs: a table of every external image (peak position, whether the peak lies inside
-the labelme box, the chance level of that), and figure 7: a selection of cases per
+This stage decides which class each case's map explains (the task's decision), writes
+a table of every external image (peak position, whether the peak lies inside the
+labelme box, the chance level of that), and draws figure 7: a selection of cases per
 (true class x correct/incorrect), the map over the slice with the box drawn.
 """
 
@@ -19,123 +20,25 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from PIL import Image
 
-from spinedx import models
-from spinedx.annotations import open_image
-from spinedx.case_level import aggregate
+from spinedx.aggregation import aggregate
 from spinedx.errors import InputError
-from spinedx.evaluation import positive_calls
+from spinedx.imaging.cache import align, read_cache
+from spinedx.imaging.gray import to_grayscale_uint8
+from spinedx.imaging.slice_view import to_original, view_window
 from spinedx.io import write_csv
+from spinedx.models.checkpoints import load_checkpoint
+from spinedx.models.device import set_up
+from spinedx.models.gradcam import fold_mean_cams
 from spinedx.plotting import HEATMAP_CMAP, PAGE_WIDTH, PALETTE, pyplot, save_figure
-from spinedx.preprocessing import align, crop_box, read_cache, to_grayscale_uint8
+from spinedx.readers import open_image
+from spinedx.task import BinaryTask
 
 log = logging.getLogger(__name__)
 
 SUMMARY_COLUMNS = ["image_id", "patient_id", "sequence", "label", "case_prob", "predicted",
                    "correct", "target_class", "peak_x", "peak_y", "peak_in_box",
                    "box_fraction_of_image", "box_fraction_of_view", "cam_mass_in_box"]
-# Modules that only rescale or gate a feature map: the CAM of the layer before is the same.
-_PASS_THROUGH = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.GroupNorm, torch.nn.LayerNorm,
-                 torch.nn.ReLU, torch.nn.SiLU, torch.nn.GELU, torch.nn.Hardswish, torch.nn.Identity,
-                 torch.nn.Dropout)
-
-
-def find_target_layer(model, image_size: int, in_chans: int, override: str | None = None):
-    """The layer whose activations Grad-CAM weighs, and its module path.
-
-    Generic rule: the last top-level module, in forward order, whose output is a feature
-    map of the spatial size of ``forward_features`` and which is not a norm or
-    activation. This gives Inception-v3 ``Mixed_7c``, EfficientNet ``conv_head``, ResNet
-    ``layer4`` (its last block's output) and MobileNetV3 ``blocks``; ``override`` (config
-    gradcam.target_layers) names another module path.
-    """
-    if override:
-        try:
-            return model.get_submodule(override), override
-        except AttributeError as error:
-            raise InputError(f"config gradcam.target_layers: {type(model).__name__} has no module "
-                             f"{override!r}; names: {[n for n, _ in model.named_children()]}") from error
-    outputs: list[tuple[str, torch.nn.Module, tuple]] = []
-    hooks = [module.register_forward_hook(
-        lambda m, i, o, name=name: outputs.append((name, m, tuple(o.shape)))
-        if isinstance(o, torch.Tensor) else None)
-        for name, module in model.named_children()]
-    try:
-        # forward_features only: modules of the head (e.g. MobileNetV3's conv_head after
-        # the pooling) never qualify, even when a tiny input makes every map 1 x 1.
-        with torch.no_grad():
-            features = model.forward_features(torch.zeros(1, in_chans, image_size, image_size))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    spatial = tuple(features.shape[-2:])
-    candidates = [(name, module) for name, module, shape in outputs
-                  if len(shape) == 4 and shape[-2:] == spatial and not isinstance(module, _PASS_THROUGH)]
-    if not candidates:
-        raise InputError(f"{type(model).__name__}: no feature-map layer found for Grad-CAM; name one "
-                         "in config gradcam.target_layers")
-    name, module = candidates[-1]
-    return module, name
-
-
-def fold_mean_cams(checkpoints: list[dict], pixels: np.ndarray, targets: np.ndarray,
-                   device: torch.device, batch_size: int, target_layers: dict | None = None) -> np.ndarray:
-    """Grad-CAM of every image (uint8 N x S x S) for its target class, mean over the folds."""
-    total = np.zeros(pixels.shape, dtype=np.float64)
-    for checkpoint in checkpoints:
-        model = models.model_from_checkpoint(checkpoint, device)
-        layer, _ = find_target_layer(model, checkpoint["image_size"], checkpoint["in_chans"],
-                                     (target_layers or {}).get(checkpoint["backbone"]))
-
-        def inputs(batch: np.ndarray, checkpoint=checkpoint) -> torch.Tensor:
-            return models.to_model_input(torch.from_numpy(batch).to(device), checkpoint["mean"],
-                                         checkpoint["std"], checkpoint["in_chans"])
-
-        total += grad_cams(model, layer, pixels, targets, inputs, batch_size,
-                           f"{checkpoint['backbone']} fold {checkpoint['fold']}")
-        del model
-    return total / max(len(checkpoints), 1)
-
-
-def grad_cams(model, layer, pixels: np.ndarray, targets: np.ndarray, to_input, batch_size: int,
-              name: str = "model") -> np.ndarray:
-    """pytorch-grad-cam's GradCAM of one model (each map scaled to [0, 1], input size)."""
-    from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    maps = []
-    # The context manager removes the package's hooks afterwards, so memory does not grow
-    # over many models and images.
-    with GradCAM(model=model, target_layers=[layer]) as cam:
-        for start in range(0, len(pixels), batch_size):
-            classes = targets[start:start + batch_size]
-            maps.append(cam(input_tensor=to_input(pixels[start:start + batch_size]),
-                            targets=[ClassifierOutputTarget(int(c)) for c in classes]))
-    # The package's __exit__ swallows IndexError: check that every batch came back.
-    if sum(len(m) for m in maps) != len(pixels):
-        raise InputError(f"Grad-CAM failed for {name}")
-    return np.concatenate(maps).astype(np.float64) if maps else np.zeros(pixels.shape)
-
-
-def view_window(row, settings: dict) -> tuple[int, int, int, int]:
-    """The region of the original slice the model saw (x0, y0, x1, y1), before clipping."""
-    if settings["crop"] == "box":
-        return crop_box(row, settings["margin"], settings["keep_aspect"])
-    return 0, 0, int(row.width), int(row.height)
-
-
-def to_original(cam: np.ndarray, row, settings: dict) -> np.ndarray:
-    """A model-input CAM (S x S) placed on the original slice (height x width), 0 outside the view."""
-    x0, y0, x1, y1 = view_window(row, settings)
-    resized = np.asarray(Image.fromarray(cam.astype(np.float32), mode="F")
-                         .resize((x1 - x0, y1 - y0), Image.Resampling.BILINEAR), dtype=np.float64)
-    full = np.zeros((int(row.height), int(row.width)), dtype=np.float64)
-    # The crop window may extend past the border (preprocessing padded it with black).
-    fx0, fy0, fx1, fy1 = max(x0, 0), max(y0, 0), min(x1, int(row.width)), min(y1, int(row.height))
-    full[fy0:fy1, fx0:fx1] = resized[fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0]
-    return full
 
 
 def peak_statistics(full_cam: np.ndarray, row, settings: dict) -> dict:
@@ -162,17 +65,19 @@ def peak_statistics(full_cam: np.ndarray, row, settings: dict) -> dict:
             "cam_mass_in_box": float(full_cam[in_box].sum() / mass) if mass > 0 else float("nan")}
 
 
-def case_decisions(image_predictions: pd.DataFrame, sequence: str, threshold: float) -> pd.DataFrame:
-    """External cases' ensemble probability for this sequence and the decision it gives.
+def case_decisions(image_predictions: pd.DataFrame, sequence: str, task: BinaryTask) -> pd.DataFrame:
+    """External cases' ensemble probability (of the positive class) for this sequence and
+    the task's decision.
 
-    From this sequence's ensembling output through the case_level stage's own
-    aggregation, so that a change in another sequence does not rerun this job.
+    From this sequence's ensembling output through the case level's own aggregation
+    (:func:`spinedx.aggregation.aggregate`), so that a change in another sequence does not
+    rerun this job.
     """
-    case_predictions = aggregate(image_predictions)
+    case_predictions = aggregate(image_predictions, task.probability_columns)
     cases = case_predictions[(case_predictions["input"] == sequence) & (case_predictions["model"] == "ensemble")
                              & (case_predictions["cohort"] == "external")]
-    cases = cases[["patient_id", "label", "prob"]].rename(columns={"prob": "case_prob"})
-    predicted = positive_calls(cases["case_prob"], threshold).astype(int)
+    predicted = task.decide(cases)
+    cases = cases[["patient_id", "label", task.positive_column]].rename(columns={task.positive_column: "case_prob"})
     return cases.assign(predicted=predicted, correct=predicted == cases["label"])
 
 
@@ -185,18 +90,22 @@ def compute(checkpoint_paths, cache_path, images_path, ensemble_predictions_path
         raise InputError(f"{images_path}: no external images; Grad-CAM needs the external cohort "
                          "(or set gradcam.enabled: false)")
     sequence = str(external["sequence"].iloc[0])
-    cases = case_decisions(pd.read_parquet(ensemble_predictions_path), sequence, config["decision"]["threshold"])
+    task = BinaryTask.from_config(config)
+    cases = case_decisions(pd.read_parquet(ensemble_predictions_path), sequence, task)
     external = external.merge(cases.drop(columns="label"), on="patient_id", how="left", validate="many_to_one")
     if external["case_prob"].isna().any():
         missing = external.loc[external["case_prob"].isna(), "patient_id"].unique()[:5].tolist()
         raise InputError(f"{ensemble_predictions_path}: no {sequence} ensemble prediction for external "
                          f"patients {missing}; rerun ensembling")
-    models.configure_threads(config["training"]["threads"], config["training"]["deterministic"])
-    device = models.select_device(config["training"]["device"])
-    checkpoints = [models.load_checkpoint(path) for path in checkpoint_paths]
+    # The jobs' one set-up; Grad-CAM needs gradients of exact activations from eager
+    # modules: fp32 (pytorch-grad-cam runs the model itself, outside autocast) and no
+    # torch.compile (its hooks need the uncompiled modules). Layout and backend switches
+    # (channels_last, cuDNN autotuning, TF32) apply as configured.
+    device, acceleration = set_up(config["training"], precision="fp32", compile=False)
+    checkpoints = [load_checkpoint(path) for path in checkpoint_paths]
     cams = fold_mean_cams(checkpoints, align(read_cache(cache_path), external, cache_path),
                           external["predicted"].to_numpy(), device, config["inference"]["batch_size"],
-                          config["gradcam"]["target_layers"])
+                          config["gradcam"]["target_layers"], acceleration)
     settings = config["preprocessing"]
     full_maps, rows = {}, []
     for cam, row in zip(cams, external.itertuples(index=False)):
@@ -205,18 +114,19 @@ def compute(checkpoint_paths, cache_path, images_path, ensemble_predictions_path
         rows.append({"image_id": row.image_id, "patient_id": row.patient_id, "sequence": row.sequence,
                      "label": int(row.label), "case_prob": float(row.case_prob),
                      "predicted": int(row.predicted), "correct": bool(row.correct),
-                     "target_class": config["classes"][int(row.predicted)],
+                     "target_class": task.classes[int(row.predicted)],
                      **peak_statistics(full, row, settings)})
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS).astype(
         {"peak_x": "Int64", "peak_y": "Int64", "peak_in_box": "boolean"})
     return summary, full_maps
 
 
-def select_cases(summary: pd.DataFrame, per_group: int) -> pd.DataFrame:
+def select_cases(summary: pd.DataFrame, per_group: int, task: BinaryTask) -> pd.DataFrame:
     """Per (true class, correct) group, the cases the ensemble was most sure of (right or
-    wrong), one image each: the case's first image by id. The choice never looks at the
-    CAM, so the figure cannot pick flattering maps."""
-    cases = summary.drop_duplicates("patient_id").assign(confidence=lambda t: (t["case_prob"] - 0.5).abs())
+    wrong: the case probability farthest from the decision threshold), one image each:
+    the case's first image by id. The choice never looks at the CAM, so the figure cannot
+    pick flattering maps."""
+    cases = summary.drop_duplicates("patient_id").assign(confidence=lambda t: task.confidence(t["case_prob"]))
     chosen = (cases.sort_values(["label", "correct", "confidence", "patient_id"], ascending=[True, False, False, True])
               .groupby(["label", "correct"], sort=False).head(per_group))
     return chosen.drop(columns="confidence")
@@ -254,10 +164,11 @@ def figure(summary: pd.DataFrame, maps: dict, images: pd.DataFrame, images_dir, 
     """Figure 7: columns = (true class x correct/incorrect); per case the whole slice
     (where the lesion sits) above a zoom on the region the model saw."""
     plt = pyplot()
-    classes = config["classes"]
+    task = BinaryTask.from_config(config)
+    classes = task.classes
     groups = [(label, correct) for label in range(len(classes)) for correct in (True, False)]
     per_group = config["gradcam"]["cases_per_group"]
-    chosen = select_cases(summary, per_group)
+    chosen = select_cases(summary, per_group, task)
     by_id = images.set_index("image_id")
     fig, axes = plt.subplots(2 * per_group, len(groups), figsize=(PAGE_WIDTH, 3.9 * per_group + 0.6),
                              squeeze=False, gridspec_kw={"height_ratios": [1.4, 1] * per_group},
@@ -284,7 +195,7 @@ def figure(summary: pd.DataFrame, maps: dict, images: pd.DataFrame, images_dir, 
                 mappable = _draw_case(ax, slice_, cam, meta, config["preprocessing"], zoom)
             if row_index == 0:
                 slice_ax.set_title(heading.replace(", ", "\n"))
-            zoom_ax.set_xlabel(f"{case['patient_id']}\np({classes[-1]}) = {case['case_prob']:.2f}", fontsize=7)
+            zoom_ax.set_xlabel(f"{case['patient_id']}\np({task.positive_class}) = {case['case_prob']:.2f}", fontsize=7)
     if mappable is not None:
         bar = fig.colorbar(mappable, ax=axes, shrink=0.6)
         bar.set_label("Grad-CAM, mean of the fold models (0–1)")

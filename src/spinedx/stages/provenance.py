@@ -1,10 +1,11 @@
-"""Provenance stage: one ``results/provenance.json`` that ties every table and figure to
-the exact inputs, configuration, code and packages that produced it.
+"""Provenance stage: one record (``provenance.json`` of the results) that ties every table
+and figure to the exact inputs, configuration, code and packages that produced it.
 
 Inputs are identified by sha256: every image and labelme JSON (from the annotations
 table, which hashed them while reading them), the cases table and, in audit mode, the
-bundle's SHA256SUMS. Outputs are every file under ``tables/`` and ``figures/`` of the
-results folder plus any file the workflow names explicitly (so new tables and figures are
+bundle's SHA256SUMS. Outputs are every file under the recorded folders
+(:data:`spinedx.paths.RECORDED_FOLDERS`: tables, figures) plus any file the workflow names
+explicitly (so new tables and figures are
 covered without changing this stage), each with its sha256.
 """
 
@@ -12,17 +13,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
-from spinedx.annotations import sha256_file
-from spinedx.io import write_text
-from spinedx.runtime import code_version, environment
+from spinedx import paths
+from spinedx.io import sha256_file, write_text
+from spinedx.readers.bundle import manifest_sha256
+from spinedx.records import code_version, environment
+
+log = logging.getLogger(__name__)
 
 PROVENANCE_FORMAT = "spinedx-provenance/1"
-OUTPUT_FOLDERS = ("tables", "figures")
 INPUT_COLUMNS = ["image_id", "json_path", "json_sha256", "image_path", "image_sha256"]
 
 
@@ -38,13 +42,13 @@ def _inputs(images_path, cases_path) -> dict:
 
 
 def _outputs(results_dir: Path, named) -> list[dict]:
-    paths = {Path(p) for p in named}
-    for folder in OUTPUT_FOLDERS:
+    files = {Path(p) for p in named}
+    for folder in paths.RECORDED_FOLDERS:
         if (results_dir / folder).is_dir():
-            paths.update(p for p in (results_dir / folder).rglob("*")
+            files.update(p for p in (results_dir / folder).rglob("*")
                          if p.is_file() and not p.name.endswith(".partial"))
     rows = []
-    for path in sorted(paths):
+    for path in sorted(files):
         try:
             shown = path.relative_to(results_dir).as_posix()
         except ValueError:
@@ -53,19 +57,18 @@ def _outputs(results_dir: Path, named) -> list[dict]:
     return rows
 
 
-def build(results_dir, images_path, cases_path, config: dict, outputs=(), workflow_dir=".") -> dict:
+def build(results_dir, images_path, cases_path, config, outputs=(), workflow_dir=paths.WORKFLOW_DIR) -> dict:
     results_dir = Path(results_dir)
     record = {
         "format": PROVENANCE_FORMAT,
         "written_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "code": code_version(workflow_dir),
         "software": environment(),
-        "config": config,
+        "config": dict(config),
         "inputs": _inputs(images_path, cases_path),
         "outputs": _outputs(results_dir, outputs),
     }
-    if config.get("audit", {}).get("bundle"):
-        from spinedx.bundle import manifest_sha256
+    if config["audit"]["bundle"]:
         bundle_dir = config["audit"]["bundle"]
         record["bundle"] = {"path": str(bundle_dir), "manifest_sha256": manifest_sha256(bundle_dir)}
     return record
@@ -73,3 +76,10 @@ def build(results_dir, images_path, cases_path, config: dict, outputs=(), workfl
 
 def write(record: dict, path) -> None:
     write_text(json.dumps(record, indent=1) + "\n", path)
+
+
+def main_stage(config, outputs, images_path, cases_path, results_dir, out) -> dict:
+    record = build(results_dir, images_path, cases_path, config, outputs)
+    write(record, out)
+    log.info("%d outputs, %d input images -> %s", len(record["outputs"]), len(record["inputs"]["images"]), out)
+    return record

@@ -1,0 +1,45 @@
+"""Checkpoints of fold models: atomic saves and loads that never execute code from the
+file (``torch.load(weights_only=True)``: tensors and plain Python values only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from spinedx.errors import InputError
+from spinedx.io import atomic_output
+from spinedx.models.backbones import build_model
+
+CHECKPOINT_FORMAT = "spinedx-checkpoint/1"
+
+
+def save_checkpoint(payload: dict, path: str | Path) -> None:
+    """Atomic save; the payload holds tensors and plain Python types only, so it loads
+    with ``weights_only=True``."""
+    with atomic_output(path) as partial:
+        torch.save(payload, partial)
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Load a checkpoint without executing code from it (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises many types for corrupt or unsafe files
+        raise InputError(
+            f"{path}: cannot load checkpoint safely ({type(error).__name__}: {str(error)[:300]}); "
+            "it is truncated, corrupt, or contains objects other than tensors and plain "
+            "Python values (refused: loading it could execute code). Retrain to recreate it."
+        ) from error
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path}: not a spinedx checkpoint (format {CHECKPOINT_FORMAT})")
+    return payload
+
+
+def model_from_checkpoint(payload: dict, device: torch.device):
+    model = build_model(payload["backbone"], payload["n_classes"], payload["in_chans"])
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device).eval()

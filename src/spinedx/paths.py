@@ -1,0 +1,217 @@
+"""Every output path of a study, decided here once.
+
+The Snakemake rules (``workflow/rules/*.smk``) and the package both ask this module, so
+no file or folder name of an output is spelled twice. A stage that writes into a folder
+its rule names (``--out-dir``) takes the file names inside it from here too, so the
+rule's declared outputs and the files the stage writes cannot drift apart.
+
+Strings with ``{wildcards}`` pass through unchanged, so the rules build their patterns
+with the same functions: ``StudyPaths("results").checkpoint("{backbone}", "{sequence}",
+"{fold}")``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: The checkout holding the Snakefile, ``R/`` and ``workflow/`` (git commit of the code).
+REPO_DIR = Path(__file__).resolve().parents[2]
+WORKFLOW_DIR = REPO_DIR
+#: The R code of the meta-analysis (``SPINEDX_R_DIR`` overrides it for an installed package).
+R_DIR = Path(os.environ.get("SPINEDX_R_DIR", REPO_DIR / "R"))
+
+# --- names inside folders -------------------------------------------------------------
+
+#: One fold model's folder (training): the selected weights, the per-epoch history, the
+#: resolved config beside them, and the per-epoch resume state (removed when done).
+CHECKPOINT_FILE = "best.pt"
+HISTORY_FILE = "history.tsv"
+JOB_CONFIG_FILE = "config.yaml"
+RESUME_FILE = "last.pt"
+
+#: The evaluation stage's tables (``tables/<name>.csv``), in the order it writes them.
+TABLE2_IMAGE_LEVEL = "table2_image_level"
+TABLE3_CASE_LEVEL = "table3_case_level"
+FOLD_2X2 = "fold_2x2"
+INTERNAL_CV_IMAGE_LEVEL = "internal_cv_image_level"
+INTERNAL_CV_CASE_LEVEL = "internal_cv_case_level"
+EVALUATION_TABLES = (TABLE2_IMAGE_LEVEL, TABLE3_CASE_LEVEL, FOLD_2X2, INTERNAL_CV_IMAGE_LEVEL,
+                     INTERNAL_CV_CASE_LEVEL)
+COHORT_TABLE = "table1_cohort"
+META_ANALYSIS_TABLE = "meta_analysis"
+
+#: Figures: every figure is a PDF (print) and a PNG (screens and the report) of one stem.
+FIGURE_SUFFIXES = (".pdf", ".png")
+ROC_BACKBONES_FIGURE = "fig3_roc_backbones"
+FINAL_SYSTEM_FIGURE = "fig6_final_system"
+SROC_FIGURE = "fig5_sroc"
+
+#: Folders of the results whose every file the provenance record hashes.
+RECORDED_FOLDERS = ("tables", "figures")
+
+#: A released bundle, relative to its folder (bundle stage writes it, audit mode reads it).
+BUNDLE_CARD_JSON = "model_card.json"
+BUNDLE_CARD_MD = "model_card.md"
+BUNDLE_MANIFEST = "SHA256SUMS"
+BUNDLE_MODELS_DIR = "models"
+
+
+def table_file(name: str) -> str:
+    return f"{name}.csv"
+
+
+def figure_files(stem: str) -> tuple[str, str]:
+    """(PDF, PNG) of a figure stem (a path without suffix)."""
+    pdf, png = (f"{stem}{suffix}" for suffix in FIGURE_SUFFIXES)
+    return pdf, png
+
+
+def figure_stem(path: str) -> str:
+    """The stem of a figure file (its path without the PDF or PNG suffix)."""
+    for suffix in FIGURE_SUFFIXES:
+        if path.endswith(suffix):
+            return path[: -len(suffix)]
+    raise ValueError(f"{path} is not a figure file ({', '.join(FIGURE_SUFFIXES)})")
+
+
+def forest_figure(input_: str) -> str:
+    return f"fig4_forest_{input_}"
+
+
+def training_curves_figure(backbone: str, sequence: str) -> str:
+    return f"training_curves_{backbone}_{sequence}"
+
+
+def gradcam_figure(backbone: str, sequence: str) -> str:
+    return f"fig7_gradcam_{backbone}_{sequence}"
+
+
+def bundle_model(backbone: str, sequence: str, fold) -> str:
+    """A fold model inside a bundle, relative to the bundle folder (POSIX separators)."""
+    return f"{BUNDLE_MODELS_DIR}/{backbone}/{sequence}/fold{fold}.pt"
+
+
+# --- a study's results folder -----------------------------------------------------------
+
+
+class StudyPaths:
+    """The files of one study under its results folder (config ``results_dir``)."""
+
+    def __init__(self, results_dir) -> None:
+        self.root = str(results_dir)
+
+    def _join(self, *parts) -> str:
+        return "/".join([self.root, *map(str, parts)])
+
+    # annotations, preprocessing, splits
+    def annotations(self, sequence: str) -> str:
+        return self._join("annotations", f"{sequence}.parquet")
+
+    @property
+    def images_table(self) -> str:
+        return self._join("annotations", "images.parquet")
+
+    def preprocessing_cache(self, sequence: str) -> str:
+        return self._join("preprocessing", f"{sequence}.npz")
+
+    @property
+    def folds(self) -> str:
+        return self._join("splits", "folds.tsv")
+
+    # models
+    def model_dir(self, backbone: str, sequence: str, fold) -> str:
+        return self._join("models", backbone, sequence, f"fold{fold}")
+
+    def checkpoint(self, backbone: str, sequence: str, fold) -> str:
+        return f"{self.model_dir(backbone, sequence, fold)}/{CHECKPOINT_FILE}"
+
+    def history(self, backbone: str, sequence: str, fold) -> str:
+        return f"{self.model_dir(backbone, sequence, fold)}/{HISTORY_FILE}"
+
+    def job_config(self, backbone: str, sequence: str, fold) -> str:
+        return f"{self.model_dir(backbone, sequence, fold)}/{JOB_CONFIG_FILE}"
+
+    # predictions
+    def inference(self, backbone: str, sequence: str) -> str:
+        return self._join("inference", backbone, f"{sequence}.parquet")
+
+    def ensembling(self, backbone: str, sequence: str) -> str:
+        return self._join("ensembling", backbone, f"{sequence}.parquet")
+
+    def case_level(self, backbone: str) -> str:
+        return self._join("case_level", f"{backbone}.parquet")
+
+    # tables and figures
+    @property
+    def tables_dir(self) -> str:
+        return self._join("tables")
+
+    def table(self, name: str) -> str:
+        return f"{self.tables_dir}/{table_file(name)}"
+
+    @property
+    def figures_dir(self) -> str:
+        return self._join("figures")
+
+    def figure(self, stem: str) -> str:
+        """A figure's stem under figures/ (see :func:`figure_files` for its two files)."""
+        return f"{self.figures_dir}/{stem}"
+
+    def gradcam_table(self, backbone: str, sequence: str) -> str:
+        return self._join("gradcam", backbone, f"{sequence}.csv")
+
+    @property
+    def report_config(self) -> str:
+        return self._join("report", "config.yaml")
+
+    @property
+    def software_versions(self) -> str:
+        return self._join("report", "software_versions.csv")
+
+    # release, provenance, audit
+    @property
+    def bundle(self) -> "BundlePaths":
+        return BundlePaths(self._join("bundle"))
+
+    @property
+    def provenance(self) -> str:
+        return self._join("provenance.json")
+
+    @property
+    def audit_verified(self) -> str:
+        return self._join("audit", "verified.json")
+
+    @property
+    def audit_config(self) -> str:
+        """The config ``spinedx audit`` hands to the workflow, beside the audit's results."""
+        return self._join("audit_config.yaml")
+
+    # one log and one Snakemake benchmark per job
+    def log(self, stage: str, name: str) -> str:
+        return self._join("logs", stage, f"{name}.log")
+
+    def benchmark(self, stage: str, name: str) -> str:
+        return self._join("benchmarks", stage, f"{name}.tsv")
+
+
+class BundlePaths:
+    """The files of a released bundle (written by the bundle stage, read by audit mode)."""
+
+    def __init__(self, bundle_dir) -> None:
+        self.root = str(bundle_dir)
+
+    @property
+    def card_json(self) -> str:
+        return f"{self.root}/{BUNDLE_CARD_JSON}"
+
+    @property
+    def card_md(self) -> str:
+        return f"{self.root}/{BUNDLE_CARD_MD}"
+
+    @property
+    def manifest(self) -> str:
+        return f"{self.root}/{BUNDLE_MANIFEST}"
+
+    def model(self, backbone: str, sequence: str, fold) -> str:
+        return f"{self.root}/{bundle_model(backbone, sequence, fold)}"

@@ -1,0 +1,64 @@
+"""The cases table: one row per patient, diagnosis (histopathology) and cohort."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from spinedx.errors import InputError
+
+COHORTS = ("internal", "external")
+CASES_REQUIRED_COLUMNS = ("patient_id", "diagnosis", "cohort")
+
+
+def read_cases(path: str | Path, classes: list[str], all_external: bool = False) -> pd.DataFrame:
+    """Read and validate the cases table (one row per patient).
+
+    ``all_external`` (audit mode): every patient is external test data; the cohort
+    column is optional and ignored.
+    """
+    path = Path(path)
+    try:
+        cases = pd.read_csv(path, dtype={"patient_id": str, "diagnosis": str, "cohort": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot read the cases table: {error}") from error
+    if all_external and len(cases.columns):
+        cases["cohort"] = "external"
+    missing = [c for c in CASES_REQUIRED_COLUMNS if c not in cases.columns]
+    if missing:
+        raise InputError(
+            f"{path}: missing column(s) {missing}; the cases table needs "
+            f"{list(CASES_REQUIRED_COLUMNS)} (optional: age, sex)"
+        )
+    for column in CASES_REQUIRED_COLUMNS:
+        cases[column] = cases[column].astype("string").str.strip()
+        empty = cases[column].isna() | (cases[column] == "")
+        if empty.any():
+            raise InputError(f"{path}: empty {column} on line(s) {_lines(empty)}")
+    duplicated = cases["patient_id"].duplicated(keep=False)
+    if duplicated.any():
+        ids = sorted(set(cases.loc[duplicated, "patient_id"]))
+        raise InputError(
+            f"{path}: patient(s) listed more than once: {ids}; a patient belongs to one "
+            "cohort with one diagnosis (the same patient in both cohorts would leak); keep one "
+            "row per patient"
+        )
+    _check_values(cases, "diagnosis", list(classes), path, " (config key `classes`)")
+    _check_values(cases, "cohort", list(COHORTS), path)
+    cases["label"] = cases["diagnosis"].map({name: i for i, name in enumerate(classes)})
+    return cases.astype({"patient_id": str, "diagnosis": str, "cohort": str})
+
+
+def _check_values(cases: pd.DataFrame, column: str, allowed: list[str], path, hint: str = "") -> None:
+    unknown = ~cases[column].isin(allowed)
+    if unknown.any():
+        values = sorted(set(cases.loc[unknown, column]))
+        raise InputError(f"{path}: unknown {column} {values} on line(s) {_lines(unknown)}; "
+                         f"expected one of {allowed}{hint}")
+
+
+def _lines(mask: pd.Series) -> list[int]:
+    # +2: one for the header line, one because pandas counts from zero.
+    return [int(i) + 2 for i in np.flatnonzero(mask.to_numpy())][:10]

@@ -1,0 +1,85 @@
+"""A single DICOM slice as the 8-bit gray image a radiologist's viewer shows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from spinedx.errors import InputError
+from spinedx.readers.base import check_pixels
+
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
+
+def is_dicom(path: Path) -> bool:
+    """DICOM by suffix, or by the ``DICM`` marker after the 128-byte preamble."""
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as stream:
+            stream.seek(128)
+            return stream.read(4) == b"DICM"
+    except OSError:
+        return False  # unreadable: the image reader below reports it
+
+
+def open_dicom(path: Path, max_pixels: int) -> Image.Image:
+    """One DICOM slice as an 8-bit gray image, as a radiologist's viewer shows it.
+
+    The stored rescale (modality LUT) gives scanner units; the stored window (first
+    WindowCenter/WindowWidth, DICOM's linear VOI function) maps them to gray levels, or
+    the slice's own minimum..maximum when no window is stored; MONOCHROME1 is inverted.
+    Only pixel data and these display attributes are read: no header value (patient
+    name, IDs, dates, institution) ever leaves this function, so none reaches an output,
+    a log or an error message.
+    """
+    import pydicom  # imported here: only DICOM cohorts need it
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut
+
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        rows, columns = int(header.get("Rows", 0)), int(header.get("Columns", 0))
+        frames = int(header.get("NumberOfFrames", 1) or 1)
+        if rows < 1 or columns < 1:
+            raise InputError(f"{path}: DICOM file without an image (no Rows/Columns); "
+                             "export the MR slice itself, not a report or structure set")
+        check_pixels(path, columns, rows * frames, max_pixels)
+        if frames != 1:
+            raise InputError(f"{path}: DICOM holds {frames} frames; annotate one slice per "
+                             "file (export the slice as its own DICOM or PNG)")
+        dataset = pydicom.dcmread(path)
+        values = apply_modality_lut(dataset.pixel_array, dataset).astype(np.float64)
+    except InputError:
+        raise
+    except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError, KeyError,
+            NotImplementedError, RuntimeError) as error:
+        # Only the exception type: pydicom messages may quote header elements.
+        raise InputError(f"{path}: cannot decode DICOM pixel data ({type(error).__name__}); "
+                         "re-export the slice uncompressed or as PNG") from error
+    if values.ndim != 2:
+        raise InputError(f"{path}: DICOM pixel data of shape {values.shape} is not one gray "
+                         "slice; export the MR slice as MONOCHROME")
+    center, width = _first_value(dataset.get("WindowCenter")), _first_value(dataset.get("WindowWidth"))
+    if center is not None and width is not None and width >= 1:
+        # DICOM PS3.3 C.11.2.1.2.1, linear VOI function.
+        scaled = np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0, 1)
+    else:
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    if dataset.get("PhotometricInterpretation") == "MONOCHROME1":
+        scaled = 1 - scaled
+    return Image.fromarray(np.round(scaled * 255).astype(np.uint8), mode="L")
+
+
+def _first_value(element) -> float | None:
+    """WindowCenter/WindowWidth may be multi-valued (several presets): use the first."""
+    if isinstance(element, Sequence) and not isinstance(element, (str, bytes)):
+        element = element[0] if len(element) else None
+    try:
+        return None if element is None else float(element)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,69 @@
+"""What ran: interpreter, platform, package and code versions, recorded beside every
+model (config.yaml), in the bundle's model card, in provenance.json and in the report."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pandas as pd
+
+# Packages whose versions can change a number in the study (pinned in envs/requirements.txt).
+RECORDED_PACKAGES = ("torch", "torchvision", "timm", "numpy", "pandas", "pyarrow", "scikit-learn",
+                     "pillow", "pydicom", "matplotlib", "seaborn", "grad-cam",
+                     "opencv-python-headless", "rpy2", "snakemake")
+
+
+def package_versions(names=RECORDED_PACKAGES) -> dict[str, str | None]:
+    """Installed versions from package metadata (no import: fast, and None when absent)."""
+    from importlib import metadata
+
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def environment(device=None) -> dict:
+    """Interpreter, platform and package versions; with ``device`` (a torch.device) also
+    the torch threads and the device/GPU a job ran on."""
+    import platform
+
+    import spinedx
+
+    info = {"python": platform.python_version(), "platform": platform.platform(),
+            "spinedx": spinedx.__version__, **package_versions()}
+    if device is not None:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        info["device"] = str(device)
+        if device.type == "cuda":
+            info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def code_version(directory) -> dict:
+    """The git commit of the checkout holding ``directory`` and whether it had uncommitted
+    changes; outside a git checkout, the installed spinedx version only."""
+    import spinedx
+
+    version = {"spinedx": spinedx.__version__, "git_commit": None, "git_dirty": None}
+    try:
+        def git(*args):
+            return subprocess.run(["git", "-C", str(directory), *args], capture_output=True,
+                                  text=True, check=True, timeout=30).stdout.strip()
+        version["git_commit"] = git("rev-parse", "HEAD")
+        # Only tracked files count: results and caches are not code.
+        version["git_dirty"] = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return version
+
+
+def software_versions() -> pd.DataFrame:
+    """:func:`environment` as a table (one row per software); absent packages say so."""
+    return pd.DataFrame([{"software": key, "version": "not installed" if value is None else str(value)}
+                         for key, value in environment().items()])

@@ -1,0 +1,101 @@
+"""Annotations stage: walk the labelme tree, validate it and tabulate one row per image.
+
+Folder convention (documented in README): ``<images_dir>/<patient_id>/<sequence folder>/
+<image>.json``, each labelme JSON pointing at its image through ``imagePath`` (relative
+to the JSON, never outside ``images_dir``). Sequence folder names map to canonical
+sequence names through the config. The diagnosis comes from the cases table
+(histopathology), never from the free-text shape label. The readers
+(:mod:`spinedx.readers`) parse and check each file; this stage tabulates them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from spinedx.errors import InputError
+from spinedx.io import read_parquets, write_parquet
+from spinedx.readers.cases import read_cases
+from spinedx.readers.labelme import read_annotation
+from spinedx.readers.tree import annotation_files, check_tree
+
+log = logging.getLogger(__name__)
+
+IMAGE_COLUMNS = [
+    "image_id", "patient_id", "sequence", "sequence_folder", "diagnosis", "label", "cohort",
+    "json_path", "image_path", "width", "height", "x0", "y0", "x1", "y1",
+    "image_sha256", "json_sha256",
+]
+
+
+def tabulate(images_dir: str | Path, cases_path: str | Path, config,
+             sequence: str | None = None) -> pd.DataFrame:
+    """One row per annotated image (of one sequence, or of all)."""
+    images_dir = Path(images_dir)
+    sequences = config["sequences"]
+    if sequence is not None and sequence not in sequences:
+        raise InputError(f"unknown sequence {sequence!r}; use one of config `sequences`: {list(sequences)}")
+    cases = read_cases(cases_path, config["classes"], all_external=bool(config["audit"]["bundle"]))
+    check_tree(images_dir, sequences, cases, cases_path)
+    by_patient = cases.set_index("patient_id")
+    rows = []
+    for json_path, patient_id, folder, canonical in annotation_files(images_dir, sequences, sequence):
+        record = read_annotation(json_path, images_dir, config["data"]["max_image_pixels"])
+        case = by_patient.loc[patient_id]
+        relative_json = json_path.relative_to(images_dir).as_posix()
+        rows.append({
+            "image_id": relative_json[: -len(".json")],
+            "patient_id": patient_id,
+            "sequence": canonical,
+            "sequence_folder": folder,
+            "diagnosis": case["diagnosis"],
+            "label": int(case["label"]),
+            "cohort": case["cohort"],
+            "json_path": relative_json,
+            "image_path": record.pop("image_path").relative_to(images_dir.resolve()).as_posix(),
+            **record,
+        })
+    table = pd.DataFrame(rows, columns=IMAGE_COLUMNS)
+    what = f"sequence {sequence}" if sequence else "any sequence"
+    if table.empty:
+        raise InputError(f"{images_dir}: no labelme JSON files found for {what}")
+    check_duplicates(table, images_dir)
+    missing = sorted(set(cases["patient_id"]) - set(table["patient_id"]))
+    if missing:
+        # Documented behaviour: a patient may lack a sequence (they then count in the
+        # sequences they have and in ALL); a warning names them so a typo is noticed.
+        log.warning("%d patient(s) of %s have no image for %s: %s; add their images under "
+                    "%s or ignore this if the sequence was not acquired", len(missing),
+                    cases_path, what, missing[:10], images_dir)
+    return table.astype({"width": int, "height": int, "label": int})
+
+
+def check_duplicates(table: pd.DataFrame, images_dir: Path) -> None:
+    """The same image file under two patients is a leak between folds or cohorts."""
+    owners = table.groupby("image_sha256")["patient_id"].nunique()
+    shared = owners[owners > 1]
+    if not shared.empty:
+        rows = table[table["image_sha256"].isin(shared.index)].sort_values("image_sha256")
+        paths = [f"{images_dir / p}" for p in rows["image_path"]][:6]
+        raise InputError(
+            f"the same image (identical sha256) appears under different patients: {paths}; "
+            "remove the copies so no image is both trained and tested on"
+        )
+
+
+def main_stage(config, images_dir, cases_path, sequence, out) -> pd.DataFrame:
+    """The workflow stage: the image table of one sequence."""
+    table = tabulate(images_dir, cases_path, config, sequence)
+    write_parquet(table, out)
+    log.info("%d images of %d patients -> %s", len(table), table["patient_id"].nunique(), out)
+    return table
+
+
+def merge(tables, images_dir, out) -> pd.DataFrame:
+    """The per-sequence image tables as one, checked again for images shared by patients."""
+    table = read_parquets(tables)
+    check_duplicates(table, Path(images_dir or "."))
+    write_parquet(table, out)
+    return table
