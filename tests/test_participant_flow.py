@@ -96,5 +96,7 @@ def test_flow_counts_follow_the_records():
     assert get.loc[("reader study", "external", participant_flow.NO_RATINGS), "patients"] == 0
     fig = participant_flow.flow_figure(table, ["ependymoma", "schwannoma"], 2)
     text = "\n".join(t.get_text() for t in fig.axes[0].texts)
-    assert "Patients listed in the cases table: 6" in text and "no annotated image of any sequence: 1" in text
-    assert "fold 1: 2 patients, 2 images" in text and "read by 2 readers: 2 cases" in text
+    assert "Patients listed in the cases table: n = 6" in text and "no annotated image: n = 1" in text
+    assert "lacking T2 (analysed in other inputs): n = 2" in text and "image without annotation (T1): n = 1 (1 files)" in text
+    assert "fold 1: n = 2 (2 images)" in text and "read by 2 readers: n = 2" in text
+    assert "n = 2 (ependymoma 1, schwannoma 1)" in text  # external: the patients with images

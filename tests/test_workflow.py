@@ -28,7 +28,13 @@ def planned_jobs(workdir: Path) -> dict[str, int]:
 # What changing one T2 input reruns: that sequence's branch and everything downstream.
 T2_BRANCH = {"annotations": 1, "merge_annotations": 1, "preprocessing": 1, "training": 6, "inference": 2,
              "ensembling": 2, "case_level": 2, "evaluation": 1, "meta_analysis": 1, "bundle": 1,
-             "provenance": 1, "figures": 1, "gradcam": 2, "all": 1}
+             "provenance": 1, "figures": 1, "gradcam": 2, "all": 1,
+             # issue 15
+             "shift_reference": 1, "comparisons": 1, "calibration": 1, "subgroups": 1, "participant_flow": 1,
+             "demo_reader_study": 1, "reader_study": 1, "reporting_checklist": 1}
+#: What a changed case-level prediction reruns of the issue-15 stages.
+ISSUE15_DOWNSTREAM = {"comparisons": 1, "calibration": 1, "subgroups": 1, "participant_flow": 1,
+                      "demo_reader_study": 1, "reader_study": 1, "reporting_checklist": 1}
 
 
 @pytest.fixture(scope="module")
@@ -98,10 +104,14 @@ def test_report_builds_with_every_section(run):
     snakemake(workdir, "--report", str(report))
     html = report.read_text()
     for section in ("1. Cohort", "2. Model development", "3. Backbone comparison", "4. Final system",
-                    "5. Meta-analysis", "6. Interpretability", "7. Reproducibility"):
+                    "5. Meta-analysis", "6. Interpretability", "7. Reproducibility", "8. Reader study",
+                    "9. Reporting checklist"):
         assert section in html
     for item in ("fig3_roc_backbones.png", "fig6_final_system.png", "fig7_gradcam_resnet10t_T2.png",
-                 "fig5_sroc.png", "table1_cohort.csv", "software_versions.csv"):
+                 "fig5_sroc.png", "table1_cohort.csv", "software_versions.csv",
+                 # issue 15
+                 "participant_flow.png", "reader_study_roc.png", "reader_study_mrmc.csv", "paired_comparisons.csv",
+                 "calibration_curve.png", "decision_curve.png", "subgroups_forest.png", "reporting_checklist.csv"):
         assert item in html, item
     assert "3 fold models" in html  # captions are rendered with the config (.test: 3 folds)
 
@@ -156,7 +166,7 @@ def test_a_changed_fold_model_reruns_only_its_downstream(run):
     torch.save(checkpoint, changed)
     assert planned_jobs(workdir) == {"inference": 1, "ensembling": 1, "case_level": 1, "evaluation": 1,
                                      "meta_analysis": 1, "bundle": 1, "provenance": 1, "figures": 1,
-                                     "gradcam": 1, "all": 1}
+                                     "gradcam": 1, "all": 1, "shift_reference": 1, **ISSUE15_DOWNSTREAM}
     snakemake(workdir, "--cores", "2")
     assert before == {p: p.stat().st_mtime_ns for p in before}
     assert planned_jobs(workdir) == {}

@@ -38,7 +38,7 @@ if READERS_FILE:
                         category="8. Reader study", subcategory="MRMC (Obuchowski-Rockette, Hillis)"),
             decisions=report(P.table(paths.READER_DECISIONS_TABLE), caption="../report/reader_study_decisions.rst",
                              category="8. Reader study", subcategory="Decisions"),
-            figure=figure_report(P.figure(paths.READER_ROC_FIGURE), "reader_study_roc.rst", "8. Reader study",
+            figure=figure_report(P.figure(paths.READER_ROC_FIGURE), "reader_study_figure.rst", "8. Reader study",
                                  "Readers on the model's ROC"),
         params:
             settings=settings("classes", "decision", "evaluation", "reader_study", "figures", "backbones", "audit"),

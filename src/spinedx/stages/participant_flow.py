@@ -56,6 +56,8 @@ def flow_table(cases: pd.DataFrame, images: pd.DataFrame, excluded: pd.DataFrame
             add(LISTED, cohort, name, int((listed["diagnosis"] == name).sum()))
         with_images = set(their_images["patient_id"])
         add(WITH_IMAGES, cohort, "all", len(with_images), len(their_images))
+        for name in classes:
+            add(WITH_IMAGES, cohort, name, int(listed[listed["patient_id"].isin(with_images)]["diagnosis"].eq(name).sum()))
         add(EXCLUDED, cohort, NO_ANNOTATED_IMAGE, len(ids - with_images), 0)
         theirs = excluded[excluded["patient_id"].isin(ids)]
         lacking = theirs[(theirs["level"] == "patient") & theirs["patient_id"].isin(with_images)]
@@ -91,71 +93,88 @@ def _count(table: pd.DataFrame, step: str, cohort: str, group: str, what: str = 
     return int(rows[what].iloc[0]) if len(rows) and pd.notna(rows[what].iloc[0]) else 0
 
 
+def _short(reason: str) -> str:
+    """The figure's short form of an exclusion reason (the table keeps the long one)."""
+    if reason.startswith(LACKING):
+        return f"lacking {reason.rsplit(': ', 1)[1]} (analysed in other inputs)"
+    if reason == NO_ANNOTATED_IMAGE:
+        return "no annotated image"
+    head, _, sequence = reason.rpartition(": ")
+    return f"{head.split(' (')[0]} ({sequence})" if sequence else reason
+
+
 def flow_figure(table: pd.DataFrame, classes, n_folds: int | None):
-    """STARD-style diagram: listed -> with images (excluded beside) -> one column per cohort:
-    split -> analysed -> reader study."""
+    """STARD-style diagram: listed -> with images (left out beside) -> one column per
+    cohort: split -> analysed -> reader study. Arrows run from box edge to box edge."""
     plt = pyplot()
     cohorts = [c for c in COHORTS if ((table["cohort"] == c) & (table["step"] == LISTED)).any()]
-    fig, ax = plt.subplots(figsize=(PAGE_WIDTH, 6.6))
+    fig = plt.figure(figsize=(PAGE_WIDTH, 6.4))
+    ax = fig.add_axes((0, 0, 1, 0.96))
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.axis("off")
 
-    def box(x, y, text, width=0.34, color="white", edge="0.2"):
-        ax.text(x, y, text, ha="center", va="center", fontsize=7, wrap=True,
-                bbox=dict(boxstyle="round,pad=0.45", facecolor=color, edgecolor=edge, lw=0.8))
+    def box(x, y, text, color="white", edge="0.2"):
+        return ax.text(x, y, text, ha="center", va="center", fontsize=7,
+                       bbox=dict(boxstyle="round,pad=0.45", facecolor=color, edgecolor=edge, lw=0.8))
 
-    def arrow(x0, y0, x1, y1):
-        ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops=dict(arrowstyle="-|>", color="0.25", lw=0.9))
+    def arrow(source, target):
+        """From the bottom of ``source`` (a box, or an (x, y) point) to the top of ``target``."""
+        start = dict(xytext=(0.5, 0), textcoords=source) if not isinstance(source, tuple) else dict(
+            xytext=source, textcoords="data")
+        ax.annotate("", xy=(0.5, 1), xycoords=target, **start,
+                    arrowprops=dict(arrowstyle="-|>", color="0.25", lw=0.9, shrinkA=2, shrinkB=2))
 
     listed = {c: _count(table, LISTED, c, "all") for c in cohorts}
     with_images = {c: _count(table, WITH_IMAGES, c, "all") for c in cohorts}
     n_images = {c: _count(table, WITH_IMAGES, c, "all", "images") for c in cohorts}
-    box(0.5, 0.94, f"Patients listed in the cases table: {sum(listed.values())}\n"
-                   + ", ".join(f"{c} {n}" for c, n in listed.items()), width=0.5)
-    arrow(0.5, 0.9, 0.5, 0.81)
-    box(0.5, 0.77, f"Patients with annotated images: {sum(with_images.values())}\n"
-                   f"annotated images: {sum(n_images.values())}")
-    excluded = table[table["step"] == EXCLUDED]
+    top = box(0.5, 0.95, f"Patients listed in the cases table: n = {sum(listed.values())}\n"
+                         + ", ".join(f"{c} {n}" for c, n in listed.items()))
+    found = box(0.5, 0.74, f"Patients with annotated images: n = {sum(with_images.values())}\n"
+                           f"annotated images: {sum(n_images.values())}")
+    arrow(top, found)
     lines = []
-    for reason, group in excluded.groupby("group", sort=False):
+    for reason, group in table[table["step"] == EXCLUDED].groupby("group", sort=False):
         patients = int(group["patients"].sum())
-        images = group["images"].fillna(0).sum()
-        if patients == 0 and images == 0:
-            continue
-        lines.append(f"{reason}: {patients} patient(s)" + (f", {int(images)} file(s)" if images else ""))
-    arrow(0.5, 0.855, 0.78, 0.855)
-    box(0.86, 0.855, "Left out\n" + ("\n".join(lines) if lines else "none"), color="#f4f4f4")
+        images = int(group["images"].fillna(0).sum())
+        if patients or images:
+            lines.append(f"{_short(reason)}: n = {patients}" + (f" ({images} files)" if images else ""))
+    left_out = ax.text(0.6, 0.845, "Left out (patients)\n" + ("\n".join(lines) if lines else "none"), ha="left",
+                       va="center", fontsize=7, bbox=dict(boxstyle="round,pad=0.45", facecolor="#f4f4f4",
+                                                          edgecolor="0.2", lw=0.8))
+    ax.annotate("", xy=(0, 0.5), xycoords=left_out, xytext=(0.5, 0.845), textcoords="data",
+                arrowprops=dict(arrowstyle="-|>", color="0.25", lw=0.9, shrinkA=0, shrinkB=2))
     columns = {c: x for c, x in zip(cohorts, (0.25, 0.75) if len(cohorts) == 2 else (0.5,))}
     for cohort, x in columns.items():
         color = PALETTE[0] if cohort == "internal" else PALETTE[1]
-        arrow(0.5, 0.73, x, 0.655)
-        per_class = ", ".join(f"{name} {_count(table, LISTED, cohort, name)}" for name in classes)
+        per_class = ", ".join(f"{name} {_count(table, WITH_IMAGES, cohort, name)}" for name in classes)
         if cohort == "internal":
             folds = table[(table["step"] == SPLIT) & (table["cohort"] == cohort)]
-            split = ("\n".join(f"{r.group}: {r.patients} patients, {r.images} images" for r in folds.itertuples())
+            split = ("\n".join(f"{r.group}: n = {r.patients} ({r.images} images)" for r in folds.itertuples())
                      if len(folds) and str(folds["group"].iloc[0]).startswith("fold") else "no folds (audit)")
             title = f"Internal cohort (cross-validation{f', {n_folds} folds' if n_folds else ''})"
         else:
-            split = "test set: never used for training or model selection"
+            split = "test set: never used for training\nor model selection"
             title = "External cohort (test)"
-        box(x, 0.6, f"{title}\n{with_images[cohort]} patients ({per_class})\n{n_images[cohort]} images",
-            color=color + "22", edge=color)
-        arrow(x, 0.55, x, 0.49)
-        box(x, 0.42, split, color="white", edge=color)
+        cohort_box = box(x, 0.57, f"{title}\nn = {with_images[cohort]} ({per_class})\n{n_images[cohort]} images",
+                         color=color + "22", edge=color)
+        arrow(found, cohort_box)
+        split_box = box(x, 0.41, split, edge=color)
+        arrow(cohort_box, split_box)
         analysed = table[(table["step"] == ANALYSED) & (table["cohort"] == cohort)
                          & ~table["group"].str.contains(":")]
-        arrow(x, 0.35, x, 0.29)
         text = (f"Analysed ({EVALUATED_MODEL[cohort]} predictions, case level)\n"
-                + "\n".join(f"{r.group}: {r.patients} patients, {r.images} images" for r in analysed.itertuples())
+                + "\n".join(f"{r.group}: n = {r.patients} ({r.images} images)" for r in analysed.itertuples())
                 + "\n" + ", ".join(f"{name} {_count(table, ANALYSED, cohort, f'{ALL_INPUT}: {name}')}"
                                    for name in classes))
-        box(x, 0.22, text, color=color + "22", edge=color)
+        analysed_box = box(x, 0.22, text, color=color + "22", edge=color)
+        arrow(split_box, analysed_box)
         read = table[(table["step"] == READ) & (table["cohort"] == cohort)]
         if len(read):
-            arrow(x, 0.13, x, 0.085)
-            box(x, 0.045, "Reader study\n" + "\n".join(f"{r.group}: {r.patients} cases" for r in read.itertuples()),
-                color="#f4f4f4", edge=color)
+            read_box = box(x, 0.05, "Reader study\n" + "\n".join(f"{r.group}: n = {r.patients}"
+                                                                   for r in read.itertuples()),
+                           color="#f4f4f4", edge=color)
+            arrow(analysed_box, read_box)
     fig.suptitle("Participant flow (STARD 2015 item 19)", y=0.995)
     return fig
 
