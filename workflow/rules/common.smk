@@ -133,6 +133,11 @@ STUDY_OUTPUTS = [
 # comparisons, calibration, subgroups, participant_flow, reporting_checklist,
 # distribution_shift).
 CASE_LEVEL_FILES = expand(P.case_level("{backbone}"), backbone=BACKBONES)
+# Case-level fusion predictions when the study fuses clinical data (their owner,
+# paths.StudyPaths.fusion_predictions, comes with the fusion stage): compared with image only.
+_FUSION_OWNER = getattr(P, "fusion_predictions", None)
+FUSION_CASE_PREDICTIONS = ([_FUSION_OWNER] if isinstance(_FUSION_OWNER, str)
+                           and config.get("fusion", {}).get("enabled", False) else [])
 # The reader study: the user's readers.csv, or the demo's simulated one.
 DEMO_READERS = DEMO and not config["reader_study"]["readers"] and config["reader_study"]["demo"]["enabled"]
 READERS_FILE = P.demo_readers if DEMO_READERS else config["reader_study"]["readers"]

@@ -1,20 +1,12 @@
 # Paired comparisons (stage comparisons): backbones, inputs (and fusion vs image only) on
 # the same cases; DeLong, exact McNemar, multiplicity-adjusted p.
 
-
-def fusion_case_predictions(wildcards):
-    """The case-level fusion predictions when the study fuses clinical data (their owner,
-    paths.StudyPaths.fusion_predictions, comes with the fusion stage); none otherwise."""
-    owner = getattr(P, "fusion_predictions", None)
-    return [owner] if isinstance(owner, str) and config.get("fusion", {}).get("enabled", False) else []
-
-
 if config["comparisons"]["enabled"]:
 
     rule comparisons:
         input:
             case_predictions=CASE_LEVEL_FILES,
-            fusion=fusion_case_predictions,
+            fusion=FUSION_CASE_PREDICTIONS,
         output:
             report(P.table(paths.COMPARISONS_TABLE), caption="../report/paired_comparisons.rst",
                    category="3. Backbone comparison", subcategory="Paired comparisons"),

@@ -8,7 +8,7 @@ rule reporting_checklist:
                category="9. Reporting checklist", subcategory="STARD 2015, TRIPOD+AI, CLAIM"),
     params:
         settings=settings(),
-        results_dir=RESULTS,
+        results_dir=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
     log:
         P.log("reporting_checklist", "reporting_checklist"),
     benchmark:

@@ -159,9 +159,10 @@ def forest_figure(table: pd.DataFrame, backbone: str, cohort: str):
         ax.grid(axis="y", visible=False)
     axes[0].set_yticks(y, [f"{label}  ({count})" for label, count in zip(labels, counts)])
     axes[0].set_ylim(-0.7, len(rows) - 0.3)
-    fig.suptitle(f"Subgroups: final system ({backbone}, case level, {cohort} cohort); "
-                 "(positive/negative cases), 95% CI; dashed: all cases")
-    fig.tight_layout()
+    fig.suptitle(f"Subgroups of the final system ({backbone}, case level, {cohort} cohort)")
+    fig.text(0.01, 0.0, "(positive/negative cases) per level; 95% intervals; dashed line: all cases; "
+             "n/a: the level lacks a class", fontsize=6, color="0.3", va="bottom")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 

@@ -18,8 +18,8 @@ Two views, each with a threshold taken from the training data's own distribution
   those distances (:func:`FeatureReference.threshold`).
 * **Image statistics** (intensity and size): a Mahalanobis distance of a few statistics
   of each image (:data:`IMAGE_STATISTICS`), standardised by the training images' SDs,
-  with a small ridge; threshold: a quantile of the training images' own distances
-  (few dimensions, many images: the in-sample bias is small).
+  with a small ridge on their correlation matrix; threshold: a quantile of the training
+  images' leave-one-out distances (each to the model fitted without it).
 """
 
 from __future__ import annotations
@@ -113,27 +113,41 @@ def image_statistics(crops: np.ndarray, images: pd.DataFrame) -> pd.DataFrame:
     })[list(IMAGE_STATISTICS)]
 
 
+def _statistics_model(training: np.ndarray):
+    """Centre, scale and precision of standardised statistics (ridge on the correlation)."""
+    centre = training.mean(axis=0)
+    scale = training.std(axis=0, ddof=1)
+    scale = np.where(scale > _EPS, scale, 1.0)  # a constant statistic: any change is large
+    standard = (training - centre) / scale
+    covariance = np.atleast_2d(np.cov(standard, rowvar=False)) + _RIDGE * np.eye(standard.shape[1])
+    return centre, scale, np.linalg.inv(covariance)
+
+
+def _statistics_distance(model, statistics) -> np.ndarray:
+    centre, scale, precision = model
+    standard = (np.asarray(statistics, dtype=np.float64) - centre) / scale
+    return np.sqrt(np.einsum("ij,jk,ik->i", standard, precision, standard))
+
+
 @dataclass(frozen=True)
 class StatisticsReference:
     """The training images' statistics (n, k) and the distance model fitted to them."""
 
     training: np.ndarray
 
-    def _model(self):
-        centre = self.training.mean(axis=0)
-        scale = self.training.std(axis=0, ddof=1)
-        scale = np.where(scale > _EPS, scale, 1.0)  # a constant statistic: any change is large
-        standard = (self.training - centre) / scale
-        covariance = np.atleast_2d(np.cov(standard, rowvar=False)) + _RIDGE * np.eye(standard.shape[1])
-        return centre, scale, np.linalg.inv(covariance)
-
     def distance(self, statistics) -> np.ndarray:
-        centre, scale, precision = self._model()
-        standard = (np.asarray(statistics, dtype=np.float64) - centre) / scale
-        return np.sqrt(np.einsum("ij,jk,ik->i", standard, precision, standard))
+        return _statistics_distance(_statistics_model(self.training), statistics)
+
+    def held_out_distances(self) -> np.ndarray:
+        """Each training image's distance to the model fitted without it (leave one out):
+        a fitted covariance hugs its own images, so in-sample distances would understate
+        how far an unseen image of the same distribution lies."""
+        rows = np.arange(self.training.shape[0])
+        return np.array([_statistics_distance(_statistics_model(self.training[rows != i]), self.training[[i]])[0]
+                         for i in rows])
 
     def threshold(self, quantile: float) -> float:
-        return float(np.quantile(self.distance(self.training), quantile))
+        return float(np.quantile(self.held_out_distances(), quantile))
 
 
 def fold_scores(references: list[FeatureReference], features: list[np.ndarray], quantile: float) -> np.ndarray:
