@@ -10,7 +10,7 @@ compared on the cases both models scored (a patient lacking a sequence has no
 prediction of that input). Case level; per cohort: the external cohort scored by the
 ensemble of the fold models and the internal cohort by its out-of-fold predictions
 (:mod:`spinedx.final_system`). p-values are adjusted within each cohort
-(:func:`spinedx.stats.multiplicity.adjust_pvalues`, config ``comparisons.adjust``) over
+(:func:`spinedx.stats.comparisons.adjust_family`, config ``comparisons.adjust``) over
 every row (``family: all``) or per metric (``family: metric``).
 
 Fusion: case-level tables of the fusion stage (columns ``patient_id``, ``label``,
@@ -25,14 +25,12 @@ from __future__ import annotations
 import logging
 from itertools import combinations
 
-import numpy as np
 import pandas as pd
 
 from spinedx.errors import InputError
 from spinedx.final_system import evaluated_cases
 from spinedx.io import read_parquets, write_csv
-from spinedx.stats.comparisons import COLUMNS, paired_comparison_table
-from spinedx.stats.multiplicity import adjust_pvalues
+from spinedx.stats.comparisons import COLUMNS, adjust_family, paired_comparison_table
 from spinedx.task import BinaryTask
 
 log = logging.getLogger(__name__)
@@ -96,13 +94,7 @@ def _adjusted(parts: list[pd.DataFrame], cohort: str, adjust: str, family: str) 
     if not parts:
         return pd.DataFrame(columns=TABLE_COLUMNS)
     table = pd.concat(parts, ignore_index=True).assign(cohort=cohort)
-    table["adjustment"] = f"{adjust} ({'all rows' if family == 'all' else 'within metric'} of cohort {cohort})"
-    if family == "all":
-        table["p_adjusted"] = adjust_pvalues(table["p"].to_numpy(float), adjust)
-    else:
-        for _, index in table.groupby("metric", sort=False).groups.items():
-            table.loc[index, "p_adjusted"] = adjust_pvalues(table.loc[index, "p"].to_numpy(float), adjust)
-    return table
+    return adjust_family(table, adjust, family, f"of cohort {cohort}")
 
 
 def _fusion_tables(fusion: pd.DataFrame, score_col: str, threshold: float, level: float, adjust: str,
