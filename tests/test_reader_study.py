@@ -283,3 +283,34 @@ def test_figure_puts_every_reader_at_their_operating_points_with_arrows(tmp_path
     n_moved = int((moved.xs("unaided", axis=1, level=1) != moved.xs("aided", axis=1, level=1)).any(axis=1).sum())
     assert len([t for t in ax.texts if t.arrow_patch is not None]) == n_moved
     assert "model (net), AUC" in [t.get_text() for t in ax.get_legend().get_texts()][0]
+
+
+def test_vandyke_through_readers_csv_gives_the_published_or_dbm_mrmc_numbers(tmp_path, settings):
+    """The VanDyke data (5 readers x 114 cases x 2 modalities, ordinal ratings) written as a
+    readers.csv and analysed by the stage: OR-DBM MRMC 2.51's printed RRRC results (quoted
+    in tests/test_stats_mrmc.py), with the stage's orientation (later condition minus the
+    first: 2 - 1). Skipped without ../shared/reference/VanDyke.csv."""
+    from test_stats_mrmc import VANDYKE, printed
+
+    if not VANDYKE.exists():
+        pytest.skip(f"{VANDYKE} absent")
+    data = pd.read_csv(VANDYKE)
+    cases = data.drop_duplicates("case")[["case", "truth"]].rename(columns={"case": "patient_id"})
+    cases = cases.assign(patient_id=cases["patient_id"].astype(str), label=cases["truth"],
+                         diagnosis=np.where(cases["truth"] == 1, CLASSES[1], CLASSES[0]), cohort="external")
+    readers = pd.DataFrame({"reader": data["reader"].astype(str), "patient_id": data["case"].astype(str),
+                            "condition": data["modality"].astype(str), "rating": data["rating"].astype(int),
+                            "decision": np.where(data["rating"] >= 4, 1, 0)})
+    study = read_reader_study(write(tmp_path, readers), cases, CLASSES, ["1", "2"], "ordinal")
+    table = stage.mrmc_table(study, model_of(cases), dict(settings, conditions=["1", "2"], model_vs_readers=False),
+                             0.95, "VanDyke")
+    rrrc = table[(table["contrast"] == "conditions") & (table["analysis"] == "RRRC")]
+    difference = rrrc[rrrc["row_type"] == "difference"].iloc[0]
+    assert difference["comparison"] == "2 - 1"
+    for key, text in (("estimate", "0.04380"), ("se", "0.02075"), ("df", "15.26"), ("p", "0.0517"),
+                      ("ci_lo", "-0.00036"), ("ci_hi", "0.08796")):
+        assert printed(difference[key], text), (key, difference[key], text)
+    test = rrrc[rrrc["row_type"] == "global"].iloc[0]
+    assert printed(test["statistic"], "4.46") and printed(test["df2"], "15.26")
+    modality = rrrc[rrrc["row_type"] == "modality"].set_index("modality")
+    assert printed(modality.loc["1", "estimate"], "0.89703704") and printed(modality.loc["1", "ci_lo"], "0.82522360")
