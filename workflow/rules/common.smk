@@ -20,6 +20,7 @@ from spinedx.demo.plan import demo_settings, planned_files
 from spinedx.readers.bundle import CARD_CONFIG_SECTIONS as BUNDLE_CONFIG_SECTIONS, apply_bundle
 from spinedx.readers.tree import sequence_files
 from spinedx.runtime import prepare_job_environment
+from spinedx.stats.meta_analysis import verdict_summary_of_table
 
 prepare_job_environment(SRC_DIR)
 
@@ -171,3 +172,13 @@ ISSUE15_OUTPUTS = [
 # The reporting checklist maps guideline items to these files (the study's outputs so far).
 CHECKLIST_EVIDENCE = [*STUDY_OUTPUTS, *ISSUE15_OUTPUTS, *([] if AUDIT else [P.folds])]
 STUDY_OUTPUTS += [*ISSUE15_OUTPUTS, P.table(paths.CHECKLIST_TABLE)]
+
+
+def report_meta_analysis_verdicts():
+    """End of a run (Snakefile onsuccess/onerror): say which meta-analysis fits are flagged
+    (not converged, not estimable), read from the table, so that a flag is not only in a log."""
+    if not config["meta_analysis"]["enabled"]:
+        return
+    lines = verdict_summary_of_table(P.table(paths.META_ANALYSIS_TABLE))
+    if lines:
+        (logger.warning if len(lines) > 1 else logger.info)("\n".join(lines))
