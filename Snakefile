@@ -31,6 +31,14 @@ include: "workflow/rules/gradcam.smk"
 include: "workflow/rules/bundle.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/audit.smk"
+# Issue 15: reader studies and the statistics a reviewer asks for.
+include: "workflow/rules/reader_study.smk"
+include: "workflow/rules/comparisons.smk"
+include: "workflow/rules/calibration.smk"
+include: "workflow/rules/subgroups.smk"
+include: "workflow/rules/participant_flow.smk"
+include: "workflow/rules/reporting_checklist.smk"
+include: "workflow/rules/distribution_shift.smk"
 
 
 rule all:

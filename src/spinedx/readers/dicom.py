@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -83,3 +84,40 @@ def _first_value(element) -> float | None:
         return None if element is None else float(element)
     except (TypeError, ValueError):
         return None
+
+
+#: The DICOM attributes spinedx may copy into outputs (subgroup variables): what
+#: equipment acquired the image, never who was imaged, who referred or read, or where.
+#: DICOM keyword -> subgroup variable.
+ACQUISITION_ATTRIBUTES = {"Manufacturer": "vendor", "ManufacturerModelName": "scanner_model",
+                          "MagneticFieldStrength": "field_strength"}
+_SAFE_TEXT = re.compile(r"[^A-Za-z0-9 .,+_()/-]")
+
+
+def acquisition_attributes(path: Path) -> dict[str, str | None]:
+    """The allow-listed acquisition attributes of one DICOM file, by subgroup variable
+    (:data:`ACQUISITION_ATTRIBUTES`); None where absent or unreadable.
+
+    Only these tags are parsed (pydicom ``specific_tags``), so no other header value is
+    even read; free text is reduced to letters, digits and ``.,+_()/-`` and 64
+    characters, and the field strength to a number in tesla.
+    """
+    import pydicom  # imported here: only DICOM cohorts need it
+    from pydicom.errors import InvalidDicomError
+
+    values: dict[str, str | None] = dict.fromkeys(ACQUISITION_ATTRIBUTES.values())
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(ACQUISITION_ATTRIBUTES))
+    except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError, KeyError):
+        return values
+    for keyword, name in ACQUISITION_ATTRIBUTES.items():
+        element = header.get(keyword)
+        if element is None or element == "":
+            continue
+        if keyword == "MagneticFieldStrength":
+            strength = _first_value(element)
+            values[name] = f"{strength:g} T" if strength is not None and 0 < strength < 20 else None
+        else:
+            text = _SAFE_TEXT.sub("", str(element)).strip()[:64]
+            values[name] = text or None
+    return values

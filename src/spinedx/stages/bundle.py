@@ -155,8 +155,12 @@ score a new cohort with `spinedx audit` (README, "Auditing a released model").
 
 
 def write_bundle(checkpoint_paths, images_path, external_metrics, internal_metrics, config,
-                 out_dir, workflow_dir=paths.WORKFLOW_DIR) -> dict:
-    """Copy the fold checkpoints into ``out_dir`` and write the card and the manifest."""
+                 out_dir, workflow_dir=paths.WORKFLOW_DIR, shift_references=()) -> dict:
+    """Copy the fold checkpoints into ``out_dir`` and write the card and the manifest.
+
+    ``shift_references``: the distribution-shift references of the training cohort, one per
+    backbone x sequence in the config's order (stage distribution_shift), copied and hashed
+    with the models so that audit mode can tell a shifted cohort."""
     out_dir = Path(out_dir)
     images = pd.read_parquet(images_path)
     entries, files = [], []
@@ -172,7 +176,23 @@ def write_bundle(checkpoint_paths, images_path, external_metrics, internal_metri
                         "fold": int(checkpoint["fold"]), "epoch": int(checkpoint["epoch"]),
                         "val_accuracy": float(checkpoint["val_accuracy"])})
         files.append(name)
+    if shift_references:
+        jobs = [(b, q) for b in config["backbones"] for q in config["sequences"]]
+        if len(jobs) != len(shift_references):
+            raise InputError(f"give one distribution-shift reference per backbone x sequence ({len(jobs)}), "
+                             f"got {len(shift_references)}")
+        for (backbone, sequence), path in zip(jobs, shift_references):
+            name = paths.shift_reference(backbone, sequence)
+            with atomic_output(out_dir / name) as partial:
+                shutil.copyfile(path, partial)
+            files.append(name)
     card = build_card(entries, images, external_metrics, internal_metrics, config, workflow_dir)
+    if shift_references:
+        card["distribution_shift"] = {
+            "references": [name for name in files if name.startswith(paths.BUNDLE_SHIFT_DIR)],
+            "method": "per fold model: probabilistic-PCA Mahalanobis distance of penultimate-layer features to "
+                      "the images it trained on, threshold from its held-out images; intensity and size "
+                      "statistics of the internal images (spinedx.stats.shift)"}
     bundle = paths.BundlePaths(out_dir)
     write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", bundle.card_json)
     write_text(render_card(card), bundle.card_md)
