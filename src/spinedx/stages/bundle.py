@@ -43,6 +43,15 @@ LIMITATIONS = (
     "external validation with `spinedx audit` measures."
 )
 
+REPRODUCIBILITY = (
+    "Retraining with this card's config, code commit and software versions on the same "
+    "machine gives bit-identical weights when training.deterministic is true (CPU, one "
+    "thread). On another processor (other CPU kernels) or with several threads the weights "
+    "differ in their last bits from the first training step on, and after training some "
+    "case decisions and AUCs differ; the released weights, not a retraining, are what the "
+    "metrics here describe (README, Reproducibility)."
+)
+
 
 def _cohort_summary(images: pd.DataFrame, classes: list[str]) -> dict:
     summary = {}
@@ -106,6 +115,7 @@ def build_card(checkpoints: list[dict], images: pd.DataFrame, external_metrics, 
                     "internal_cv_case_level": _metrics(internal_metrics)},
         "intended_use": INTENDED_USE,
         "limitations": LIMITATIONS,
+        "reproducibility": REPRODUCIBILITY,
         "software": environment(),
         "code": code_version(workflow_dir),
         "config": released,
@@ -159,6 +169,9 @@ Internal cross-validation (out-of-fold):
 
 ## Limitations
 {card['limitations']}
+
+## Reproducibility
+{card['reproducibility']}
 
 ## Models
 {table([{k: m[k] for k in ('file', 'epoch', 'val_accuracy')} for m in card['models']])}
