@@ -235,7 +235,8 @@ def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fol
     # Resume only a run of exactly the same job and settings.
     signature = yaml.safe_dump({"backbone": backbone, "sequence": sequence, "fold": fold,
                                 "training": settings, "preprocessing": config["preprocessing"],
-                                "classes": config["classes"]}, sort_keys=True)
+                                "classes": config["classes"],
+                                **({"initial_weights": weights["sha256"]} if weights else {})}, sort_keys=True)
     resume_path = out_dir / paths.RESUME_FILE
     if resume_path.is_file():
         state = _load_resume(resume_path)
