@@ -41,6 +41,7 @@ def test_the_readme_demo_commands_succeed_on_a_clean_clone(fresh_clone_demo):
     assert run.commands[0].startswith("bash envs/setup.sh && ") and "snakemake --report" in run.commands[-1]
     assert run.succeeded, run.failure()
     assert "set-up: .venv is up to date" in run.outputs[0]  # the environment stood in, nothing installed
+    print("".join(f"\n{wall:.1f} s: {command}" for command, wall in zip(run.commands, run.walls)))
 
 
 def test_every_output_the_readme_lists_exists(demo):
