@@ -41,7 +41,7 @@ def test_every_stage_module_exists_and_no_stage_imports_another():
     stages = {path.stem for path in STAGES} - {"__init__"}
     assert stages == {"demo_cohort", "annotations", "preprocessing", "splits", "training", "inference",
                       "ensembling", "case_level", "evaluation", "meta_analysis", "figures", "gradcam",
-                      "bundle", "provenance", "audit", "report_metadata",
+                      "bundle", "provenance", "audit", "report_metadata", "pretrained_weights",
                       # issue 15
                       "demo_reader_study", "reader_study", "comparisons", "calibration", "subgroups",
                       "participant_flow", "reporting_checklist", "distribution_shift"}

@@ -55,7 +55,12 @@ def cmd_splits(args, config):
 def cmd_training(args, config):
     from spinedx.stages import training
     training.train(args.cache, args.images, args.folds, args.backbone, args.sequence, args.fold,
-                   config, args.out_dir)
+                   config, args.out_dir, args.pretrained_record)
+
+
+def cmd_pretrained_weights(args, config):
+    from spinedx.stages import pretrained_weights
+    pretrained_weights.main_stage(config, args.backbone, args.out)
 
 
 def cmd_inference(args, config):
@@ -91,7 +96,8 @@ def cmd_bundle(args, config):
 
 def cmd_provenance(args, config):
     from spinedx.stages import provenance
-    provenance.main_stage(config, args.outputs, args.images, args.cases, args.results_dir, args.out)
+    provenance.main_stage(config, args.outputs, args.images, args.cases, args.results_dir, args.out,
+                          args.pretrained_records)
 
 
 def cmd_audit(args, config):
@@ -260,6 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     for option in ("--cache", "--images", "--folds", "--backbone", "--sequence", "--out-dir"):
         sub.add_argument(option, required=True)
     sub.add_argument("--fold", type=int, required=True)
+    sub.add_argument("--pretrained-record", help="resolved initial weights (stage pretrained_weights)")
+    sub = stage("pretrained_weights", cmd_pretrained_weights,
+                "fetch/check one backbone's pretrained weights once; record source and sha256")
+    sub.add_argument("--backbone", required=True)
+    sub.add_argument("--out", required=True)
     sub = stage("inference", cmd_inference, "score external and validation images with each fold model")
     sub.add_argument("checkpoints", nargs="+", help=f"{paths.CHECKPOINT_FILE} of each fold")
     for option in ("--cache", "--images", "--out"):
@@ -289,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="distribution-shift references, one per backbone x sequence (config order)")
     sub = stage("provenance", cmd_provenance, "the provenance record: inputs, config, code, packages, outputs")
     sub.add_argument("outputs", nargs="*", help="output files to record besides tables/ and figures/")
+    sub.add_argument("--pretrained-records", nargs="*", default=[],
+                     help="records of the pretrained weights (stage pretrained_weights)")
     for option in ("--images", "--cases", "--results-dir", "--out"):
         sub.add_argument(option, required=True)
     sub = stage("audit", cmd_audit, "score a new cohort with a released bundle (no training)")

@@ -171,6 +171,11 @@ class StudyPaths:
     def job_config(self, backbone: str, sequence: str, fold) -> str:
         return f"{self.model_dir(backbone, sequence, fold)}/{JOB_CONFIG_FILE}"
 
+    def pretrained_record(self, backbone: str) -> str:
+        """The resolved initial weights of a backbone (source, file, sha256), written once
+        before its training jobs (rule pretrained_weights)."""
+        return self._join("pretrained", f"{backbone}.json")
+
     # predictions
     def inference(self, backbone: str, sequence: str) -> str:
         return self._join("inference", backbone, f"{sequence}.parquet")

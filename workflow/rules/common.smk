@@ -15,7 +15,7 @@ sys.path.insert(0, SRC_DIR)
 
 from spinedx import paths
 from spinedx.aggregation import ALL_INPUT
-from spinedx.config import check_semantics, settings_json
+from spinedx.config import PRETRAINED_HUB, check_semantics, pretrained_request, settings_json
 from spinedx.demo.plan import demo_settings, planned_files
 from spinedx.readers.bundle import CARD_CONFIG_SECTIONS as BUNDLE_CONFIG_SECTIONS, apply_bundle
 from spinedx.readers.tree import sequence_files
@@ -182,3 +182,27 @@ def report_meta_analysis_verdicts():
     lines = verdict_summary_of_table(P.table(paths.META_ANALYSIS_TABLE))
     if lines:
         (logger.warning if len(lines) > 1 else logger.info)("\n".join(lines))
+
+
+# Pretrained weights (training.pretrained; spinedx.models.pretrained): each backbone that
+# starts from them has its weights fetched or checked once by rule pretrained_weights
+# (a local rule: the submitting node) before any of its training jobs starts; the jobs
+# load the recorded, hash-checked file. Audit mode trains nothing.
+PRETRAINED_BACKBONES = [] if AUDIT else [
+    backbone for backbone in BACKBONES if pretrained_request(config["training"]["pretrained"], backbone)]
+PRETRAINED_RECORDS = [P.pretrained_record(backbone) for backbone in PRETRAINED_BACKBONES]
+
+
+def pretrained_record(wildcards):
+    """The resolved weights a training job waits for (none: random initialisation)."""
+    return [P.pretrained_record(wildcards.backbone)] if wildcards.backbone in PRETRAINED_BACKBONES else []
+
+
+def pretrained_record_option(wildcards, input):
+    return f"--pretrained-record {shlex.quote(input.pretrained[0])}" if input.pretrained else ""
+
+
+def pretrained_weight_files(wildcards):
+    """A local weight file named for the backbone: its change resolves it again."""
+    wanted = pretrained_request(config["training"]["pretrained"], wildcards.backbone)
+    return [] if wanted in (None, PRETRAINED_HUB) else [wanted]
