@@ -5,7 +5,7 @@ rule annotations:
     output:
         P.annotations("{sequence}"),
     params:
-        settings=settings("classes", "sequences", "data", "audit"),
+        settings=settings("classes", "sequences", "data", "audit", "labels"),
         images_dir=IMAGES_DIR,
     log:
         P.log("annotations", "{sequence}"),

@@ -2,7 +2,7 @@ rule training:
     input:
         cache=P.preprocessing_cache("{sequence}"),
         images=P.annotations("{sequence}"),
-        folds=P.folds,
+        folds=P.splits,
     output:
         checkpoint=P.checkpoint("{backbone}", "{sequence}", "{fold}"),
         history=P.history("{backbone}", "{sequence}", "{fold}"),

@@ -1,7 +1,9 @@
-"""Training stage: one timm CNN per backbone x sequence x fold.
+"""Training stage: one timm CNN per backbone x sequence x fold (or hold-out repeat).
 
 Fold k's patients (from the persisted split) validate; the other internal patients
-train. The epoch with the best validation accuracy is kept (a tie keeps the earlier
+train. With a hold-out (config ``splits.scheme``), repeat r's train partition trains and
+its validation partition validates; its internal-test patients are never seen. The loss
+is the cross-entropy over all classes. The epoch with the best validation accuracy is kept (a tie keeps the earlier
 epoch). A per-epoch ``last.pt`` lets a killed or preempted job resume exactly where it
 stopped; it is removed once the job finishes.
 """
@@ -32,6 +34,7 @@ from spinedx.models.device import Acceleration, set_up
 from spinedx.records import environment
 from spinedx.splitting import read_folds, split_indices
 from spinedx.stats.binary import roc_auc
+from spinedx.stats.multiclass import one_vs_rest_auc
 
 log = logging.getLogger(__name__)
 
@@ -145,14 +148,13 @@ class FoldTrainer:
         target = self.labels[self.val_idx]
         loss = F.cross_entropy(logits, target).item()
         accuracy = (logits.argmax(1) == target).float().mean().item()
-        # The last class is the positive one (spinedx.task.BinaryTask).
-        positive = torch.softmax(logits.float(), 1)[:, -1].cpu().numpy()
-        if not np.isfinite(positive).all():  # weights diverged without a NaN training loss yet
+        probabilities = torch.softmax(logits.float(), 1).cpu().numpy().astype(np.float64)
+        if not np.isfinite(probabilities).all():  # weights diverged without a NaN training loss yet
             raise FloatingPointError(
                 f"validation outputs became non-finite at epoch {len(self.history) + 1}; lower "
                 "training.lr or check the input images (the cache may hold constant images)"
             )
-        return loss, accuracy, roc_auc(target.cpu().numpy(), positive)
+        return loss, accuracy, validation_auc(target.cpu().numpy(), probabilities)
 
     def run_epoch(self) -> dict:
         started = time.perf_counter()
@@ -194,6 +196,15 @@ class FoldTrainer:
         self.best_state = state["best_state"]
 
 
+def validation_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Two classes: the AUC of the last (positive) class (spinedx.task.BinaryTask); more:
+    the macro one-vs-rest AUC over the classes present."""
+    if probabilities.shape[1] == 2:
+        return roc_auc(labels, probabilities[:, -1])
+    aucs = one_vs_rest_auc(labels, probabilities / probabilities.sum(axis=1, keepdims=True))
+    return float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
+
+
 def load_job_data(cache_path, images_path, folds_path, fold: int):
     images = pd.read_parquet(images_path)
     cache = read_cache(cache_path)
@@ -212,6 +223,10 @@ def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fol
     device, acceleration = set_up(settings)
     images, pixels, labels, train_idx, val_idx = load_job_data(cache_path, images_path, folds_path, fold)
     seed = job_seed(settings["seed"], backbone, sequence, fold)
+    absent = [name for k, name in enumerate(config["classes"]) if not (labels[train_idx] == k).any()]
+    if absent:  # a rare class may have no image in a sequence's training part
+        log.warning("%s %s model %d: no training image of class(es) %s; the model cannot learn them",
+                    backbone, sequence, fold, absent)
     trainer = FoldTrainer(pixels, labels, train_idx, val_idx, backbone, len(config["classes"]),
                           config, seed, device, acceleration)
 
