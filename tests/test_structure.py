@@ -41,7 +41,9 @@ def test_every_stage_module_exists_and_no_stage_imports_another():
     stages = {path.stem for path in STAGES} - {"__init__"}
     assert stages == {"demo_cohort", "annotations", "preprocessing", "splits", "training", "inference",
                       "ensembling", "case_level", "evaluation", "meta_analysis", "figures", "gradcam",
-                      "bundle", "provenance", "audit", "report_metadata"}
+                      "bundle", "provenance", "audit", "report_metadata",
+                      # study shapes (issue 13)
+                      "fusion", "multiclass_evaluation", "multiclass_figures"}
     for path in STAGES:
         others = {name for name in imported_modules(path)
                   if name.startswith("spinedx.stages.") and name != f"spinedx.stages.{path.stem}"}
@@ -75,6 +77,9 @@ OWNED = [
     paths.forest_figure(""), paths.training_curves_figure("", "")[:-1], paths.gradcam_figure("", "")[:-1],
     paths.BUNDLE_CARD_JSON, paths.BUNDLE_CARD_MD, paths.BUNDLE_MANIFEST, "provenance.json", "verified.json",
     "images.parquet", "folds.tsv", "software_versions", "audit_config", ".parquet",
+    "holdout.tsv", *(paths.table_file(name) for name in [*paths.MULTICLASS_TABLES, paths.FUSION_COMPARISON,
+                                                          paths.FUSION_COEFFICIENTS]),
+    paths.MULTICLASS_ROC_FIGURE, paths.MULTICLASS_CONFUSION_FIGURE, paths.MULTICLASS_F1_FIGURE, paths.FUSION_FIGURE,
 ]
 
 

@@ -147,10 +147,10 @@ def _check_study_shape(config: dict, source: str, given: set) -> None:
             raise ConfigError(f"{source}: fusion needs labels.source cases (covariates belong to patients, "
                               "the stacker combines case-level probabilities)")
     if "splits" in given and config["splits"]["scheme"] == "holdout":
-        from spinedx.splitting import holdout_layout  # light (numpy, math)
+        from spinedx.splitting import holdout_shares
 
         try:
-            holdout_layout(config["splits"]["ratios"])
+            holdout_shares(config["splits"]["ratios"])
         except ValueError as error:
             raise ConfigError(f"{source}: splits.ratios: {error}") from None
 

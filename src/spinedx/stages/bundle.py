@@ -61,6 +61,14 @@ LIMITATIONS = (
 )
 
 
+def _patient_classes(patients: pd.DataFrame, classes: list[str]) -> pd.Series:
+    """Each patient's class: the diagnosis column of the image table (the cases table's),
+    else the class of the patient's label."""
+    if "diagnosis" in patients.columns:
+        return patients["diagnosis"]
+    return patients["label"].map(dict(enumerate(classes)))
+
+
 def _cohort_summary(images: pd.DataFrame, classes: list[str]) -> dict:
     summary = {}
     for cohort, rows in images.groupby("cohort"):
@@ -68,7 +76,7 @@ def _cohort_summary(images: pd.DataFrame, classes: list[str]) -> dict:
         summary[cohort] = {
             "patients": int(len(patients)),
             # The patient's class: the cases table's diagnosis (also with image-level labels).
-            "patients_per_class": {str(k): int(n) for k, n in patients["diagnosis"].value_counts()
+            "patients_per_class": {str(k): int(n) for k, n in _patient_classes(patients, classes).value_counts()
                                    .reindex(classes).dropna().items()},
             "images_per_class": {classes[k]: int(n) for k, n in rows["label"].value_counts().sort_index().items()},
             "images_per_sequence": {str(k): int(n) for k, n in rows["sequence"].value_counts().sort_index().items()},
@@ -98,7 +106,7 @@ def build_card(checkpoints: list[dict], images: pd.DataFrame, external_metrics, 
     case-level tables (``external_metrics``, ``internal_metrics``); more: the N-class
     overall table (``multiclass_metrics``)."""
     task = task_from_config(config)
-    binary = isinstance(task, BinaryTask)
+    binary = isinstance(task, BinaryTask) and multiclass_metrics is None
     classes = list(task.classes)
     internal = images[images["cohort"] == "internal"]
     # The sequences with models, in the study's order (config `sequences`).
@@ -123,7 +131,7 @@ def build_card(checkpoints: list[dict], images: pd.DataFrame, external_metrics, 
         "format": BUNDLE_FORMAT,
         "task": task_text,
         "classes": classes,
-        "positive_class": task.positive_class if binary else None,
+        "positive_class": task.positive_class if isinstance(task, BinaryTask) else None,
         "labels": dict(config["labels"]),
         "sequences": sequences,
         "backbones": released["backbones"],
@@ -167,6 +175,12 @@ def render_card(card: dict) -> str:
     ensembles = f"{card['n_folds']} hold-out model(s)" if holdout else f"{card['n_folds']}-fold ensembles"
     if card["positive_class"] is not None:
         classes = f"Classes: {', '.join(card['classes'])}; **positive class: {card['positive_class']}**."
+    else:
+        classes = (f"Classes: {', '.join(card['classes'])} (decision: the class of highest probability); "
+                   f"labels from {card['labels']['source']}"
+                   + (f", reference class {card['labels']['reference_class']}"
+                      if card["labels"].get("reference_class") else "") + ".")
+    if "external_case_level" in card["metrics"]:  # the binary tables
         metrics = f"""## Metrics (case level, ensemble of the fold models)
 External cohort:
 
@@ -175,10 +189,6 @@ Internal cross-validation (out-of-fold):
 
 {table(card['metrics']['internal_cv_case_level'])}"""
     else:
-        classes = (f"Classes: {', '.join(card['classes'])} (decision: the class of highest probability); "
-                   f"labels from {card['labels']['source']}"
-                   + (f", reference class {card['labels']['reference_class']}"
-                      if card["labels"].get("reference_class") else "") + ".")
         metrics = f"""## Metrics (ALL input; external: mean of the models; internal: held-out patients)
 External cohorts:
 

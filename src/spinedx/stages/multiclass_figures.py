@@ -105,32 +105,45 @@ def _grid(plt, n: int, width: float = PAGE_WIDTH, columns: int = 3, height: floa
 
 def roc_figure(predictions: pd.DataFrame, per_class: pd.DataFrame, classes, backbone: str, level: str,
                sets: list[tuple[str, str]]):
-    """One-vs-rest ROC of every class on every test set."""
+    """One-vs-rest ROC of every class on every test set; each panel lists its AUCs
+    (95% interval) below it, one colour per test set (legend at the bottom)."""
     plt = pyplot()
-    fig, axes = _grid(plt, len(classes))
+    from matplotlib.lines import Line2D
+
+    columns = min(3, len(classes))
+    rows_n = int(np.ceil(len(classes) / columns))
+    fig, grid = plt.subplots(rows_n, columns, figsize=(PAGE_WIDTH, (2.35 + 0.14 * len(sets)) * rows_n + 0.6),
+                             squeeze=False, layout="constrained")
+    axes = list(grid.flat)
+    for ax in axes[len(classes):]:
+        ax.set_visible(False)
     table = per_class[(per_class["backbone"] == backbone) & (per_class["level"] == level)
                       & (per_class["input"] == ALL_INPUT)]
     for k, (ax, name) in enumerate(zip(axes, classes)):
+        handles = []
         for colour, (prediction_set, model) in zip(PALETTE, sets):
             rows = _selection(predictions, backbone, prediction_set, model)
             fpr, tpr = _roc_points(rows["label"].to_numpy() == k, rows[f"prob_{name}"].to_numpy(dtype=float))
+            ax.plot(fpr, tpr, color=colour, drawstyle="steps-post", lw=1.2)
             metric = table[(table[PREDICTION_SET] == prediction_set) & (table["model"] == model)
                            & (table["class"] == name)]
             auc = metric.iloc[0] if len(metric) else None
             text = "AUC n/a" if auc is None or not np.isfinite(auc["auc"]) else (
                 f"AUC {auc['auc']:.2f}" + (f" ({auc['auc_lo']:.2f}–{auc['auc_hi']:.2f})"
                                           if np.isfinite(auc["auc_lo"]) else ""))
-            ax.plot(fpr, tpr, color=colour, drawstyle="steps-post", lw=1.2,
-                    label=f"{set_label(prediction_set, model)}: {text}")
+            handles.append(Line2D([], [], color=colour, lw=1.6, label=text))
         ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":", zorder=0)
-        ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal", title=f"{name} vs rest")
+        ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal")
+        ax.set_title(f"{name} vs rest", fontsize=8)
         ax.set_xticks([0, 0.5, 1])
         ax.set_yticks([0, 0.5, 1])
-        ax.set_xlabel(ROC_AXIS_X, fontsize=6)
+        ax.set_xlabel("1 − specificity", fontsize=7)
         ax.set_ylabel("Sensitivity", fontsize=7)
-        ax.legend(loc="lower right", fontsize=5, frameon=False, handlelength=1.0)
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.3), fontsize=6, frameon=False,
+                  handlelength=1.2, borderaxespad=0)
+    legend = [Line2D([], [], color=colour, lw=1.6, label=set_label(*key)) for colour, key in zip(PALETTE, sets)]
+    fig.legend(handles=legend, loc="outside lower center", ncol=min(len(legend), 4), frameon=False, fontsize=7)
     fig.suptitle(f"One-vs-rest ROC per class: {backbone}, ALL sequences, {level} level")
-    fig.tight_layout()
     return fig
 
 
@@ -153,8 +166,8 @@ def confusion_figure(confusion: pd.DataFrame, classes, backbone: str, level: str
         size = 6 if n <= 5 else 5
         for i in range(n):
             for j in range(n):
-                share = shares[i, j]
-                text = f"{int(counts.iloc[i, j])}" + (f"\n{share:.0f}%" if np.isfinite(share) else "")
+                share, count = shares[i, j], int(counts.iloc[i, j])
+                text = f"{count}" + (f"\n{share:.0f}%" if np.isfinite(share) and count else "")
                 ax.text(j, i, text, ha="center", va="center", fontsize=size,
                         color="white" if np.isfinite(share) and share > 60 else "black")
         ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=6)
