@@ -427,3 +427,113 @@ def test_holdout_models_are_named_and_bundled_by_their_scheme():
     assert study.splits == "r/splits/holdout.tsv" and paths.StudyPaths("r").splits == "r/splits/folds.tsv"
     assert study.bundle.model("b", "T1", 0) == "r/bundle/models/b/T1/holdout0.pt"
     assert paths.bundle_model("b", "T1", 2) == "models/b/T1/fold2.pt"  # k-fold unchanged
+
+
+def test_apply_bundle_takes_labels_planes_and_the_split_scheme(tmp_path):
+    from spinedx.readers.bundle import apply_bundle
+
+    released = resolve(classes=["u", "p", "q"], labels={"source": "annotation", "reference_class": "u"},
+                       planes={"sag": ["T1"]}, preprocessing={"crop": "image"},
+                       splits={"scheme": "holdout", "repeats": 3}, sequences={"T1": ["t1"]})
+    card = {"config": {key: released[key] for key in ("classes", "sequences", "backbones", "preprocessing", "splits",
+                                                      "training", "decision", "labels", "planes")}}
+    (tmp_path / paths.BUNDLE_CARD_JSON).write_text(json.dumps(card))
+    auditor = resolve(audit={"bundle": str(tmp_path)})
+    apply_bundle(auditor)
+    assert auditor["labels"] == released["labels"] and auditor["planes"] == {"sag": ["T1"]}
+    assert (auditor["splits"]["scheme"], auditor["splits"]["repeats"]) == ("holdout", 3)
+
+
+# --- Grad-CAM, figures, demo wiring, configs ------------------------------------------------
+
+def test_gradcam_of_an_image_without_a_box_and_n_class_decisions():
+    from spinedx.stages import gradcam
+
+    row = pd.Series({"x0": np.nan, "y0": np.nan, "x1": np.nan, "y1": np.nan, "width": 6, "height": 4})
+    cam = np.zeros((4, 6))
+    cam[1, 4] = 1.0
+    stats = gradcam.peak_statistics(cam, row, {"crop": "image"})
+    assert (stats["peak_x"], stats["peak_y"]) == (4, 1) and pd.isna(stats["peak_in_box"])
+    assert np.isnan(stats["box_fraction_of_image"]) and np.isnan(stats["cam_mass_in_box"])
+    task = MulticlassTask(("u", "p", "q"))
+    predictions = pd.DataFrame({"image_id": ["a", "b", "c"], "label": [0, 2, 1], "model": "ensemble",
+                                "cohort": ["external", "external", "internal"],
+                                "prob_u": [0.6, 0.1, 0.2], "prob_p": [0.3, 0.7, 0.5], "prob_q": [0.1, 0.2, 0.3]})
+    decided = gradcam.image_decisions(predictions, task).set_index("image_id")
+    assert decided.predicted.to_dict() == {"a": 0, "b": 1} and decided.correct.to_dict() == {"a": True, "b": False}
+    assert decided.case_prob.to_dict() == pytest.approx({"a": 0.6, "b": 0.7})
+    summary = decided.reset_index().assign(patient_id=["P1", "P2"], label=[0, 0], correct=True)
+    assert gradcam.select_cases(summary, 2, task, "image_id").image_id.tolist() == ["b", "a"]  # most sure first
+
+
+def test_n_class_figures_are_drawn_from_the_tables(tmp_path):
+    from PIL import Image
+
+    from spinedx.stages import multiclass_figures
+
+    images = synthetic_predictions()
+    config = evaluation_config(figures={"final_backbone": None}, backbones=["net"])
+    cases = aggregate(images, ["prob_a", "prob_b", "prob_c"], config["planes"])
+    tables = multiclass_evaluation.build_tables(images, cases, None, config)
+    for name, table in tables.items():
+        table.to_csv(tmp_path / paths.table_file(name), index=False)
+    images.to_parquet(tmp_path / "images.parquet")
+    cases.to_parquet(tmp_path / "cases.parquet")
+    overall = tables[paths.MULTICLASS_OVERALL]
+    assert multiclass_figures.test_sets(overall, "net", "case") == [
+        ("oof", "oof"), ("c2", "ensemble"), ("c3", "ensemble"), ("external_pooled", "ensemble")]
+    written = multiclass_figures.main_stage(config, tmp_path, [tmp_path / "images.parquet"],
+                                            [tmp_path / "cases.parquet"], tmp_path / "figures")
+    assert {p.name for p in written} == {f"{stem}{suffix}" for stem in (
+        paths.MULTICLASS_ROC_FIGURE, paths.MULTICLASS_CONFUSION_FIGURE, paths.MULTICLASS_F1_FIGURE)
+        for suffix in (".pdf", ".png")}
+    for path in written:
+        if path.suffix == ".png":
+            assert min(Image.open(path).size) > 300
+
+
+def test_the_demo_studies_are_chosen_by_config_and_the_spine_keeps_its_settings():
+    from spinedx.demo import plan
+
+    spine = plan.demo_settings(resolve())
+    assert set(spine) == {"seed", "n_internal", "n_external", "slices_per_sequence", "image_height", "image_width",
+                          "sequence_folders"}
+    ismf = plan.demo_settings(configuration.load("config/ismf.yaml"))
+    assert ismf["study"] == "ismf" and ismf["sequence_folders"] == {
+        "T1W": "SAG_T1W", "T2W": "SAG_T2W", "T2FS": "SAG_T2FS", "AX-T2W": "AX_T2W"}
+    files = plan.planned_files(ismf)
+    assert set(files) == {"T1W", "T2W", "T2FS", "AX-T2W"} and files["AX-T2W"][0].startswith("ISMF-C1-001/AX_T2W/")
+    canine = plan.demo_settings(configuration.load("config/canine.yaml"))
+    assert canine["n_patients"]["internal"]["syringomyelia"] == 5 and plan.planned_files(canine)["T2_TRA"]
+    with pytest.raises(ConfigError, match="config `sequences` lacks"):
+        plan.demo_settings(resolve(demo_cohort={"study": "canine"}))
+
+
+def test_the_schema_holds_the_demo_studies_snippet_defaults():
+    import yaml
+
+    from conftest import REPO
+
+    snippets = yaml.safe_load((REPO / "docs/demo_schema_snippets.yaml").read_text())
+    resolved = resolve()["demo_cohort"]
+    for study, section in (("ismf", "ismf_demo"), ("canine", "canine_demo")):
+        expected = {name: prop["default"] for name, prop in snippets[section]["properties"].items()
+                    if name != "sequence_folders"}  # from config `sequences` instead
+        assert resolved[study] == expected
+
+
+@pytest.mark.parametrize("path", ["config/ismf.yaml", "config/canine.yaml", ".test/ismf.yaml", ".test/canine.yaml"])
+def test_study_configs_resolve(path):
+    config = configuration.load(path)
+    assert len(config["classes"]) > 2 and config["splits"]["scheme"] == "holdout"
+
+
+def test_validation_auc_is_binary_or_macro_one_vs_rest():
+    from spinedx.stages.training import validation_auc
+
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    probs = np.array([[.7, .2, .1], [.2, .5, .3], [.1, .3, .6], [.3, .4, .3], [.6, .3, .1], [.2, .2, .6]])
+    assert validation_auc(labels, probs) == pytest.approx(roc_auc_score(labels, probs, multi_class="ovr"))
+    binary = np.array([[.8, .2], [.3, .7], [.6, .4], [.1, .9]])
+    assert validation_auc(np.array([0, 1, 1, 1]), binary) == pytest.approx(
+        roc_auc_score([0, 1, 1, 1], binary[:, 1]))

@@ -119,7 +119,7 @@ def cmd_multiclass_evaluation(args, config):
 def cmd_multiclass_figures(args, config):
     from spinedx.stages import multiclass_figures
     multiclass_figures.main_stage(config, args.tables_dir, args.image_predictions, args.case_predictions,
-                                  args.out_dir)
+                                  args.out_dir, fusion=args.fusion)
 
 
 def cmd_report_metadata(args, config):
@@ -240,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--tables-dir", required=True, help="tables folder of the multiclass_evaluation stage")
     sub.add_argument("--image-predictions", nargs="+", required=True, help="ensembling outputs (parquet)")
     sub.add_argument("--case-predictions", nargs="*", default=[], help="case_level outputs (labels from cases)")
+    sub.add_argument("--fusion", action="store_true", help="draw the fusion comparison (clinical fusion ran)")
     sub.add_argument("--out-dir", required=True, help="figures folder")
     sub = stage("report_metadata", cmd_report_metadata, "resolved config and software versions for the report")
     sub.add_argument("--config-out", required=True)

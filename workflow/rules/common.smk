@@ -56,7 +56,9 @@ P = paths.StudyPaths(RESULTS, SPLIT_SCHEME)
 # classes labelled per case; the meta-analysis of the fold models needs k-fold on top.
 BINARY_TABLES = len(config["classes"]) == 2 and config["labels"]["source"] == "cases"
 CASE_LEVEL = config["labels"]["source"] == "cases"
-FUSION = config["fusion"]["enabled"]
+# Audit mode scores a released bundle's image models; the stacker is fitted on a study's
+# own internal predictions, which an audit does not have: no fusion there.
+FUSION = config["fusion"]["enabled"] and not AUDIT
 REFERENCE_SHAPE = (BINARY_TABLES and SPLIT_SCHEME == "kfold" and config["data"]["external_cohorts"] == ["external"]
                    and not FUSION and not config["planes"])
 MULTICLASS = not REFERENCE_SHAPE

@@ -63,8 +63,9 @@ rule multiclass_figures:
                  for path in figure_report(P.figure(name), "multiclass_figures.rst", "3. N-class evaluation",
                                            "Figures", figure=name)],
     params:
-        settings=settings("classes", "labels", "figures", "backbones", "fusion"),
+        settings=settings("classes", "labels", "figures", "backbones"),
         tables_dir=P.tables_dir,
+        fusion="--fusion" if FUSION else "",
         out_dir=P.figures_dir,
         cases=lambda wildcards, input: " ".join(["--case-predictions", *map(shlex.quote, input.cases)])
         if input.cases else "",
@@ -77,4 +78,5 @@ rule multiclass_figures:
         "../../envs/figures.yaml"
     shell:
         "python -m spinedx multiclass_figures --settings {params.settings:q} --tables-dir {params.tables_dir:q}"
-        " --image-predictions {input.images:q} {params.cases} --out-dir {params.out_dir:q} 2> {log:q}"
+        " --image-predictions {input.images:q} {params.cases} {params.fusion} --out-dir {params.out_dir:q}"
+        " 2> {log:q}"

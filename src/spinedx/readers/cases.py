@@ -55,7 +55,7 @@ def read_cases(path: str | Path, classes: list[str], all_external: bool = False,
             "row per patient"
         )
     _check_values(cases, "diagnosis", list(classes), path, " (config key `classes`)")
-    if external_cohorts is not None:
+    if external_cohorts is not None and not all_external:
         _check_values(cases, "cohort", [INTERNAL_COHORT, *external_cohorts], path,
                       " (external cohorts are named in config `data.external_cohorts`)")
     cases["label"] = cases["diagnosis"].map({name: i for i, name in enumerate(classes)})

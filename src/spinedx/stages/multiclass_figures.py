@@ -246,8 +246,10 @@ def fusion_figure(comparison: pd.DataFrame, backbone: str):
     return fig
 
 
-def main_stage(config, tables_dir, image_prediction_paths, case_prediction_paths, out_dir) -> list[Path]:
-    """The workflow stage: the N-class figures (PDF + PNG) into ``out_dir``."""
+def main_stage(config, tables_dir, image_prediction_paths, case_prediction_paths, out_dir,
+               fusion: bool = False) -> list[Path]:
+    """The workflow stage: the N-class figures (PDF + PNG) into ``out_dir``; ``fusion``:
+    also the fusion comparison (the fusion stage ran)."""
     tables_dir, out_dir = Path(tables_dir), Path(out_dir)
 
     def table(name):
@@ -271,7 +273,7 @@ def main_stage(config, tables_dir, image_prediction_paths, case_prediction_paths
                            out_dir / paths.MULTICLASS_CONFUSION_FIGURE)
     written += save_figure(f1_figure(per_class, overall, classes, backbone, level, sets),
                            out_dir / paths.MULTICLASS_F1_FIGURE)
-    if config["fusion"]["enabled"]:
+    if fusion:
         written += save_figure(fusion_figure(table(paths.FUSION_COMPARISON), backbone), out_dir / paths.FUSION_FIGURE)
     log.info("N-class figures of %s (%s level, %d test sets): %d files", backbone, level, len(sets), len(written))
     return written

@@ -34,7 +34,6 @@ from spinedx.models.device import Acceleration, set_up
 from spinedx.records import environment
 from spinedx.splitting import read_folds, split_indices
 from spinedx.stats.binary import roc_auc
-from spinedx.stats.multiclass import one_vs_rest_auc
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +200,7 @@ def validation_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
     the macro one-vs-rest AUC over the classes present."""
     if probabilities.shape[1] == 2:
         return roc_auc(labels, probabilities[:, -1])
-    aucs = one_vs_rest_auc(labels, probabilities / probabilities.sum(axis=1, keepdims=True))
+    aucs = np.array([roc_auc(labels == k, probabilities[:, k]) for k in range(probabilities.shape[1])])
     return float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
 
 
