@@ -537,3 +537,21 @@ def test_validation_auc_is_binary_or_macro_one_vs_rest():
     binary = np.array([[.8, .2], [.3, .7], [.6, .4], [.1, .9]])
     assert validation_auc(np.array([0, 1, 1, 1]), binary) == pytest.approx(
         roc_auc_score([0, 1, 1, 1], binary[:, 1]))
+
+
+def test_balanced_class_weights_weigh_each_training_class_alike():
+    import torch
+
+    from spinedx.stages.training import class_weights
+
+    labels = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 2, 2])  # class 3 absent from training
+    assert class_weights(labels, 4, "none", "cpu") is None
+    weights = class_weights(labels, 4, "balanced", "cpu")
+    assert weights.tolist() == pytest.approx([10 / 24, 10 / 8, 10 / 8, 0.0])
+    # each present class contributes the same total weight to the loss
+    totals = torch.bincount(labels, minlength=4).float() * weights
+    assert totals[:3].tolist() == pytest.approx([totals[0].item()] * 3)
+
+
+def test_the_schema_defaults_to_the_unweighted_loss_of_the_reference_study():
+    assert configuration.load("config/config.yaml")["training"]["class_weights"] == "none"

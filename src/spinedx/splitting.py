@@ -71,17 +71,22 @@ def make_folds(cases: pd.DataFrame, n_folds: int, seed: int, cases_path="cases t
     return folds
 
 
+def refuse_external(splits: pd.DataFrame, cases: pd.DataFrame, source, where: str) -> None:
+    """A patient of an external cohort in a split is a leak."""
+    external = set(cases.loc[cases["cohort"] != "internal", "patient_id"])
+    crossing = sorted(external & set(splits["patient_id"]))
+    if crossing:
+        raise InputError(f"{source}: external patients in {where}: {crossing[:10]}; "
+                         "rerun the splits stage on the current cases table")
+
+
 def check_folds(folds: pd.DataFrame, cases: pd.DataFrame, n_folds: int, source="folds") -> None:
     """Invariants every split must hold, whoever wrote it."""
     if folds["patient_id"].duplicated().any():
         raise InputError(f"{source}: a patient is assigned to more than one fold")
     if set(folds["fold"]) != set(range(n_folds)):
         raise InputError(f"{source}: folds {sorted(set(folds['fold']))} != 0..{n_folds - 1}")
-    external = set(cases.loc[cases["cohort"] != "internal", "patient_id"])
-    crossing = sorted(external & set(folds["patient_id"]))
-    if crossing:
-        raise InputError(f"{source}: external patients in the cross-validation folds: {crossing}; "
-                         "rerun the splits stage on the current cases table")
+    refuse_external(folds, cases, source, "the cross-validation folds")
     single = folds.groupby("fold")["label"].nunique()
     if (single < 2).any():
         raise InputError(
@@ -164,11 +169,7 @@ def check_holdout(holdout: pd.DataFrame, cases: pd.DataFrame, ratios, repeats: i
         raise InputError(f"{source}: unknown partition(s) {unknown}; expected {list(PARTITIONS)}")
     if holdout.duplicated(["repeat", "patient_id"]).any():
         raise InputError(f"{source}: a patient is in more than one partition of a repeat")
-    external = set(cases.loc[cases["cohort"] != "internal", "patient_id"])
-    crossing = sorted(external & set(holdout["patient_id"]))
-    if crossing:
-        raise InputError(f"{source}: external patients in the hold-out partitions: {crossing[:10]}; "
-                         "rerun the splits stage on the current cases table")
+    refuse_external(holdout, cases, source, "the hold-out partitions")
     internal = cases[cases["cohort"] == "internal"]
     classes = sorted(set(internal["diagnosis"]))
     for repeat, rows in holdout.groupby("repeat"):

@@ -26,7 +26,8 @@ rule figures:
                       category="1. Cohort", subcategory="Table 1"),
     params:
         settings=settings("classes", "sequences", "backbones", "splits", "decision", "figures", "audit", "data"),
-        out_dir=P.figures_dir,
+        # Audit mode of more than two classes draws no figure here: any folder will do.
+        out_dir=lambda wildcards, output: os.path.dirname((output.binary or output.curves or [P.figure("-")])[0]),
         binary=lambda wildcards, input: (
             "--image-predictions " + " ".join(map(shlex.quote, input.image_predictions))
             + " --case-predictions " + " ".join(map(shlex.quote, input.case_predictions))

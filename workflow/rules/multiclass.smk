@@ -37,7 +37,7 @@ rule multiclass_evaluation:
                 for name, path in MULTICLASS_TABLES.items()],
     params:
         settings=settings("classes", "labels", "evaluation", "decision", "planes", "sequences", "splits", "data"),
-        out_dir=P.tables_dir,
+        out_dir=lambda wildcards, output: os.path.dirname(output.tables[0]),
         fusion=lambda wildcards, input: " ".join(f"--fusion-predictions {shlex.quote(f)}" for f in input.fusion),
         cases=lambda wildcards, input: " ".join(["--case-predictions", *map(shlex.quote, input.cases)])
         if input.cases else "",
@@ -64,9 +64,9 @@ rule multiclass_figures:
                                            "Figures", figure=name)],
     params:
         settings=settings("classes", "labels", "figures", "backbones"),
-        tables_dir=P.tables_dir,
+        tables_dir=lambda wildcards, input: os.path.dirname(input.tables[0]),
         fusion="--fusion" if FUSION else "",
-        out_dir=P.figures_dir,
+        out_dir=lambda wildcards, output: os.path.dirname(output.figures[0]),
         cases=lambda wildcards, input: " ".join(["--case-predictions", *map(shlex.quote, input.cases)])
         if input.cases else "",
     log:

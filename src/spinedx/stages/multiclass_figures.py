@@ -214,8 +214,9 @@ def f1_figure(per_class: pd.DataFrame, overall: pd.DataFrame, classes, backbone:
     return fig
 
 
-def fusion_figure(comparison: pd.DataFrame, backbone: str):
-    """Accuracy, macro-F1 and macro-AUC of the fusion inputs side by side, per test set."""
+def fusion_figure(comparison: pd.DataFrame, backbone: str, n_classes: int):
+    """Accuracy, macro-F1 and macro-AUC of the fusion inputs side by side, per test set;
+    dotted: chance (accuracy 1/N of uniform guessing, AUC 0.5)."""
     plt = pyplot()
     rows = comparison[comparison["backbone"] == backbone]
     sets = list(dict.fromkeys(zip(rows[PREDICTION_SET], rows["model"])))
@@ -235,13 +236,16 @@ def fusion_figure(comparison: pd.DataFrame, backbone: str):
                 error = None if not np.isfinite(low) else [[max(row[metric] - low, 0)], [max(high - row[metric], 0)]]
                 ax.errorbar([row[metric]], [y], xerr=error, fmt="o", color=colour, ms=3.5, lw=1, capsize=2,
                             label=FUSION_NAMES[name] if s == 0 else None)
+        chance = {"accuracy": 1 / n_classes, "macro_auc": 0.5}.get(metric)
+        if chance is not None:
+            ax.axvline(chance, color="0.5", lw=0.8, ls=":", zorder=0)
         ax.set_xlim(-0.02, 1.02)
         ax.set_title(title)
         ax.set_yticks(range(len(sets)), [set_label(*k) for k in sets])
     axes[0].invert_yaxis()  # shared: the first test set on top in every panel
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=len(inputs), frameon=False)
-    fig.suptitle(f"Clinical fusion: {backbone}, case level (95% intervals)")
+    fig.suptitle(f"Clinical fusion: {backbone}, case level (95% intervals; dotted: chance)")
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
@@ -274,6 +278,7 @@ def main_stage(config, tables_dir, image_prediction_paths, case_prediction_paths
     written += save_figure(f1_figure(per_class, overall, classes, backbone, level, sets),
                            out_dir / paths.MULTICLASS_F1_FIGURE)
     if fusion:
-        written += save_figure(fusion_figure(table(paths.FUSION_COMPARISON), backbone), out_dir / paths.FUSION_FIGURE)
+        written += save_figure(fusion_figure(table(paths.FUSION_COMPARISON), backbone, len(classes)),
+                               out_dir / paths.FUSION_FIGURE)
     log.info("N-class figures of %s (%s level, %d test sets): %d files", backbone, level, len(sets), len(written))
     return written

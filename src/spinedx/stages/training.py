@@ -3,9 +3,11 @@
 Fold k's patients (from the persisted split) validate; the other internal patients
 train. With a hold-out (config ``splits.scheme``), repeat r's train partition trains and
 its validation partition validates; its internal-test patients are never seen. The loss
-is the cross-entropy over all classes. The epoch with the best validation accuracy is kept (a tie keeps the earlier
-epoch). A per-epoch ``last.pt`` lets a killed or preempted job resume exactly where it
-stopped; it is removed once the job finishes.
+is the cross-entropy over all classes (class-weighted with ``training.class_weights:
+balanced``). The epoch with the best validation accuracy (the balanced accuracy, i.e.
+the mean per-class recall, with ``class_weights: balanced``) is kept (a tie keeps the
+earlier epoch). A per-epoch ``last.pt`` lets a killed or preempted job resume exactly
+where it stopped; it is removed once the job finishes.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class FoldTrainer:
         model = build_model(backbone, n_classes, settings["in_chans"], pretrained).to(device)
         self.model = self.acceleration.prepare(model)
         self.optimizer = self._optimizer()
+        self.class_weight = class_weights(labels[self.train_idx], n_classes, settings["class_weights"], device)
         # Loss scaling only for fp16 (bf16 has fp32's exponent range).
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.acceleration.precision == "fp16")
         self.history: list[dict] = []
@@ -112,7 +115,7 @@ class FoldTrainer:
         this alone, on random tensors, as the limit of a training step)."""
         with self.acceleration.autocast(self.device):
             logits = self.model(inputs)
-        loss = F.cross_entropy(logits.float(), target)
+        loss = F.cross_entropy(logits.float(), target, weight=self.class_weight)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -145,8 +148,13 @@ class FoldTrainer:
             logits = torch.cat([self.model(self._inputs(index, train=False)).float()
                                 for index in torch.split(self.val_idx, self.settings["batch_size"])])
         target = self.labels[self.val_idx]
-        loss = F.cross_entropy(logits, target).item()
-        accuracy = (logits.argmax(1) == target).float().mean().item()
+        loss = F.cross_entropy(logits, target, weight=self.class_weight).item()
+        hits = (logits.argmax(1) == target).float()
+        if self.class_weight is None:
+            accuracy = hits.mean().item()
+        else:  # balanced accuracy: the mean recall of the classes present
+            present = torch.unique(target)
+            accuracy = torch.stack([hits[target == k].mean() for k in present]).mean().item()
         probabilities = torch.softmax(logits.float(), 1).cpu().numpy().astype(np.float64)
         if not np.isfinite(probabilities).all():  # weights diverged without a NaN training loss yet
             raise FloatingPointError(
@@ -193,6 +201,16 @@ class FoldTrainer:
         torch.set_rng_state(state["torch_rng"])
         self.history = state["history"]
         self.best_state = state["best_state"]
+
+
+def class_weights(train_labels: torch.Tensor, n_classes: int, rule: str, device) -> torch.Tensor | None:
+    """Cross-entropy class weights (config ``training.class_weights``): None for "none";
+    "balanced": n / (n_classes x n_k) per class present in training (absent classes 0)."""
+    if rule == "none":
+        return None
+    counts = torch.bincount(train_labels.cpu(), minlength=n_classes).double()
+    weights = torch.where(counts > 0, counts.sum() / (n_classes * counts.clamp(min=1)), torch.zeros_like(counts))
+    return weights.float().to(device)
 
 
 def validation_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
