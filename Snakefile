@@ -40,3 +40,13 @@ rule all:
         P.provenance,
     default_target: True
     localrule: True
+
+
+# Flagged meta-analysis fits (not converged, not estimable) are listed at the end of every
+# run, also a failed one, so nobody misses them in a log (meta_analysis.on_nonconvergence).
+onsuccess:
+    report_meta_analysis_verdicts()
+
+
+onerror:
+    report_meta_analysis_verdicts()

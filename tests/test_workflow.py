@@ -64,6 +64,12 @@ def test_meta_analysis_table_and_figures(run):
     meta = pd.read_csv(results / "tables/meta_analysis.csv")
     assert set(meta.input) == {"T1", "T2", "CE-T1", "ALL"} and set(meta.backbone) == {"mobilenetv3_small_050", "resnet10t"}
     assert {"mu", "nu", "rho", "var1", "var2"} <= set(meta.parameter)
+    # Every fit carries its verdict (tiny folds: converged or flagged, never missing).
+    for _, rows in meta.groupby(["backbone", "input"]):
+        verdict = rows.verdict.iloc[0]
+        converged = rows.set_index("parameter").loc["converged", "mean"]
+        assert (verdict == "converged") == (converged == 1) and rows.verdict.nunique() == 1
+        assert verdict == "converged" or verdict.startswith(("NOT CONVERGED: ", "not estimable: "))
     for name in ["fig5_sroc", *(f"fig4_forest_{i}" for i in ("T1", "T2", "CE-T1", "ALL"))]:
         assert (results / f"figures/{name}.pdf").read_bytes()[:5] == b"%PDF-"
         assert (results / f"figures/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -314,11 +320,14 @@ def test_a_failed_stage_keeps_earlier_results_and_a_rerun_continues(run):
     finally:
         annotation.write_bytes(original)
     assert failed.returncode != 0
+    # The end-of-run summary of the meta-analysis verdicts comes also after a failure.
+    assert "meta-analysis (.test/results/tables/meta_analysis.csv): " in failed.stderr
     message = (results / "logs/annotations/T2.log").read_text()
     assert str(annotation.relative_to(workdir)) in message and "re-save it from labelme" in message
     assert before == {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in kept}
     assert planned_jobs(workdir) == T2_BRANCH
-    snakemake(workdir, "--cores", "1", str(t2_table.relative_to(workdir)))
+    rerun = snakemake(workdir, "--cores", "1", str(t2_table.relative_to(workdir)))
+    assert "meta-analysis (.test/results/tables/meta_analysis.csv): " in rerun.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(t2_table), t2_before)
     assert before == {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in kept}
     # The rerun continued from there: the remade table is byte-identical (Snakemake compares

@@ -21,6 +21,7 @@ from spinedx.readers.bundle import CARD_CONFIG_SECTIONS as BUNDLE_CONFIG_SECTION
 from spinedx.readers.tree import sequence_files
 from spinedx.runtime import prepare_job_environment
 from spinedx.splitting import model_count
+from spinedx.stats.meta_analysis import verdict_summary_of_table
 
 prepare_job_environment(SRC_DIR)
 
@@ -167,3 +168,13 @@ CASE_PREDICTIONS = expand(P.case_level("{backbone}"), backbone=BACKBONES) if CAS
 if MULTICLASS:
     STUDY_OUTPUTS += [*MULTICLASS_TABLES.values(), *figures_of(*MULTICLASS_FIGURES),
                       *([P.table(paths.FUSION_COEFFICIENTS)] if FUSION else [])]
+
+
+def report_meta_analysis_verdicts():
+    """End of a run (Snakefile onsuccess/onerror): say which meta-analysis fits are flagged
+    (not converged, not estimable), read from the table, so that a flag is not only in a log."""
+    if not META_ANALYSIS:  # disabled, or skipped for this study shape (note above)
+        return
+    lines = verdict_summary_of_table(P.table(paths.META_ANALYSIS_TABLE))
+    if lines:
+        (logger.warning if len(lines) > 1 else logger.info)("\n".join(lines))
