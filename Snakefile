@@ -40,6 +40,7 @@ include: "workflow/rules/subgroups.smk"
 include: "workflow/rules/participant_flow.smk"
 include: "workflow/rules/reporting_checklist.smk"
 include: "workflow/rules/distribution_shift.smk"
+include: "workflow/rules/multiclass.smk"
 
 
 rule all:

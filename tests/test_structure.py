@@ -44,7 +44,9 @@ def test_every_stage_module_exists_and_no_stage_imports_another():
                       "bundle", "provenance", "audit", "report_metadata", "pretrained_weights",
                       # issue 15
                       "demo_reader_study", "reader_study", "comparisons", "calibration", "subgroups",
-                      "participant_flow", "reporting_checklist", "distribution_shift"}
+                      "participant_flow", "reporting_checklist", "distribution_shift",
+                      # study shapes (issue 13)
+                      "fusion", "multiclass_evaluation", "multiclass_figures"}
     for path in STAGES:
         others = {name for name in imported_modules(path)
                   if name.startswith("spinedx.stages.") and name != f"spinedx.stages.{path.stem}"}
@@ -84,6 +86,9 @@ OWNED = [
         paths.CALIBRATION_TABLE, paths.CALIBRATION_CURVE_TABLE, paths.DECISION_CURVE_TABLE, paths.SUBGROUP_TABLE,
         paths.FLOW_TABLE, paths.CHECKLIST_TABLE, paths.SHIFT_TABLE, paths.SHIFT_SUMMARY_TABLE]),
     paths.READER_ROC_FIGURE, paths.SUBGROUP_FIGURE,
+    "holdout.tsv", *(paths.table_file(name) for name in [*paths.MULTICLASS_TABLES, paths.FUSION_COMPARISON,
+                                                          paths.FUSION_COEFFICIENTS]),
+    paths.MULTICLASS_ROC_FIGURE, paths.MULTICLASS_CONFUSION_FIGURE, paths.MULTICLASS_F1_FIGURE, paths.FUSION_FIGURE,
 ]
 
 

@@ -91,7 +91,8 @@ def cmd_meta_analysis(args, config):
 def cmd_bundle(args, config):
     from spinedx.stages import bundle
     bundle.write_bundle(args.checkpoints, args.images, args.external_metrics, args.internal_metrics,
-                        config, args.out_dir, shift_references=args.shift_references)
+                        config, args.out_dir, multiclass_metrics=args.multiclass_metrics,
+                        shift_references=args.shift_references)
 
 
 def cmd_provenance(args, config):
@@ -109,6 +110,23 @@ def cmd_figures(args, config):
     from spinedx.stages import figures
     figures.main_stage(args.image_predictions, args.case_predictions, args.table2, args.table3,
                        args.histories, args.cases, args.images, config, args.out_dir, args.table1)
+
+
+def cmd_fusion(args, config):
+    from spinedx.stages import fusion
+    fusion.main_stage(config, args.case_predictions, args.cases, args.out, args.coefficients)
+
+
+def cmd_multiclass_evaluation(args, config):
+    from spinedx.stages import multiclass_evaluation
+    multiclass_evaluation.main_stage(config, args.image_predictions, args.case_predictions,
+                                     args.fusion_predictions, args.out_dir)
+
+
+def cmd_multiclass_figures(args, config):
+    from spinedx.stages import multiclass_figures
+    multiclass_figures.main_stage(config, args.tables_dir, args.image_predictions, args.case_predictions,
+                                  args.out_dir, fusion=args.fusion)
 
 
 def cmd_report_metadata(args, config):
@@ -294,10 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"folder for {paths.forest_figure('<input>')} and {paths.SROC_FIGURE}")
     sub = stage("bundle", cmd_bundle, f"release the fold models: checkpoints, model card, {paths.BUNDLE_MANIFEST}")
     sub.add_argument("checkpoints", nargs="+", help=f"{paths.CHECKPOINT_FILE} of every backbone x sequence x fold")
-    for option in ("--images", "--external-metrics", "--internal-metrics", "--out-dir"):
+    for option in ("--images", "--out-dir"):
         sub.add_argument(option, required=True)
     sub.add_argument("--shift-references", nargs="*", default=[],
                      help="distribution-shift references, one per backbone x sequence (config order)")
+    sub.add_argument("--external-metrics", help=f"two classes: {paths.table_file(paths.TABLE3_CASE_LEVEL)}")
+    sub.add_argument("--internal-metrics", help=f"two classes: {paths.table_file(paths.INTERNAL_CV_CASE_LEVEL)}")
+    sub.add_argument("--multiclass-metrics", help=f"more classes: {paths.table_file(paths.MULTICLASS_OVERALL)}")
     sub = stage("provenance", cmd_provenance, "the provenance record: inputs, config, code, packages, outputs")
     sub.add_argument("outputs", nargs="*", help="output files to record besides tables/ and figures/")
     sub.add_argument("--pretrained-records", nargs="*", default=[],
@@ -316,16 +337,33 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--cores", type=int, default=1)
     sub.add_argument("snakemake_args", nargs="*", help="extra Snakemake options, after --")
     sub = stage("figures", cmd_figures, "figures 3 and 6, training curves, table 1 (cohort)")
-    sub.add_argument("--image-predictions", nargs="+", required=True, help="ensembling outputs (parquet)")
-    sub.add_argument("--case-predictions", nargs="+", required=True, help="case_level outputs (parquet)")
-    sub.add_argument("--table2", required=True, help=paths.table_file(paths.TABLE2_IMAGE_LEVEL))
-    sub.add_argument("--table3", required=True, help=paths.table_file(paths.TABLE3_CASE_LEVEL))
+    sub.add_argument("--image-predictions", nargs="*", default=[], help="ensembling outputs (parquet; two classes)")
+    sub.add_argument("--case-predictions", nargs="*", default=[], help="case_level outputs (parquet; two classes)")
+    sub.add_argument("--table2", help=paths.table_file(paths.TABLE2_IMAGE_LEVEL) + " (two classes)")
+    sub.add_argument("--table3", help=paths.table_file(paths.TABLE3_CASE_LEVEL) + " (two classes)")
     sub.add_argument("--histories", nargs="*", default=[],
                      help=f"{paths.HISTORY_FILE} of every fold model (none in audit mode: no curves)")
     sub.add_argument("--cases", required=True, help="cases table (csv)")
     sub.add_argument("--images", required=True, help="image table (parquet) of the annotations stage")
     sub.add_argument("--out-dir", required=True, help="figures folder")
     sub.add_argument("--table1", required=True, help=f"{paths.table_file(paths.COHORT_TABLE)} to write")
+    sub = stage("fusion", cmd_fusion, "clinical fusion: stacked image + covariate models (internal OOF/validation fit)")
+    sub.add_argument("case_predictions", nargs="+", help="case_level outputs (parquet) of every backbone")
+    sub.add_argument("--cases", required=True, help="cases table (csv) with the declared covariates")
+    sub.add_argument("--out", required=True, help="fused test predictions (parquet)")
+    sub.add_argument("--coefficients", required=True, help=paths.table_file(paths.FUSION_COEFFICIENTS))
+    sub = stage("multiclass_evaluation", cmd_multiclass_evaluation,
+                "N-class tables: per class, overall, confusion, reference class, repeats, fusion")
+    sub.add_argument("--image-predictions", nargs="+", required=True, help="ensembling outputs (parquet)")
+    sub.add_argument("--case-predictions", nargs="*", default=[], help="case_level outputs (labels from cases)")
+    sub.add_argument("--fusion-predictions", help="fusion stage output (parquet), with clinical fusion")
+    sub.add_argument("--out-dir", required=True, help="tables folder")
+    sub = stage("multiclass_figures", cmd_multiclass_figures, "N-class figures: ROC per class, confusion, F1, fusion")
+    sub.add_argument("--tables-dir", required=True, help="tables folder of the multiclass_evaluation stage")
+    sub.add_argument("--image-predictions", nargs="+", required=True, help="ensembling outputs (parquet)")
+    sub.add_argument("--case-predictions", nargs="*", default=[], help="case_level outputs (labels from cases)")
+    sub.add_argument("--fusion", action="store_true", help="draw the fusion comparison (clinical fusion ran)")
+    sub.add_argument("--out-dir", required=True, help="figures folder")
     sub = stage("report_metadata", cmd_report_metadata, "resolved config and software versions for the report")
     sub.add_argument("--config-out", required=True)
     sub.add_argument("--versions-out", required=True)

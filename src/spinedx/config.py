@@ -82,6 +82,7 @@ def check_semantics(config: dict, source: str = "config", sections: Iterable[str
                 folders[key] = sequence
     if "classes" in given and len(set(config["classes"])) != len(config["classes"]):
         raise ConfigError(f"{source}: classes must be distinct, got {config['classes']}")
+    _check_study_shape(config, source, given)
     if "backbones" not in given:
         return
     named = []
@@ -95,6 +96,64 @@ def check_semantics(config: dict, source: str = "config", sections: Iterable[str
     for key, backbone in named:
         if backbone not in config["backbones"]:
             raise ConfigError(f"{source}: {key} names {backbone!r}, which is not in backbones")
+
+
+def _check_study_shape(config: dict, source: str, given: set) -> None:
+    """Label source, planes, fusion and hold-out ratios (issue 13), between given sections."""
+    from spinedx.aggregation import ALL_INPUT  # light; imported here to keep config first in line
+
+    classes = config["classes"] if "classes" in given else None
+    if "labels" in given and classes is not None:
+        labels = config["labels"]
+        reference = labels["reference_class"]
+        if reference is not None and reference not in classes:
+            raise ConfigError(f"{source}: labels.reference_class {reference!r} is not one of classes {classes}")
+        unknown = sorted(set(labels["shape_labels"]) - set(classes))
+        if unknown:
+            raise ConfigError(f"{source}: labels.shape_labels names {unknown}, which are not in classes {classes}")
+        if labels["source"] == "annotation" and reference is None:
+            raise ConfigError(f"{source}: labels.source annotation needs labels.reference_class: the class "
+                              f"of an image without a lesion shape (one of {classes})")
+        owners: dict[str, str] = {}
+        for name in classes:
+            for alias in labels["shape_labels"].get(name, [name]):
+                key = alias.strip().lower()
+                if owners.setdefault(key, name) != name:
+                    raise ConfigError(f"{source}: shape label {alias!r} maps to both {owners[key]!r} and "
+                                      f"{name!r} (labels.shape_labels); give each label one class")
+    if {"labels", "preprocessing"} <= given and config["labels"]["source"] == "annotation" \
+            and config["preprocessing"]["crop"] == "box":
+        raise ConfigError(
+            f"{source}: labels.source annotation needs preprocessing.crop: image. Only lesion images "
+            "have a rectangle, so cropping to it would frame lesion images and reference images "
+            "differently and the model could tell the label from the framing alone")
+    if "planes" in given and "sequences" in given:
+        for plane, members in config["planes"].items():
+            if plane in config["sequences"] or plane == ALL_INPUT:
+                raise ConfigError(f"{source}: plane {plane!r} has the name of a sequence or of {ALL_INPUT}; "
+                                  "rename it in config `planes`")
+            missing = sorted(set(members) - set(config["sequences"]))
+            if missing:
+                raise ConfigError(f"{source}: plane {plane!r} names {missing}, which are not in `sequences`")
+    if "fusion" in given and config["fusion"]["enabled"]:
+        fusion = config["fusion"]
+        if not fusion["numeric"] and not fusion["categorical"]:
+            raise ConfigError(f"{source}: fusion.enabled needs covariates (fusion.numeric and/or "
+                              "fusion.categorical: columns of the cases table)")
+        both = sorted(set(fusion["numeric"]) & set(fusion["categorical"]))
+        if both:
+            raise ConfigError(f"{source}: covariate(s) {both} are declared both fusion.numeric and "
+                              "fusion.categorical")
+        if "labels" in given and config["labels"]["source"] != "cases":
+            raise ConfigError(f"{source}: fusion needs labels.source cases (covariates belong to patients, "
+                              "the stacker combines case-level probabilities)")
+    if "splits" in given and config["splits"]["scheme"] == "holdout":
+        from spinedx.splitting import holdout_shares
+
+        try:
+            holdout_shares(config["splits"]["ratios"])
+        except ValueError as error:
+            raise ConfigError(f"{source}: splits.ratios: {error}") from None
 
 
 def load(path: str | Path | None = None, overrides: dict | None = None,

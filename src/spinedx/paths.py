@@ -47,6 +47,26 @@ ROC_BACKBONES_FIGURE = "fig3_roc_backbones"
 FINAL_SYSTEM_FIGURE = "fig6_final_system"
 SROC_FIGURE = "fig5_sroc"
 
+#: N-class study shapes (issue 13): the tables of the multiclass_evaluation stage and of
+#: the fusion stage, and the figures of the multiclass_figures stage.
+MULTICLASS_PER_CLASS = "multiclass_per_class"
+MULTICLASS_OVERALL = "multiclass_overall"
+MULTICLASS_CONFUSION = "multiclass_confusion"
+MULTICLASS_REFERENCE = "multiclass_reference_class"
+MULTICLASS_REPEATS = "multiclass_holdout_repeats"
+MULTICLASS_TABLES = (MULTICLASS_PER_CLASS, MULTICLASS_OVERALL, MULTICLASS_CONFUSION, MULTICLASS_REFERENCE,
+                     MULTICLASS_REPEATS)
+FUSION_COMPARISON = "fusion_comparison"
+FUSION_COEFFICIENTS = "fusion_coefficients"
+MULTICLASS_ROC_FIGURE = "fig_multiclass_roc"
+MULTICLASS_CONFUSION_FIGURE = "fig_multiclass_confusion"
+MULTICLASS_F1_FIGURE = "fig_multiclass_f1"
+FUSION_FIGURE = "fig_fusion_comparison"
+
+#: Model names of each split scheme (config splits.scheme): fold<k> or holdout<r>; the
+#: model folders, the bundle's files and the prediction tables' ``model`` column use them.
+MODEL_PREFIX = {"kfold": "fold", "holdout": "holdout"}
+
 #: Folders of the results whose every file the provenance record hashes.
 RECORDED_FOLDERS = ("tables", "figures")
 
@@ -126,19 +146,27 @@ def shift_reference(backbone: str, sequence: str) -> str:
     return f"{BUNDLE_SHIFT_DIR}/{backbone}/{sequence}.npz"
 
 
-def bundle_model(backbone: str, sequence: str, fold) -> str:
-    """A fold model inside a bundle, relative to the bundle folder (POSIX separators)."""
-    return f"{BUNDLE_MODELS_DIR}/{backbone}/{sequence}/fold{fold}.pt"
+def model_name(index, split_scheme: str = "kfold") -> str:
+    """The name of model ``index`` of a split scheme: fold<k> (k-fold) or holdout<r>."""
+    return f"{MODEL_PREFIX[split_scheme]}{index}"
+
+
+def bundle_model(backbone: str, sequence: str, fold, split_scheme: str = "kfold") -> str:
+    """A fold (or hold-out) model inside a bundle, relative to the bundle folder (POSIX
+    separators)."""
+    return f"{BUNDLE_MODELS_DIR}/{backbone}/{sequence}/{model_name(fold, split_scheme)}.pt"
 
 
 # --- a study's results folder -----------------------------------------------------------
 
 
 class StudyPaths:
-    """The files of one study under its results folder (config ``results_dir``)."""
+    """The files of one study under its results folder (config ``results_dir``);
+    ``split_scheme`` (config ``splits.scheme``) names the models and the splits file."""
 
-    def __init__(self, results_dir) -> None:
+    def __init__(self, results_dir, split_scheme: str = "kfold") -> None:
         self.root = str(results_dir)
+        self.split_scheme = split_scheme
 
     def _join(self, *parts) -> str:
         return "/".join([self.root, *map(str, parts)])
@@ -158,9 +186,18 @@ class StudyPaths:
     def folds(self) -> str:
         return self._join("splits", "folds.tsv")
 
+    @property
+    def holdout(self) -> str:
+        return self._join("splits", "holdout.tsv")
+
+    @property
+    def splits(self) -> str:
+        """The split file of this study's scheme (folds or hold-out partitions)."""
+        return self.holdout if self.split_scheme == "holdout" else self.folds
+
     # models
     def model_dir(self, backbone: str, sequence: str, fold) -> str:
-        return self._join("models", backbone, sequence, f"fold{fold}")
+        return self._join("models", backbone, sequence, model_name(fold, self.split_scheme))
 
     def checkpoint(self, backbone: str, sequence: str, fold) -> str:
         return f"{self.model_dir(backbone, sequence, fold)}/{CHECKPOINT_FILE}"
@@ -185,6 +222,11 @@ class StudyPaths:
 
     def case_level(self, backbone: str) -> str:
         return self._join("case_level", f"{backbone}.parquet")
+
+    @property
+    def fusion_predictions(self) -> str:
+        """The clinical-fusion stage's test predictions (every backbone)."""
+        return self._join("fusion", "predictions.parquet")
 
     # tables and figures
     @property
@@ -216,7 +258,7 @@ class StudyPaths:
     # release, provenance, audit
     @property
     def bundle(self) -> "BundlePaths":
-        return BundlePaths(self._join("bundle"))
+        return BundlePaths(self._join("bundle"), self.split_scheme)
 
     @property
     def provenance(self) -> str:
@@ -257,8 +299,9 @@ class StudyPaths:
 class BundlePaths:
     """The files of a released bundle (written by the bundle stage, read by audit mode)."""
 
-    def __init__(self, bundle_dir) -> None:
+    def __init__(self, bundle_dir, split_scheme: str = "kfold") -> None:
         self.root = str(bundle_dir)
+        self.split_scheme = split_scheme
 
     @property
     def card_json(self) -> str:
@@ -273,7 +316,7 @@ class BundlePaths:
         return f"{self.root}/{BUNDLE_MANIFEST}"
 
     def model(self, backbone: str, sequence: str, fold) -> str:
-        return f"{self.root}/{bundle_model(backbone, sequence, fold)}"
+        return f"{self.root}/{bundle_model(backbone, sequence, fold, self.split_scheme)}"
 
     def shift_reference(self, backbone: str, sequence: str) -> str:
         return f"{self.root}/{shift_reference(backbone, sequence)}"

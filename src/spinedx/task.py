@@ -7,10 +7,12 @@ gives for that class (no column is derived from another, so every number is the 
 the network produced). A class's label is its position in ``classes``.
 
 :class:`Task` is what every task shares (classes, columns, the table layout).
-:class:`BinaryTask` is the study's task today: the last class is the positive one, and a
-case or image is positive when the positive class's probability is strictly above
-``decision.threshold``. A task with more classes (argmax decisions) is another subclass
-of :class:`Task`; :func:`task_from_config` chooses it.
+:class:`BinaryTask` is the reference study's task: the last class is the positive one, and
+a case or image is positive when the positive class's probability is strictly above
+``decision.threshold``. :class:`MulticlassTask` (more than two classes) decides the class
+of highest probability, ties to the earlier class in ``classes``
+(:func:`spinedx.stats.multiclass.argmax_decisions`). :func:`task_from_config` chooses
+by the number of classes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pandas as pd
 
 from spinedx.config import ConfigError, section
 from spinedx.stats.binary import positive_calls
+from spinedx.stats.multiclass import argmax_decisions
 
 PROBABILITY_PREFIX = "prob_"
 
@@ -49,6 +52,15 @@ class Task:
     def decide(self, predictions: pd.DataFrame) -> np.ndarray:
         """The predicted label (index into ``classes``) of every row."""
         raise NotImplementedError
+
+    def probabilities(self, predictions: pd.DataFrame) -> np.ndarray:
+        """The rows' probability vectors (n x classes, float64), in class order."""
+        return predictions[self.probability_columns].to_numpy(dtype=np.float64)
+
+    def decision_probability(self, predictions: pd.DataFrame) -> np.ndarray:
+        """The probability of each row's decided class (how sure the decision is)."""
+        decided = self.decide(predictions)
+        return self.probabilities(predictions)[np.arange(len(decided)), decided]
 
 
 @dataclass(frozen=True)
@@ -98,9 +110,26 @@ class BinaryTask(Task):
         return np.abs(np.asarray(positive_probability, dtype=float) - self._threshold())
 
 
+@dataclass(frozen=True)
+class MulticlassTask(Task):
+    """More than two classes; the decision is the class of highest probability (ties:
+    the earlier class in ``classes``). ``decision.threshold`` does not apply."""
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> MulticlassTask:
+        classes = tuple(section(config, "classes"))
+        if len(classes) < 3:
+            raise ConfigError(f"a multi-class task needs three or more classes, config `classes` has {list(classes)}")
+        return cls(classes)
+
+    def decide(self, predictions: pd.DataFrame) -> np.ndarray:
+        return argmax_decisions(self.probabilities(predictions))
+
+
 def task_from_config(config: Mapping, decisions: bool = True) -> Task:
-    """The task a study's config describes (binary: two classes)."""
+    """The task a study's config describes: binary (two classes, threshold on the last)
+    or multi-class (argmax)."""
     classes: Sequence[str] = section(config, "classes")
     if len(classes) == 2:
         return BinaryTask.from_config(config, decisions)
-    raise ConfigError(f"config `classes` has {len(classes)} classes; only binary tasks exist so far")
+    return MulticlassTask.from_config(config)

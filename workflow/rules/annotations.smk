@@ -7,7 +7,7 @@ rule annotations:
         # What the table leaves out, and why (read by the participant flow).
         excluded=P.annotation_exclusions("{sequence}"),
     params:
-        settings=settings("classes", "sequences", "data", "audit"),
+        settings=settings("classes", "sequences", "data", "audit", "labels"),
         images_dir=IMAGES_DIR,
     log:
         P.log("annotations", "{sequence}"),

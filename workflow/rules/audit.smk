@@ -1,7 +1,7 @@
 # Audit mode (config audit.bundle): verify the released bundle and the new cohort before
 # any model is used; `audit` is the target (`spinedx audit` runs it).
 if AUDIT:
-    RELEASED = paths.BundlePaths(AUDIT_BUNDLE)
+    RELEASED = paths.BundlePaths(AUDIT_BUNDLE, SPLIT_SCHEME)  # the bundle's scheme (apply_bundle)
 
     rule audit_verify:
         input:

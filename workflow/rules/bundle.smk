@@ -4,8 +4,9 @@ rule bundle:
         checkpoints=expand(P.checkpoint("{backbone}", "{sequence}", "{fold}"),
                            backbone=BACKBONES, sequence=SEQUENCES, fold=FOLDS),
         images=P.images_table,
-        table3=EVALUATION_TABLES["table3"],
-        internal_case=EVALUATION_TABLES["internal_case"],
+        # Two classes: the binary case-level tables; more: the N-class overall table.
+        metrics=([EVALUATION_TABLES["table3"], EVALUATION_TABLES["internal_case"]] if BINARY_TABLES
+                 else [MULTICLASS_TABLES[paths.MULTICLASS_OVERALL]]),
         shift_references=SHIFT_REFERENCES,
     output:
         models=BUNDLE_MODELS,
@@ -16,6 +17,9 @@ rule bundle:
     params:
         settings=settings(*BUNDLE_CONFIG_SECTIONS),
         out_dir=subpath(output.manifest, parent=True),
+        metrics=lambda wildcards, input: (
+            f"--external-metrics {shlex.quote(input.metrics[0])} --internal-metrics {shlex.quote(input.metrics[1])}"
+            if BINARY_TABLES else f"--multiclass-metrics {shlex.quote(input.metrics[0])}"),
     log:
         P.log("bundle", "bundle"),
     benchmark:
@@ -25,5 +29,4 @@ rule bundle:
         "../../envs/torch.yaml"
     shell:
         "python -m spinedx bundle {input.checkpoints:q} --settings {params.settings:q} --images {input.images:q}"
-        " --external-metrics {input.table3:q} --internal-metrics {input.internal_case:q}"
-        " --shift-references {input.shift_references:q} --out-dir {params.out_dir:q} 2> {log:q}"
+        " {params.metrics} --shift-references {input.shift_references:q} --out-dir {params.out_dir:q} 2> {log:q}"

@@ -4,7 +4,7 @@ rule case_level:
     output:
         P.case_level("{backbone}"),
     params:
-        settings=settings("classes"),
+        settings=settings("classes", "planes"),
     log:
         P.log("case_level", "{backbone}"),
     benchmark:

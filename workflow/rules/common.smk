@@ -20,6 +20,7 @@ from spinedx.demo.plan import demo_settings, planned_files
 from spinedx.readers.bundle import CARD_CONFIG_SECTIONS as BUNDLE_CONFIG_SECTIONS, apply_bundle
 from spinedx.readers.tree import sequence_files
 from spinedx.runtime import prepare_job_environment
+from spinedx.splitting import model_count
 from spinedx.stats.meta_analysis import verdict_summary_of_table
 
 prepare_job_environment(SRC_DIR)
@@ -37,14 +38,36 @@ if AUDIT:
 RESULTS = config["results_dir"]
 SEQUENCES = list(config["sequences"])
 BACKBONES = config["backbones"]
-FOLDS = list(range(config["splits"]["n_folds"]))
+# Models per backbone x sequence: folds (k-fold) or hold-out repeats (config splits.scheme);
+# the {fold} wildcard is the model's index either way, paths.py names it fold<k>/holdout<r>.
+SPLIT_SCHEME = config["splits"]["scheme"]
+FOLDS = list(range(model_count(config["splits"])))
 IMAGES_DIR = config["data"]["images_dir"]
 CASES = config["data"]["cases"]
 DEMO = config["demo_cohort"]["enabled"]
 DEMO_FILES = planned_files(demo_settings(config)) if DEMO else {}
 
 # Every output path comes from spinedx.paths (the package writes the same names).
-P = paths.StudyPaths(RESULTS)
+P = paths.StudyPaths(RESULTS, SPLIT_SCHEME)
+
+# Study shapes (issue 13). The reference shape (two classes, labels from the cases table,
+# k-fold, one external cohort named "external", no fusion, no planes) keeps exactly its
+# outputs; any other shape adds the N-class tables and figures (multiclass_evaluation,
+# multiclass_figures; fusion when enabled). The binary tables and figures 3/6 need two
+# classes labelled per case; the meta-analysis of the fold models needs k-fold on top.
+BINARY_TABLES = len(config["classes"]) == 2 and config["labels"]["source"] == "cases"
+CASE_LEVEL = config["labels"]["source"] == "cases"
+# Audit mode scores a released bundle's image models; the stacker is fitted on a study's
+# own internal predictions, which an audit does not have: no fusion there.
+FUSION = config["fusion"]["enabled"] and not AUDIT
+REFERENCE_SHAPE = (BINARY_TABLES and SPLIT_SCHEME == "kfold" and config["data"]["external_cohorts"] == ["external"]
+                   and not FUSION and not config["planes"])
+MULTICLASS = not REFERENCE_SHAPE
+META_ANALYSIS = config["meta_analysis"]["enabled"] and BINARY_TABLES and SPLIT_SCHEME == "kfold"
+if config["meta_analysis"]["enabled"] and not META_ANALYSIS:
+    print("spinedx: meta-analysis skipped: it pools the fold models' binary 2x2 tables, and this study has "
+          f"{len(config['classes'])} classes / {config['labels']['source']} labels / a {SPLIT_SCHEME} split "
+          "(set meta_analysis.enabled: false to silence this note)", file=sys.stderr)
 
 
 wildcard_constraints:
@@ -87,7 +110,7 @@ def figure_report(stem, caption, category, subcategory, **labels):
 # trained checkpoints, or in audit mode the released bundle's (checked by audit_verify,
 # which every reader waits for through MODELS_VERIFIED).
 if AUDIT:
-    FOLD_CHECKPOINTS = expand(paths.BundlePaths(AUDIT_BUNDLE).model("{backbone}", "{sequence}", "{fold}"),
+    FOLD_CHECKPOINTS = expand(paths.BundlePaths(AUDIT_BUNDLE, SPLIT_SCHEME).model("{backbone}", "{sequence}", "{fold}"),
                               fold=FOLDS, allow_missing=True)
     MODELS_VERIFIED = P.audit_verified
 else:
@@ -113,11 +136,11 @@ BUNDLE_FILES = [*BUNDLE_MODELS, P.bundle.card_json, P.bundle.card_md, P.bundle.m
 # adds them here.
 STUDY_OUTPUTS = [
     P.images_table,
-    *EVALUATION_TABLES.values(),
+    *(EVALUATION_TABLES.values() if BINARY_TABLES else []),
     *([P.table(paths.META_ANALYSIS_TABLE),
        *figures_of(paths.SROC_FIGURE, *map(paths.forest_figure, META_ANALYSIS_INPUTS))]
-      if config["meta_analysis"]["enabled"] else []),
-    *figures_of(paths.ROC_BACKBONES_FIGURE, paths.FINAL_SYSTEM_FIGURE,
+      if META_ANALYSIS else []),
+    *figures_of(*([paths.ROC_BACKBONES_FIGURE, paths.FINAL_SYSTEM_FIGURE] if BINARY_TABLES else []),
                 *(paths.training_curves_figure(backbone, sequence) for backbone, sequence in CURVES)),
     P.table(paths.COHORT_TABLE),
     P.report_config,
@@ -148,7 +171,10 @@ READER_STUDY_OUTPUTS = ([P.table(paths.READER_METRICS_TABLE), P.table(paths.READ
 # Distribution shift: the study writes its training cohort's reference into the bundle;
 # audit mode scores the new cohort against the bundle's reference (when the bundle has one)
 # and the evaluation tables wait for it (SHIFT_CHECKED), so no AUC is read before it.
-SHIFT_ENABLED = config["distribution_shift"]["enabled"]
+# These analyses are built for the reference shape (two classes per case, k-fold, one external
+# cohort); other study shapes do not get them yet (README "Study shapes").
+READER_ANALYSES = REFERENCE_SHAPE
+SHIFT_ENABLED = config["distribution_shift"]["enabled"] and READER_ANALYSES
 SHIFT_JOBS = [(backbone, sequence) for backbone in BACKBONES for sequence in SEQUENCES]
 SHIFT_REFERENCES = [P.shift_reference(b, s) for b, s in SHIFT_JOBS] if SHIFT_ENABLED and not AUDIT else []
 AUDIT_SHIFT_REFERENCES = ([paths.BundlePaths(AUDIT_BUNDLE).shift_reference(b, s) for b, s in SHIFT_JOBS]
@@ -171,13 +197,31 @@ ISSUE15_OUTPUTS = [
 ]
 # The reporting checklist maps guideline items to these files (the study's outputs so far).
 CHECKLIST_EVIDENCE = [*STUDY_OUTPUTS, *ISSUE15_OUTPUTS, *([] if AUDIT else [P.folds])]
-STUDY_OUTPUTS += [*ISSUE15_OUTPUTS, P.table(paths.CHECKLIST_TABLE)]
+STUDY_OUTPUTS += [*ISSUE15_OUTPUTS, P.table(paths.CHECKLIST_TABLE)] if READER_ANALYSES else []
+
+# --- N-class study shapes (issue 13): their tables and figures --------------------------
+MULTICLASS_TABLES = {
+    name: P.table(name)
+    for name in [paths.MULTICLASS_PER_CLASS, paths.MULTICLASS_OVERALL, paths.MULTICLASS_CONFUSION,
+                 *([paths.MULTICLASS_REFERENCE] if config["labels"]["reference_class"] else []),
+                 *([paths.MULTICLASS_REPEATS] if SPLIT_SCHEME == "holdout" else []),
+                 *([paths.FUSION_COMPARISON] if FUSION else [])]
+}
+MULTICLASS_FIGURES = [paths.MULTICLASS_ROC_FIGURE, paths.MULTICLASS_CONFUSION_FIGURE, paths.MULTICLASS_F1_FIGURE,
+                      *([paths.FUSION_FIGURE] if FUSION else [])]
+# The predictions the N-class stages read: every image, and per case where labels belong
+# to cases (labels from the annotation have no case level).
+ENSEMBLED = expand(P.ensembling("{backbone}", "{sequence}"), backbone=BACKBONES, sequence=SEQUENCES)
+CASE_PREDICTIONS = expand(P.case_level("{backbone}"), backbone=BACKBONES) if CASE_LEVEL else []
+if MULTICLASS:
+    STUDY_OUTPUTS += [*MULTICLASS_TABLES.values(), *figures_of(*MULTICLASS_FIGURES),
+                      *([P.table(paths.FUSION_COEFFICIENTS)] if FUSION else [])]
 
 
 def report_meta_analysis_verdicts():
     """End of a run (Snakefile onsuccess/onerror): say which meta-analysis fits are flagged
     (not converged, not estimable), read from the table, so that a flag is not only in a log."""
-    if not config["meta_analysis"]["enabled"]:
+    if not META_ANALYSIS:  # disabled, or skipped for this study shape (note above)
         return
     lines = verdict_summary_of_table(P.table(paths.META_ANALYSIS_TABLE))
     if lines:

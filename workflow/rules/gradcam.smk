@@ -17,7 +17,8 @@ rule gradcam:
         figure=figure_report(P.figure(paths.gradcam_figure("{backbone}", "{sequence}")), "fig7.rst",
                              "6. Interpretability", "Figure 7", backbone="{backbone}", sequence="{sequence}"),
     params:
-        settings=settings("classes", "data", "preprocessing", "training", "inference", "decision", "gradcam"),
+        settings=settings("classes", "data", "preprocessing", "training", "inference", "decision", "gradcam",
+                          "labels"),
         images_dir=IMAGES_DIR,
         figure=lambda wildcards, output: paths.figure_stem(output.figure[0]),
     log:

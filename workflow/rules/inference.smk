@@ -4,7 +4,7 @@ rule inference:
         checkpoints=FOLD_CHECKPOINTS,
         cache=P.preprocessing_cache("{sequence}"),
         images=P.annotations("{sequence}"),
-        folds=[] if AUDIT else [P.folds],
+        folds=[] if AUDIT else [P.splits],
         verified=MODELS_VERIFIED,
     output:
         P.inference("{backbone}", "{sequence}"),

@@ -2,7 +2,7 @@ rule splits:
     input:
         cases=CASES,
     output:
-        P.folds,
+        P.splits,
     params:
         settings=settings("classes", "splits"),
     log:

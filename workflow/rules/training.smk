@@ -2,7 +2,7 @@ rule training:
     input:
         cache=P.preprocessing_cache("{sequence}"),
         images=P.annotations("{sequence}"),
-        folds=P.folds,
+        folds=P.splits,
         pretrained=pretrained_record,
     output:
         checkpoint=P.checkpoint("{backbone}", "{sequence}", "{fold}"),

@@ -4,6 +4,10 @@ The workflow imports this module (light: numpy only) to declare every file of th
 cohort as an output and input of the DAG; the renderer (:mod:`spinedx.demo.spine`) draws
 them. Both derive every random choice of a patient and sequence from
 :func:`sequence_rng`, so the planned files are exactly the written ones.
+
+Config ``demo_cohort.study`` chooses the study: ``spine`` (the reference study; its
+settings are the flat keys of ``demo_cohort``) or another shape whose settings are the
+subsection of its name (:data:`RENDERERS`: its module's own planner, imported only then).
 """
 
 from __future__ import annotations
@@ -18,6 +22,16 @@ from spinedx.config import ConfigError
 
 DIAGNOSES = ("ependymoma", "schwannoma")
 SEQUENCES = ("T1", "T2", "CE-T1")
+#: The reference study's name in config ``demo_cohort.study``, and its mapping settings.
+SPINE = "spine"
+SPINE_COUNTS = ("n_internal", "n_external")
+#: Other studies: config ``demo_cohort.study`` -> the module that plans and renders it
+#: (``planned_files(settings)``, ``generate_demo_cohort(images_dir, cases_csv, settings)``,
+#: ``SEQUENCES``). Each study's owner adds its line.
+RENDERERS = {
+    "ismf": "spinedx.demo.ismf",
+    "canine": "spinedx.demo.canine",
+}
 
 
 @functools.cache
@@ -35,10 +49,42 @@ def sequence_rng(settings: dict, patient_index: int, sequence_index: int) -> np.
     return np.random.default_rng([settings["seed"], 2, patient_index, sequence_index])
 
 
+def renderer(settings: dict):
+    """The module of a non-spine study (``settings["study"]``); None for the spine study."""
+    study = settings.get("study", SPINE)
+    if study == SPINE:
+        return None
+    if study not in RENDERERS:
+        raise ConfigError(f"demo_cohort.study {study!r} has no renderer in this spinedx (known: "
+                          f"{[SPINE, *RENDERERS]})")
+    import importlib
+
+    return importlib.import_module(RENDERERS[study])
+
+
+def study_settings(config, study: str) -> dict:
+    """Settings of a non-spine study: its subsection of ``demo_cohort``, the sequence
+    folders from config ``sequences`` (the first folder name of each)."""
+    module = renderer({"study": study})
+    missing = [s for s in module.SEQUENCES if s not in config["sequences"]]
+    if missing:
+        raise ConfigError(f"the {study} demo has sequences {list(module.SEQUENCES)}; config `sequences` "
+                          f"lacks {missing}")
+    settings = copy.deepcopy(dict(config["demo_cohort"][study]))
+    settings["study"] = study
+    settings["sequence_folders"] = {s: config["sequences"][s][0] for s in module.SEQUENCES}
+    return settings
+
+
 def demo_settings(config) -> dict:
     """Generator settings from a resolved spinedx config (sections ``demo_cohort`` and
     ``sequences``)."""
-    settings = {key: value for key, value in config["demo_cohort"].items() if key != "enabled"}
+    study = config["demo_cohort"].get("study", SPINE)
+    if study != SPINE:
+        return study_settings(config, study)
+    # The spine's keys are the flat ones (the other studies' subsections are left out).
+    settings = {key: value for key, value in config["demo_cohort"].items()
+                if key not in ("enabled", "study") and (key in SPINE_COUNTS or not isinstance(value, dict))}
     missing = [s for s in SEQUENCES if s not in config["sequences"]]
     if missing:
         raise ConfigError(f"the demo cohort has {list(SEQUENCES)}; config `sequences` lacks {missing}")
@@ -53,6 +99,9 @@ def planned_files(settings: dict) -> dict[str, list[str]]:
     """Relative paths (PNG and JSON) that :func:`spinedx.demo.spine.generate_demo_cohort`
     writes, per sequence, computed without rendering, so a workflow can declare them as
     outputs and inputs."""
+    module = renderer(settings)
+    if module is not None:
+        return module.planned_files(settings)
     settings = checked_settings(settings)
     low, high = settings["slices_per_sequence"]
     patient_ids = [f"{prefix}{number:03d}"

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 BUNDLE_FORMAT = "spinedx-bundle/1"
 #: Config sections the audit mode takes from the bundle (the models' own settings).
 CARD_CONFIG_SECTIONS = ("classes", "sequences", "backbones", "preprocessing", "splits", "training",
-                        "decision")
+                        "decision", "labels", "planes")
 
 
 def verify(bundle_dir) -> dict:
@@ -63,7 +63,8 @@ def verify(bundle_dir) -> dict:
     if card.get("format") != BUNDLE_FORMAT:
         raise InputError(f"{card_path}: bundle format {card.get('format')!r}, this "
                          f"spinedx reads {BUNDLE_FORMAT}")
-    wanted = {paths.bundle_model(b, s, k) for b in card["backbones"] for s in card["sequences"]
+    scheme = card.get("split_scheme", "kfold")
+    wanted = {paths.bundle_model(b, s, k, scheme) for b in card["backbones"] for s in card["sequences"]
               for k in range(card["n_folds"])}
     if wanted != {m["file"] for m in card["models"]} or not wanted <= set(expected):
         raise InputError(f"{card_path}: the card's models do not match its backbones x "
@@ -95,7 +96,12 @@ def apply_bundle(config: dict) -> dict:
         log.info("audit: sequences %s have no model in the bundle and are not scored", unknown)
     for section in ("classes", "backbones", "preprocessing", "decision"):
         config[section] = released[section]
-    config["splits"]["n_folds"] = released["splits"]["n_folds"]
+    for section in ("labels", "planes"):  # cards of studies before these sections had the defaults
+        if section in released:
+            config[section] = released[section]
+    for key in ("n_folds", "scheme", "repeats"):
+        if key in released["splits"]:
+            config["splits"][key] = released["splits"][key]
     for key in ("mean", "std", "in_chans"):
         config["training"][key] = released["training"][key]
     return config

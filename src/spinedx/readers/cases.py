@@ -1,4 +1,8 @@
-"""The cases table: one row per patient, diagnosis (histopathology) and cohort."""
+"""The cases table: one row per patient, diagnosis (histopathology) and cohort.
+
+Cohorts: ``internal`` (cross-validation or hold-out) and the external test cohorts the
+config names (``data.external_cohorts``; the reference study's one is ``external``).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,20 @@ import pandas as pd
 
 from spinedx.errors import InputError
 
-COHORTS = ("internal", "external")
+INTERNAL_COHORT = "internal"
+COHORTS = (INTERNAL_COHORT, "external")
 CASES_REQUIRED_COLUMNS = ("patient_id", "diagnosis", "cohort")
 
 
-def read_cases(path: str | Path, classes: list[str], all_external: bool = False) -> pd.DataFrame:
+def read_cases(path: str | Path, classes: list[str], all_external: bool = False,
+               external_cohorts=("external",)) -> pd.DataFrame:
     """Read and validate the cases table (one row per patient).
 
     ``all_external`` (audit mode): every patient is external test data; the cohort
-    column is optional and ignored.
+    column is optional and ignored. ``external_cohorts``: the names of the external
+    cohorts (config ``data.external_cohorts``) the cohort column may hold besides
+    ``internal``; None accepts any name (for stages that only need to know who is
+    internal: the annotations stage checks the names against the config).
     """
     path = Path(path)
     try:
@@ -46,7 +55,9 @@ def read_cases(path: str | Path, classes: list[str], all_external: bool = False)
             "row per patient"
         )
     _check_values(cases, "diagnosis", list(classes), path, " (config key `classes`)")
-    _check_values(cases, "cohort", list(COHORTS), path)
+    if external_cohorts is not None and not all_external:
+        _check_values(cases, "cohort", [INTERNAL_COHORT, *external_cohorts], path,
+                      " (external cohorts are named in config `data.external_cohorts`)")
     cases["label"] = cases["diagnosis"].map({name: i for i, name in enumerate(classes)})
     return cases.astype({"patient_id": str, "diagnosis": str, "cohort": str})
 

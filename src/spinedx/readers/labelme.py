@@ -1,8 +1,11 @@
 """One labelme annotation: the JSON, its image and the one rectangle around the lesion.
 
 Any labelme 3.x-5.x file; ``imagePath`` is relative to the JSON and never leaves the
-images folder; the image is read through :func:`spinedx.readers.open_image`. The free-text
-shape label is not read: the diagnosis comes from the cases table.
+images folder; the image is read through :func:`spinedx.readers.open_image`. The
+rectangle's shape label is returned as written (``shape_label``); whether it means
+anything is the study's choice (config ``labels``: the reference study takes the
+diagnosis from the cases table and ignores it). Where labels belong to images, a file
+without any shape is an image without a lesion (``lesion_optional``).
 """
 
 from __future__ import annotations
@@ -181,8 +184,26 @@ def parse_box(json_path: Path, shapes, width: int, height: int) -> tuple[float, 
     return float(x0), float(y0), float(x1), float(y1)
 
 
-def read_annotation(json_path: Path, images_dir: Path, max_pixels: int) -> dict:
-    """Parse and check one labelme file and its image."""
+def lesion_label(json_path: Path, shapes) -> str:
+    """The label of the lesion rectangle (the one :func:`parse_box` accepted): of the
+    shape typed "rectangle", else of the untyped 4-point box."""
+    boxes = [shape for shape in shapes if isinstance(shape, dict) and shape.get("shape_type") == "rectangle"]
+    if not boxes:
+        boxes = [shape for shape in shapes if isinstance(shape, dict) and shape.get("shape_type") in RECTANGLE_SHAPES
+                 and isinstance(shape.get("points"), list) and len(shape["points"]) == 4]
+    labels = sorted({str(shape.get("label") or "").strip() for shape in boxes})
+    if len(labels) != 1 or not labels[0]:
+        raise InputError(f"{json_path}: the lesion rectangle needs one label (found {labels or 'none'}); "
+                         "name the finding in labelme's label field")
+    return labels[0]
+
+
+def read_annotation(json_path: Path, images_dir: Path, max_pixels: int, lesion_optional: bool = False) -> dict:
+    """Parse and check one labelme file and its image.
+
+    ``lesion_optional`` (labels that belong to images): a file whose ``shapes`` is empty
+    is an image without a lesion, returned with a NaN box and ``shape_label`` None.
+    """
     try:
         raw = json_path.read_bytes()
         document = json.loads(raw)
@@ -201,11 +222,18 @@ def read_annotation(json_path: Path, images_dir: Path, max_pixels: int) -> dict:
             f"{json_path}: imageWidth x imageHeight {declared[0]}x{declared[1]} differ from "
             f"the image {image_path.name} ({width}x{height}); the JSON belongs to another image"
         )
-    x0, y0, x1, y1 = parse_box(json_path, document.get("shapes"), width, height)
+    shapes = document.get("shapes")
+    if lesion_optional and (shapes is None or shapes == []):
+        x0 = y0 = x1 = y1 = float("nan")
+        label = None
+    else:
+        x0, y0, x1, y1 = parse_box(json_path, shapes, width, height)
+        label = lesion_label(json_path, shapes) if lesion_optional else None
     return {
         "image_path": image_path,
         "width": width, "height": height,
         "x0": x0, "y0": y0, "x1": x1, "y1": y1,
+        "shape_label": label,
         "image_sha256": sha256_file(image_path),
         "json_sha256": hashlib.sha256(raw).hexdigest(),
     }

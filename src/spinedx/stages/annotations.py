@@ -3,9 +3,12 @@
 Folder convention (documented in README): ``<images_dir>/<patient_id>/<sequence folder>/
 <image>.json``, each labelme JSON pointing at its image through ``imagePath`` (relative
 to the JSON, never outside ``images_dir``). Sequence folder names map to canonical
-sequence names through the config. The diagnosis comes from the cases table
-(histopathology), never from the free-text shape label. The readers
-(:mod:`spinedx.readers`) parse and check each file; this stage tabulates them.
+sequence names through the config. Each image's class (``label``) comes from config
+``labels.source``: ``cases`` (the reference study) = the patient's diagnosis in the cases
+table (histopathology), never the free-text shape label; ``annotation`` = the rectangle's
+shape label mapped to a class through ``labels.shape_labels``, and an image without a
+shape is ``labels.reference_class``. The readers (:mod:`spinedx.readers`) parse and
+check each file; this stage tabulates them.
 """
 
 from __future__ import annotations
@@ -26,8 +29,29 @@ log = logging.getLogger(__name__)
 IMAGE_COLUMNS = [
     "image_id", "patient_id", "sequence", "sequence_folder", "diagnosis", "label", "cohort",
     "json_path", "image_path", "width", "height", "x0", "y0", "x1", "y1",
-    "image_sha256", "json_sha256",
+    "image_sha256", "json_sha256", "shape_label",
 ]
+
+
+def shape_label_classes(config) -> dict[str, str]:
+    """Normalised shape label -> class (config ``labels.shape_labels``; a class not listed
+    matches its own name)."""
+    labels = config["labels"]["shape_labels"]
+    return {alias.strip().lower(): name for name in config["classes"] for alias in labels.get(name, [name])}
+
+
+def image_class(record: dict, json_path: Path, config, lookup: dict[str, str]) -> str:
+    """The class of an image whose labels come from the annotation."""
+    shape_label = record["shape_label"]
+    if shape_label is None:
+        return config["labels"]["reference_class"]
+    try:
+        return lookup[shape_label.strip().lower()]
+    except KeyError:
+        raise InputError(
+            f"{json_path}: shape label {shape_label!r} maps to no class of {list(config['classes'])}; "
+            f"add it to config `labels.shape_labels` under its class (e.g. {{{config['classes'][0]}: "
+            f"[{shape_label}]}}) or correct the label in labelme") from None
 
 
 def tabulate(images_dir: str | Path, cases_path: str | Path, config,
@@ -37,21 +61,28 @@ def tabulate(images_dir: str | Path, cases_path: str | Path, config,
     sequences = config["sequences"]
     if sequence is not None and sequence not in sequences:
         raise InputError(f"unknown sequence {sequence!r}; use one of config `sequences`: {list(sequences)}")
-    cases = read_cases(cases_path, config["classes"], all_external=bool(config["audit"]["bundle"]))
+    cases = read_cases(cases_path, config["classes"], all_external=bool(config["audit"]["bundle"]),
+                       external_cohorts=config["data"]["external_cohorts"])
     check_tree(images_dir, sequences, cases, cases_path)
     by_patient = cases.set_index("patient_id")
+    from_annotation = config["labels"]["source"] == "annotation"
+    lookup = shape_label_classes(config) if from_annotation else {}
+    class_index = {name: k for k, name in enumerate(config["classes"])}
     rows = []
     for json_path, patient_id, folder, canonical in annotation_files(images_dir, sequences, sequence):
-        record = read_annotation(json_path, images_dir, config["data"]["max_image_pixels"])
+        record = read_annotation(json_path, images_dir, config["data"]["max_image_pixels"],
+                                 lesion_optional=from_annotation)
         case = by_patient.loc[patient_id]
         relative_json = json_path.relative_to(images_dir).as_posix()
+        label = (class_index[image_class(record, json_path, config, lookup)] if from_annotation
+                 else int(case["label"]))
         rows.append({
             "image_id": relative_json[: -len(".json")],
             "patient_id": patient_id,
             "sequence": canonical,
             "sequence_folder": folder,
             "diagnosis": case["diagnosis"],
-            "label": int(case["label"]),
+            "label": label,
             "cohort": case["cohort"],
             "json_path": relative_json,
             "image_path": record.pop("image_path").relative_to(images_dir.resolve()).as_posix(),

@@ -18,12 +18,14 @@ from pathlib import Path
 import pandas as pd
 
 from spinedx import paths
+from spinedx.aggregation import ALL_INPUT
 from spinedx.errors import InputError
 from spinedx.io import atomic_output, sha256_file, write_text
 from spinedx.models.checkpoints import load_checkpoint
 from spinedx.readers.bundle import BUNDLE_FORMAT, CARD_CONFIG_SECTIONS
 from spinedx.records import code_version, environment
-from spinedx.task import BinaryTask
+from spinedx.splitting import model_count
+from spinedx.task import BinaryTask, task_from_config
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,21 @@ INTENDED_USE = (
     "rectangle drawn around an intradural lesion of the filum terminale / cauda equina. "
     "Not a medical device; not for diagnosing individual patients."
 )
+INTENDED_USE_MULTICLASS = (
+    "Research use: to reproduce and externally validate the study's diagnostic-accuracy "
+    "estimates for the classes named here, on MR images prepared as described under input. "
+    "Not a medical device; not for diagnosing individual patients."
+)
+LIMITATIONS_MULTICLASS = (
+    "Only the listed classes exist for the models: any other finding is forced into one of "
+    "them (the class of highest probability). Performance was estimated on the cohorts "
+    "summarised here (see metrics); scanners, protocols, populations and class mixes unlike "
+    "them may lower it, which is what an external validation with `spinedx audit` measures."
+)
+#: The N-class metrics the card quotes: every evaluation set's overall row of the ALL
+#: input, ensemble (external) or the held-out models (internal), per backbone.
+MULTICLASS_SUMMARY = ["level", "backbone", "input", "prediction_set", "model", "n", "n_patients", "accuracy",
+                      "accuracy_lo", "accuracy_hi", "macro_f1", "macro_auc", "kappa"]
 LIMITATIONS = (
     "Only the two listed classes exist for the models: any other lesion is forced into one "
     "of them. The input is the annotator's box, so results depend on how boxes are drawn. "
@@ -53,21 +70,34 @@ REPRODUCIBILITY = (
 )
 
 
+def _patient_classes(patients: pd.DataFrame, classes: list[str]) -> pd.Series:
+    """Each patient's class: the diagnosis column of the image table (the cases table's),
+    else the class of the patient's label."""
+    if "diagnosis" in patients.columns:
+        return patients["diagnosis"]
+    return patients["label"].map(dict(enumerate(classes)))
+
+
 def _cohort_summary(images: pd.DataFrame, classes: list[str]) -> dict:
     summary = {}
     for cohort, rows in images.groupby("cohort"):
         patients = rows.drop_duplicates("patient_id")
         summary[cohort] = {
             "patients": int(len(patients)),
-            "patients_per_class": {classes[k]: int(n) for k, n in patients["label"].value_counts().sort_index().items()},
+            # The patient's class: the cases table's diagnosis (also with image-level labels).
+            "patients_per_class": {str(k): int(n) for k, n in _patient_classes(patients, classes).value_counts()
+                                   .reindex(classes).dropna().items()},
+            "images_per_class": {classes[k]: int(n) for k, n in rows["label"].value_counts().sort_index().items()},
             "images_per_sequence": {str(k): int(n) for k, n in rows["sequence"].value_counts().sort_index().items()},
         }
     return summary
 
 
-def _metrics(path) -> list[dict]:
+def _metrics(path, columns=METRIC_SUMMARY, keep=None) -> list[dict]:
     table = pd.read_csv(path)
-    columns = [c for c in METRIC_SUMMARY if c in table.columns]
+    if keep is not None:
+        table = table[keep(table)]
+    columns = [c for c in columns if c in table.columns]
     return json.loads(table[columns].to_json(orient="records"))
 
 
@@ -83,10 +113,21 @@ def _initial_weights(checkpoints: list[dict]) -> dict:
     return weights
 
 
+def _multiclass_metrics(path) -> dict:
+    """The N-class overall rows of the ALL input (multiclass_overall.csv), internal and external."""
+    def rows(internal: bool):
+        return _metrics(path, MULTICLASS_SUMMARY, lambda t: (t["input"] == ALL_INPUT) & (
+            t["prediction_set"].isin(("oof", "validation", "internal_test")) == internal))
+    return {"external": rows(False), "internal": rows(True)}
+
+
 def build_card(checkpoints: list[dict], images: pd.DataFrame, external_metrics, internal_metrics,
-               config, workflow_dir) -> dict:
-    """The machine-readable model card (plain JSON types only)."""
-    task = BinaryTask.from_config(config)
+               config, workflow_dir, multiclass_metrics=None) -> dict:
+    """The machine-readable model card (plain JSON types only). Two classes: the binary
+    case-level tables (``external_metrics``, ``internal_metrics``); more: the N-class
+    overall table (``multiclass_metrics``)."""
+    task = task_from_config(config)
+    binary = isinstance(task, BinaryTask) and multiclass_metrics is None
     classes = list(task.classes)
     internal = images[images["cohort"] == "internal"]
     # The sequences with models, in the study's order (config `sequences`).
@@ -94,16 +135,30 @@ def build_card(checkpoints: list[dict], images: pd.DataFrame, external_metrics, 
     sequences = {name: list(folders) for name, folders in config["sequences"].items() if name in scored}
     released = {section: config[section] for section in CARD_CONFIG_SECTIONS}
     released.update(sequences=sequences, backbones=list(dict.fromkeys(m["backbone"] for m in checkpoints)))
+    scheme = config["splits"]["scheme"]
+    if binary:
+        task_text = ("binary classification of a spinal intradural lesion from the lesion box of "
+                     f"one sagittal MR slice; case decision = mean positive-class probability over "
+                     f"the case's images > {task.threshold}")
+        metrics = {"external_case_level": _metrics(external_metrics),
+                   "internal_cv_case_level": _metrics(internal_metrics)}
+    else:
+        unit = ("each image (labels from the annotation)" if config["labels"]["source"] == "annotation"
+                else "each case (mean probability vector over the case's images)")
+        task_text = (f"{len(classes)}-class classification of {unit}; decision = the class of highest "
+                     "probability (ties: the earlier class)")
+        metrics = _multiclass_metrics(multiclass_metrics)
     return {
         "format": BUNDLE_FORMAT,
-        "task": ("binary classification of a spinal intradural lesion from the lesion box of "
-                 f"one sagittal MR slice; case decision = mean positive-class probability over "
-                 f"the case's images > {task.threshold}"),
+        "task": task_text,
         "classes": classes,
-        "positive_class": task.positive_class,
+        "positive_class": task.positive_class if isinstance(task, BinaryTask) else None,
+        "labels": dict(config["labels"]),
         "sequences": sequences,
         "backbones": released["backbones"],
-        "n_folds": int(config["splits"]["n_folds"]),
+        # Models per backbone x sequence: folds (k-fold) or hold-out repeats.
+        "n_folds": model_count(config["splits"]),
+        "split_scheme": scheme,
         "input": {"preprocessing": dict(config["preprocessing"]),
                   "mean": config["training"]["mean"], "std": config["training"]["std"],
                   "in_chans": config["training"]["in_chans"],
@@ -111,10 +166,9 @@ def build_card(checkpoints: list[dict], images: pd.DataFrame, external_metrics, 
         "models": checkpoints,
         "initial_weights": _initial_weights(checkpoints),
         "training_cohort": _cohort_summary(images, classes),
-        "metrics": {"external_case_level": _metrics(external_metrics),
-                    "internal_cv_case_level": _metrics(internal_metrics)},
-        "intended_use": INTENDED_USE,
-        "limitations": LIMITATIONS,
+        "metrics": metrics,
+        "intended_use": INTENDED_USE if binary else INTENDED_USE_MULTICLASS,
+        "limitations": LIMITATIONS if binary else LIMITATIONS_MULTICLASS,
         "reproducibility": REPRODUCIBILITY,
         "software": environment(),
         "code": code_version(workflow_dir),
@@ -143,13 +197,38 @@ def render_card(card: dict) -> str:
     initial = "; ".join(f"{backbone}: " + (start if isinstance(start, str) else
                                            f"pretrained {start['source']} (sha256 {start['sha256']})")
                         for backbone, start in card["initial_weights"].items())
-    return f"""# Model card: spinedx {', '.join(card['backbones'])} ({card['n_folds']}-fold ensembles)
+    holdout = card.get("split_scheme") == "holdout"
+    ensembles = f"{card['n_folds']} hold-out model(s)" if holdout else f"{card['n_folds']}-fold ensembles"
+    if card["positive_class"] is not None:
+        classes = f"Classes: {', '.join(card['classes'])}; **positive class: {card['positive_class']}**."
+    else:
+        classes = (f"Classes: {', '.join(card['classes'])} (decision: the class of highest probability); "
+                   f"labels from {card['labels']['source']}"
+                   + (f", reference class {card['labels']['reference_class']}"
+                      if card["labels"].get("reference_class") else "") + ".")
+    if "external_case_level" in card["metrics"]:  # the binary tables
+        metrics = f"""## Metrics (case level, ensemble of the fold models)
+External cohort:
+
+{table(card['metrics']['external_case_level'])}
+Internal cross-validation (out-of-fold):
+
+{table(card['metrics']['internal_cv_case_level'])}"""
+    else:
+        metrics = f"""## Metrics (ALL input; external: mean of the models; internal: held-out patients)
+External cohorts:
+
+{table(card['metrics']['external'])}
+Internal ({'validation and internal test' if holdout else 'cross-validation, out-of-fold'}):
+
+{table(card['metrics']['internal'])}"""
+    return f"""# Model card: spinedx {', '.join(card['backbones'])} ({ensembles})
 
 ## Task
 {card['task']}.
 
-Classes: {', '.join(card['classes'])}; **positive class: {card['positive_class']}**.
-Sequences (one model per backbone x sequence x fold): {', '.join(card['sequences'])}.
+{classes}
+Sequences (one model per backbone x sequence x {'repeat' if holdout else 'fold'}): {', '.join(card['sequences'])}.
 
 ## Input and preprocessing
 {json.dumps(card['input'], sort_keys=True)}
@@ -157,13 +236,7 @@ Sequences (one model per backbone x sequence x fold): {', '.join(card['sequences
 ## Training cohort
 {cohort}
 
-## Metrics (case level, ensemble of the fold models)
-External cohort:
-
-{table(card['metrics']['external_case_level'])}
-Internal cross-validation (out-of-fold):
-
-{table(card['metrics']['internal_cv_case_level'])}
+{metrics}
 ## Intended use
 {card['intended_use']}
 
@@ -186,7 +259,7 @@ score a new cohort with `spinedx audit` (README, "Auditing a released model").
 
 
 def write_bundle(checkpoint_paths, images_path, external_metrics, internal_metrics, config,
-                 out_dir, workflow_dir=paths.WORKFLOW_DIR, shift_references=()) -> dict:
+                 out_dir, workflow_dir=paths.WORKFLOW_DIR, multiclass_metrics=None, shift_references=()) -> dict:
     """Copy the fold checkpoints into ``out_dir`` and write the card and the manifest.
 
     ``shift_references``: the distribution-shift references of the training cohort, one per
@@ -197,7 +270,8 @@ def write_bundle(checkpoint_paths, images_path, external_metrics, internal_metri
     entries, files = [], []
     for path in checkpoint_paths:
         checkpoint = load_checkpoint(path)  # refuses anything unsafe or corrupt
-        name = paths.bundle_model(checkpoint["backbone"], checkpoint["sequence"], checkpoint["fold"])
+        name = paths.bundle_model(checkpoint["backbone"], checkpoint["sequence"], checkpoint["fold"],
+                                  config["splits"]["scheme"])
         if list(checkpoint["classes"]) != list(config["classes"]):
             raise InputError(f"{path}: trained for classes {checkpoint['classes']}, config says "
                              f"{config['classes']}; retrain or fix config `classes`")
@@ -219,7 +293,8 @@ def write_bundle(checkpoint_paths, images_path, external_metrics, internal_metri
             with atomic_output(out_dir / name) as partial:
                 shutil.copyfile(path, partial)
             files.append(name)
-    card = build_card(entries, images, external_metrics, internal_metrics, config, workflow_dir)
+    card = build_card(entries, images, external_metrics, internal_metrics, config, workflow_dir,
+                      multiclass_metrics)
     if shift_references:
         card["distribution_shift"] = {
             "references": [name for name in files if name.startswith(paths.BUNDLE_SHIFT_DIR)],

@@ -29,6 +29,8 @@ SETTINGS = ("threshold", "bootstrap_replicates", "seed", "ci_level")
 
 # (cohort, model) whose predictions each table evaluates: the external cohort is scored
 # by the ensemble of fold models, the internal cohort by its out-of-fold predictions.
+# "external" selects every cohort but the internal one (config data.external_cohorts;
+# several are pooled here; the N-class tables keep them apart).
 _EXTERNAL_ENSEMBLE = ("external", "ensemble")
 _INTERNAL_OOF = ("internal", "oof")
 
@@ -80,7 +82,8 @@ def build_tables(
 
     def table(predictions: pd.DataFrame, cohort_model: tuple[str, str]) -> pd.DataFrame:
         cohort, model = cohort_model
-        selected = predictions[(predictions["cohort"] == cohort) & (predictions["model"] == model)]
+        in_cohort = (predictions["cohort"] != "internal") if cohort == "external" else (predictions["cohort"] == cohort)
+        selected = predictions[in_cohort & (predictions["model"] == model)]
         return metrics_table(
             selected, ["backbone", "input"],
             threshold=options["threshold"], n_boot=int(options["bootstrap_replicates"]),

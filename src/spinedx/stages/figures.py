@@ -12,10 +12,13 @@ table and the image table.
   counts and row percentages.
 - training_curves_<backbone>_<sequence>: loss and accuracy per epoch of every fold,
   training and validation, the selected epoch marked.
-- table1_cohort.csv: patients, images per sequence, age and sex per cohort and class.
+- table1_cohort.csv: patients, images per sequence, age and sex per cohort and class
+  (every external cohort of ``data.external_cohorts`` in its own rows).
 
 The positive class's probability column (ROC curves) and the class names come from the
-task (:mod:`spinedx.task`).
+task (:mod:`spinedx.task`). Figures 3 and 6 are binary by nature: a study with more
+classes gets its figures from the multiclass_figures stage instead (this stage then
+draws the training curves and table 1 only).
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ def fig3_roc_backbones(image_predictions: pd.DataFrame, table2: pd.DataFrame, co
     task = BinaryTask.from_config(config, decisions=False)
     sequences, backbones = list(config["sequences"]), list(config["backbones"])
     palette = colors(backbones)
-    selected = image_predictions[(image_predictions["cohort"] == "external")
+    selected = image_predictions[(image_predictions["cohort"] != "internal")
                                  & (image_predictions["model"] == "ensemble")]
     fig, axes = plt.subplots(1, len(sequences), figsize=(PAGE_WIDTH, PAGE_WIDTH / len(sequences) + 0.6 + 0.3 * len(backbones)),
                              squeeze=False)
@@ -93,7 +96,7 @@ def fig6_final_system(case_predictions: pd.DataFrame, table3: pd.DataFrame, back
     classes = task.classes
     row = _metric_row(table3, backbone, ALL_INPUT, source)
     cases = case_predictions[(case_predictions["backbone"] == backbone) & (case_predictions["input"] == ALL_INPUT)
-                             & (case_predictions["model"] == "ensemble") & (case_predictions["cohort"] == "external")]
+                             & (case_predictions["model"] == "ensemble") & (case_predictions["cohort"] != "internal")]
     fig, (roc_ax, cm_ax) = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 3.7),
                                         gridspec_kw={"width_ratios": [1, 1.05]})
     fpr, tpr = roc_points(cases["label"], cases[score_col])
@@ -142,8 +145,9 @@ def read_histories(history_paths) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
-def training_curves(histories: pd.DataFrame, backbone: str, sequence: str):
-    """Loss and accuracy per epoch, every fold (colour), training dashed, validation solid."""
+def training_curves(histories: pd.DataFrame, backbone: str, sequence: str, model_prefix: str = "fold"):
+    """Loss and accuracy per epoch, every fold (colour), training dashed, validation solid;
+    ``model_prefix``: what a model is called (fold, or holdout for hold-out repeats)."""
     plt = pyplot()
     from matplotlib.lines import Line2D
 
@@ -163,7 +167,7 @@ def training_curves(histories: pd.DataFrame, backbone: str, sequence: str):
         if measure == "accuracy":
             ax.set_ylim(-0.02, 1.02)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    handles = [Line2D([], [], color=palette[f], lw=1.4, label=f"fold {f}") for f in folds] + [
+    handles = [Line2D([], [], color=palette[f], lw=1.4, label=f"{model_prefix} {f}") for f in folds] + [
         Line2D([], [], color="0.3", lw=1.4, label="validation"),
         Line2D([], [], color="0.3", lw=1, ls="--", label="training"),
         Line2D([], [], color="0.3", marker="*", ls="", ms=9, mec="k", mew=0.5,
@@ -175,10 +179,12 @@ def training_curves(histories: pd.DataFrame, backbone: str, sequence: str):
 
 
 def cohort_table(cases: pd.DataFrame, images: pd.DataFrame, config: dict) -> pd.DataFrame:
-    """Table 1: patients, images per sequence, age (mean ± SD) and sex per cohort x class."""
+    """Table 1: patients, images per sequence, age (mean ± SD) and sex per cohort x class
+    (class: the cases table's diagnosis)."""
     classes, sequences = list(config["classes"]), list(config["sequences"])
+    external = [c for c in config["data"]["external_cohorts"] if c in set(cases["cohort"])] or ["external"]
     rows = []
-    for cohort in ("internal", "external", "all"):
+    for cohort in ("internal", *external, "all"):
         for diagnosis in [*classes, "all"]:
             chosen = cases
             if cohort != "all":
@@ -208,20 +214,24 @@ def main_stage(image_prediction_paths, case_prediction_paths, table2_path, table
                cases_path, images_path, config, out_dir, table1_path) -> list[Path]:
     """The workflow stage: fig3, fig6, training curves (PDF + PNG) and the cohort table."""
     out_dir = Path(out_dir)
-    score_col = BinaryTask.from_config(config).positive_column
-    table2, table3 = pd.read_csv(table2_path), pd.read_csv(table3_path)
-    written = save_figure(fig3_roc_backbones(read_parquets(image_prediction_paths), table2, config, str(table2_path),
-                                             score_col), out_dir / paths.ROC_BACKBONES_FIGURE)
-    backbone = choose_final_backbone(table3, config)
-    written += save_figure(fig6_final_system(read_parquets(case_prediction_paths), table3, backbone, config,
-                                             str(table3_path), score_col), out_dir / paths.FINAL_SYSTEM_FIGURE)
+    written, backbone = [], None
+    if len(config["classes"]) == 2:  # figures 3 and 6 are binary by nature
+        score_col = BinaryTask.from_config(config).positive_column
+        table2, table3 = pd.read_csv(table2_path), pd.read_csv(table3_path)
+        written += save_figure(fig3_roc_backbones(read_parquets(image_prediction_paths), table2, config,
+                                                  str(table2_path), score_col), out_dir / paths.ROC_BACKBONES_FIGURE)
+        backbone = choose_final_backbone(table3, config)
+        written += save_figure(fig6_final_system(read_parquets(case_prediction_paths), table3, backbone, config,
+                                                 str(table3_path), score_col), out_dir / paths.FINAL_SYSTEM_FIGURE)
     if history_paths:  # none in audit mode: the released models were trained elsewhere
         histories = read_histories(history_paths)
+        prefix = paths.MODEL_PREFIX[config["splits"]["scheme"]]
         for backbone_name in config["backbones"]:
             for sequence in config["sequences"]:
-                written += save_figure(training_curves(histories, backbone_name, sequence),
+                written += save_figure(training_curves(histories, backbone_name, sequence, prefix),
                                        out_dir / paths.training_curves_figure(backbone_name, sequence))
-    cases = read_cases(cases_path, config["classes"], all_external=bool(config["audit"]["bundle"]))
+    cases = read_cases(cases_path, config["classes"], all_external=bool(config["audit"]["bundle"]),
+                       external_cohorts=None)
     written.append(write_csv(cohort_table(cases, pd.read_parquet(images_path), config),
                              table1_path))
     log.info("figures: final system %s; %d files written", backbone, len(written))

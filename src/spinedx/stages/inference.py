@@ -1,8 +1,10 @@
 """Inference stage: score images with the fold models of one backbone x sequence.
 
-Each fold model scores the external cohort and its own validation patients (giving the
-out-of-fold predictions of the internal cohort); training patients are not scored. The
-output has one probability column per class (:mod:`spinedx.task`).
+Each fold model scores the external cohorts and its own validation patients (giving the
+out-of-fold predictions of the internal cohort); training patients are not scored. A
+hold-out model (config ``splits.scheme``) scores the external cohorts and its repeat's
+validation and internal-test patients. ``role`` says which: external, validation or
+internal_test. The output has one probability column per class (:mod:`spinedx.task`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from spinedx.io import write_parquet
 from spinedx.models.backbones import to_model_input
 from spinedx.models.checkpoints import load_checkpoint, model_from_checkpoint
 from spinedx.models.device import Acceleration, set_up
-from spinedx.splitting import read_folds
+from spinedx.splitting import SCORED_PARTITIONS, model_partitions, read_folds
 from spinedx.task import task_from_config
 
 #: Columns before the probability columns (one per class).
@@ -53,12 +55,8 @@ def score_folds(checkpoint_paths, cache_path, images_path, folds_path, config) -
     tables, figures) reuse this table instead of scoring again."""
     task = task_from_config(config, decisions=False)
     images = pd.read_parquet(images_path)
-    if folds_path is None:  # audit mode: released models, no cross-validation patients
-        fold_of = np.full(len(images), -1)
-    else:
-        folds = read_folds(folds_path)
-        fold_of = images["patient_id"].map(folds.set_index("patient_id")["fold"]).to_numpy()
-    external = (images["cohort"] == "external").to_numpy()
+    splits = None if folds_path is None else read_folds(folds_path)  # None: audit mode, all external
+    external = (images["cohort"] != "internal").to_numpy()
     cache = read_cache(cache_path)
     # Scoring never compiles: one pass per model does not repay the compile time.
     device, acceleration = set_up(config["training"], compile=False)
@@ -70,12 +68,14 @@ def score_folds(checkpoint_paths, cache_path, images_path, folds_path, config) -
             raise InputError(f"{path}: trained for classes {checkpoint['classes']}, config says "
                              f"{list(task.classes)}; retrain or fix config `classes`")
         fold = checkpoint["fold"]
-        keep = external | (fold_of == fold)  # training patients are not scored
+        role = (np.where(external, "external", "train") if splits is None
+                else model_partitions(images, splits, fold, folds_path))
+        keep = external | np.isin(role, SCORED_PARTITIONS)  # training patients are not scored
         selected = images[keep].reset_index(drop=True)
         model = acceleration.prepare(model_from_checkpoint(checkpoint, device))
         table = selected[["image_id", "patient_id", "sequence", "cohort", "label"]].copy()
         table["fold"] = int(fold)
-        table["role"] = np.where(external[keep], "external", "validation")
+        table["role"] = role[keep]
         rows = torch.from_numpy(np.flatnonzero(keep)).to(device)
         probabilities = predict(model, pixels[rows], checkpoint, config["inference"]["batch_size"], acceleration)
         tables.append(pd.concat([table[KEY_COLUMNS], task.probability_table(probabilities)], axis=1))

@@ -29,6 +29,9 @@ def preprocess_image(path: Path, row, settings: dict, max_pixels: int) -> np.nda
             f"{path}: the image changed since the annotations stage ({image.size[0]}x"
             f"{image.size[1]} now, {row.width}x{row.height} then); rerun the workflow"
         )
+    if settings["crop"] == "box" and not np.isfinite([row.x0, row.y0, row.x1, row.y1]).all():
+        raise InputError(f"{path}: no lesion rectangle to crop to (an image without a shape); set "
+                         "preprocessing.crop: image (labels.source annotation must frame every image alike)")
     return model_view(to_grayscale_uint8(image), row, settings)
 
 

@@ -1,9 +1,13 @@
-"""Training stage: one timm CNN per backbone x sequence x fold.
+"""Training stage: one timm CNN per backbone x sequence x fold (or hold-out repeat).
 
 Fold k's patients (from the persisted split) validate; the other internal patients
-train. The epoch with the best validation accuracy is kept (a tie keeps the earlier
-epoch). A per-epoch ``last.pt`` lets a killed or preempted job resume exactly where it
-stopped; it is removed once the job finishes.
+train. With a hold-out (config ``splits.scheme``), repeat r's train partition trains and
+its validation partition validates; its internal-test patients are never seen. The loss
+is the cross-entropy over all classes (class-weighted with ``training.class_weights:
+balanced``). The epoch with the best validation accuracy (the balanced accuracy, i.e.
+the mean per-class recall, with ``class_weights: balanced``) is kept (a tie keeps the
+earlier epoch). A per-epoch ``last.pt`` lets a killed or preempted job resume exactly
+where it stopped; it is removed once the job finishes.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class FoldTrainer:
         model = build_model(backbone, n_classes, settings["in_chans"], pretrained_file).to(device)
         self.model = self.acceleration.prepare(model)
         self.optimizer = self._optimizer()
+        self.class_weight = class_weights(labels[self.train_idx], n_classes, settings["class_weights"], device)
         # Loss scaling only for fp16 (bf16 has fp32's exponent range).
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.acceleration.precision == "fp16")
         self.history: list[dict] = []
@@ -113,7 +118,7 @@ class FoldTrainer:
         this alone, on random tensors, as the limit of a training step)."""
         with self.acceleration.autocast(self.device):
             logits = self.model(inputs)
-        loss = F.cross_entropy(logits.float(), target)
+        loss = F.cross_entropy(logits.float(), target, weight=self.class_weight)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -146,16 +151,20 @@ class FoldTrainer:
             logits = torch.cat([self.model(self._inputs(index, train=False)).float()
                                 for index in torch.split(self.val_idx, self.settings["batch_size"])])
         target = self.labels[self.val_idx]
-        loss = F.cross_entropy(logits, target).item()
-        accuracy = (logits.argmax(1) == target).float().mean().item()
-        # The last class is the positive one (spinedx.task.BinaryTask).
-        positive = torch.softmax(logits.float(), 1)[:, -1].cpu().numpy()
-        if not np.isfinite(positive).all():  # weights diverged without a NaN training loss yet
+        loss = F.cross_entropy(logits, target, weight=self.class_weight).item()
+        hits = (logits.argmax(1) == target).float()
+        if self.class_weight is None:
+            accuracy = hits.mean().item()
+        else:  # balanced accuracy: the mean recall of the classes present
+            present = torch.unique(target)
+            accuracy = torch.stack([hits[target == k].mean() for k in present]).mean().item()
+        probabilities = torch.softmax(logits.float(), 1).cpu().numpy().astype(np.float64)
+        if not np.isfinite(probabilities).all():  # weights diverged without a NaN training loss yet
             raise FloatingPointError(
                 f"validation outputs became non-finite at epoch {len(self.history) + 1}; lower "
                 "training.lr or check the input images (the cache may hold constant images)"
             )
-        return loss, accuracy, roc_auc(target.cpu().numpy(), positive)
+        return loss, accuracy, validation_auc(target.cpu().numpy(), probabilities)
 
     def run_epoch(self) -> dict:
         started = time.perf_counter()
@@ -197,6 +206,25 @@ class FoldTrainer:
         self.best_state = state["best_state"]
 
 
+def class_weights(train_labels: torch.Tensor, n_classes: int, rule: str, device) -> torch.Tensor | None:
+    """Cross-entropy class weights (config ``training.class_weights``): None for "none";
+    "balanced": n / (n_classes x n_k) per class present in training (absent classes 0)."""
+    if rule == "none":
+        return None
+    counts = torch.bincount(train_labels.cpu(), minlength=n_classes).double()
+    weights = torch.where(counts > 0, counts.sum() / (n_classes * counts.clamp(min=1)), torch.zeros_like(counts))
+    return weights.float().to(device)
+
+
+def validation_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Two classes: the AUC of the last (positive) class (spinedx.task.BinaryTask); more:
+    the macro one-vs-rest AUC over the classes present."""
+    if probabilities.shape[1] == 2:
+        return roc_auc(labels, probabilities[:, -1])
+    aucs = np.array([roc_auc(labels == k, probabilities[:, k]) for k in range(probabilities.shape[1])])
+    return float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
+
+
 def load_job_data(cache_path, images_path, folds_path, fold: int):
     images = pd.read_parquet(images_path)
     cache = read_cache(cache_path)
@@ -228,6 +256,10 @@ def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fol
     images, pixels, labels, train_idx, val_idx = load_job_data(cache_path, images_path, folds_path, fold)
     seed = job_seed(settings["seed"], backbone, sequence, fold)
     weights = initial_weights(settings, backbone, pretrained_record)
+    absent = [name for k, name in enumerate(config["classes"]) if not (labels[train_idx] == k).any()]
+    if absent:  # a rare class may have no image in a sequence's training part
+        log.warning("%s %s model %d: no training image of class(es) %s; the model cannot learn them",
+                    backbone, sequence, fold, absent)
     trainer = FoldTrainer(pixels, labels, train_idx, val_idx, backbone, len(config["classes"]),
                           config, seed, device, acceleration,
                           pretrained.verified_file(weights, pretrained_record) if weights else None)

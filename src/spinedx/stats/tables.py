@@ -113,7 +113,8 @@ def fold_2x2_table(case_predictions: pd.DataFrame, threshold: float = 0.5,
                    score_col: str = "prob") -> pd.DataFrame:
     """Each fold model's own case-level 2x2 on the external cohort.
 
-    Uses rows with ``cohort == "external"`` and ``model == "fold<k>"``; ``fold`` is the
+    Uses rows of the external cohorts (``cohort`` other than "internal") and
+    ``model == "fold<k>"``; ``fold`` is the
     integer k. These per-fold 2x2 tables feed the bivariate meta-analysis, which pools
     sensitivity and specificity across folds. Rows keep the first-appearance order of
     (backbone, input), folds ascending within each.
@@ -122,7 +123,7 @@ def fold_2x2_table(case_predictions: pd.DataFrame, threshold: float = 0.5,
                          "case_predictions", score_col)
     # Positional (numpy) masks, so that a non-unique index of the input does no harm.
     fold_number = case_predictions["model"].astype(str).str.extract(r"^fold(\d+)$")[0]
-    is_selected = (fold_number.notna() & (case_predictions["cohort"] == "external")).to_numpy()
+    is_selected = (fold_number.notna() & (case_predictions["cohort"] != "internal")).to_numpy()
     selected = case_predictions[is_selected].assign(
         fold=fold_number.to_numpy()[is_selected].astype(int)
     )

@@ -1,0 +1,213 @@
+"""The two study shapes of issue 13 end to end on their tiny configs, in scratch folders:
+the ISMF-shaped study (.test/ismf.yaml: five classes labelled by the cases table,
+hold-out 7:1:2-like with two repeats, two external centres, clinical fusion) and the
+canine-shaped study (.test/canine.yaml: six classes labelled per image by the labelme
+shape, four sequences in two planes, hold-out train/validation with the external cohort
+as the test set), then an audit of the ISMF bundle on its external centres."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import REPO, SNAKEMAKE
+
+pytestmark = pytest.mark.workflow
+
+ISMF_CLASSES = ["schwannoma", "meningioma", "astrocytoma", "ependymoma", "metastasis"]
+CANINE_CLASSES = ["unremarkable", "IVDE", "IVDP", "FCE_ANNPE", "syringomyelia", "neoplasia"]
+
+
+def run_study(workdir, config: str, *args: str) -> subprocess.CompletedProcess:
+    command = [*SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2", *args,
+               "--configfile", str(REPO / config)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+    assert done.returncode == 0, f"{' '.join(command)}\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def ismf(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("ismf")
+    run_study(workdir, ".test/ismf.yaml")
+    return workdir, workdir / ".test/results/ismf"
+
+
+@pytest.fixture(scope="module")
+def canine(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("canine")
+    run_study(workdir, ".test/canine.yaml")
+    return workdir, workdir / ".test/results/canine"
+
+
+def assert_figures(results, names):
+    for name in names:
+        assert (results / f"figures/{name}.pdf").read_bytes()[:5] == b"%PDF-", name
+        png = results / f"figures/{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and min(Image.open(png).size) > 300, name
+
+
+def test_ismf_holdout_splits_models_and_predictions(ismf):
+    _, results = ismf
+    holdout = pd.read_csv(results / "splits/holdout.tsv", sep="\t")
+    assert list(holdout.columns) == ["patient_id", "diagnosis", "label", "repeat", "seed", "partition"]
+    assert sorted(holdout.repeat.unique()) == [0, 1] and holdout.groupby("repeat").patient_id.nunique().eq(25).all()
+    # 5 patients per class, 3:1:1: exactly 3 / 1 / 1 of each class in every repeat.
+    counts = holdout.groupby(["repeat", "partition", "diagnosis"]).size().unstack("partition")
+    assert (counts[["train", "validation", "internal_test"]] == [3, 1, 1]).all(axis=None)
+    assert not (results / "splits/folds.tsv").exists()
+    for sequence in ("T1W", "T2W", "T2FS", "AX-T2W"):
+        assert {p.name for p in (results / f"models/resnet10t/{sequence}").iterdir()} == {"holdout0", "holdout1"}
+    ensembled = pd.read_parquet(results / "ensembling/resnet10t/T1W.parquet")
+    assert set(ensembled.model) == {"holdout0", "holdout1", "ensemble"}
+    assert set(ensembled.prediction_set) == {"validation", "internal_test", "external_centre2", "external_centre3"}
+    probs = ensembled[[f"prob_{c}" for c in ISMF_CLASSES]].to_numpy()
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    # The internal test patients of a repeat were neither trained nor validated on by it.
+    for repeat in (0, 1):
+        test_patients = set(holdout[(holdout.repeat == repeat) & (holdout.partition == "internal_test")].patient_id)
+        scored = ensembled[(ensembled.model == f"holdout{repeat}") & (ensembled.prediction_set == "internal_test")]
+        assert set(scored.patient_id) == test_patients
+
+
+def test_ismf_n_class_tables_per_cohort_with_a_pooled_row_and_fusion(ismf):
+    _, results = ismf
+    overall = pd.read_csv(results / "tables/multiclass_overall.csv")
+    sets = set(zip(overall.prediction_set, overall.model))
+    assert sets == {("validation", "holdout0"), ("validation", "holdout1"), ("internal_test", "holdout0"),
+                    ("internal_test", "holdout1"), ("external_centre2", "ensemble"),
+                    ("external_centre3", "ensemble"), ("external_pooled", "ensemble")}
+    assert set(overall[overall.level == "image"].input) == {"T1W", "T2W", "T2FS", "AX-T2W", "sagittal", "axial", "ALL"}
+    assert set(overall[overall.level == "case"].input) == {
+        "T1W", "T2W", "T2FS", "AX-T2W", "sagittal", "axial", "ALL",
+        "fusion_image", "fusion_clinical", "fusion_image+clinical"}
+    case_all = overall[(overall.level == "case") & (overall.input == "ALL")].set_index("prediction_set")
+    assert case_all.loc["external_pooled", "n"] == case_all.loc["external_centre2", "n"] + \
+        case_all.loc["external_centre3", "n"] == 10
+    for metric in ("accuracy", "macro_f1", "macro_auc", "kappa"):
+        values = overall[metric].dropna()
+        assert values.between(-1, 1).all() and (overall[f"{metric}_lo"].dropna() <= values[
+            overall[f"{metric}_lo"].notna()] + 1e-12).all()
+    per_class = pd.read_csv(results / "tables/multiclass_per_class.csv")
+    assert set(per_class["class"]) == set(ISMF_CLASSES)
+    confusion = pd.read_csv(results / "tables/multiclass_confusion.csv")
+    pooled = confusion[(confusion.level == "case") & (confusion.input == "ALL")
+                       & (confusion.prediction_set == "external_pooled")]
+    assert len(pooled) == 25 and pooled["count"].sum() == 10
+    repeats = pd.read_csv(results / "tables/multiclass_holdout_repeats.csv")
+    assert (repeats.n_repeats == 2).all() and (repeats["min"] <= repeats["mean"] + 1e-12).all()
+    comparison = pd.read_csv(results / "tables/fusion_comparison.csv")
+    external = comparison[comparison.prediction_set == "external_pooled"]
+    assert external.input.tolist() == ["ALL", "fusion_image", "fusion_clinical", "fusion_image+clinical"]
+    coefficients = pd.read_csv(results / "tables/fusion_coefficients.csv")
+    assert set(coefficients.fitted_on) == {"holdout0:validation", "holdout1:validation"}
+    # Binary by nature: no binary tables, no meta-analysis for five classes.
+    for name in ("table2_image_level", "table3_case_level", "fold_2x2", "meta_analysis"):
+        assert not (results / f"tables/{name}.csv").exists()
+    table1 = pd.read_csv(results / "tables/table1_cohort.csv").set_index(["cohort", "diagnosis"])
+    assert table1.loc[("external_centre2", "all"), "patients"] == 5
+    assert table1.loc[("external_centre3", "all"), "patients"] == 5
+
+
+def test_ismf_figures_gradcam_and_bundle(ismf):
+    _, results = ismf
+    assert_figures(results, ["fig_multiclass_roc", "fig_multiclass_confusion", "fig_multiclass_f1",
+                             "fig_fusion_comparison",
+                             *(f"fig7_gradcam_resnet10t_{s}" for s in ("T1W", "T2W", "T2FS", "AX-T2W"))])
+    images = pd.read_parquet(results / "annotations/images.parquet")
+    summary = pd.read_csv(results / "gradcam/resnet10t/T2FS.csv")
+    external = images[(images.cohort != "internal") & (images.sequence == "T2FS")]
+    assert sorted(summary.image_id) == sorted(external.image_id)
+    assert set(summary.target_class) <= set(ISMF_CLASSES) and summary.case_prob.between(0.2, 1).all()
+    from spinedx.readers import bundle
+
+    card = bundle.verify(results / "bundle")
+    assert card["split_scheme"] == "holdout" and card["n_folds"] == 2 and card["positive_class"] is None
+    assert {m["file"] for m in card["models"]} == {f"models/resnet10t/{s}/holdout{r}.pt"
+                                                  for s in ("T1W", "T2W", "T2FS", "AX-T2W") for r in (0, 1)}
+    assert {row["prediction_set"] for row in card["metrics"]["external"]} == {
+        "external_centre2", "external_centre3", "external_pooled"}
+    assert "5-class classification" in card["task"]
+    assert "Classes: schwannoma, meningioma" in (results / "bundle/model_card.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def ismf_audit(ismf, tmp_path_factory):
+    """``spinedx audit`` of the ISMF bundle on a copy of its two external centres."""
+    _, results = ismf
+    auditor = tmp_path_factory.mktemp("ismf_auditor")
+    cases = pd.read_csv(results / "demo_cohort/cases.csv", dtype=str)
+    external = cases[cases.cohort != "internal"]
+    for patient in external.patient_id:
+        shutil.copytree(results / "demo_cohort/images" / patient, auditor / "cohort/images" / patient)
+    external.drop(columns="cohort").to_csv(auditor / "cohort/cases.csv", index=False)
+    (auditor / "audit.yaml").write_text(yaml.safe_dump({
+        "meta_analysis": {"enabled": False}, "evaluation": {"bootstrap_replicates": 100},
+        "training": {"device": "cpu", "threads": 1}, "gradcam": {"enabled": False}}))
+    command = [sys.executable, "-m", "spinedx", "audit", "--bundle", str(results / "bundle"),
+               "--images-dir", "cohort/images", "--cases", "cohort/cases.csv", "--results-dir", "audit",
+               "--config", "audit.yaml", "--cores", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=auditor,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    return auditor / "audit"
+
+
+def test_audit_of_the_holdout_bundle_reproduces_the_pooled_external_numbers(ismf, ismf_audit):
+    _, results = ismf
+    study = pd.read_csv(results / "tables/multiclass_overall.csv")
+    audited = pd.read_csv(ismf_audit / "tables/multiclass_overall.csv")
+    assert set(audited.prediction_set) == {"external"} and set(audited.model) == {"ensemble"}
+    assert not (ismf_audit / "models").exists() and not (ismf_audit / "splits").exists()
+    pooled = study[study.prediction_set == "external_pooled"].set_index(["level", "input"])
+    audited = audited.set_index(["level", "input"])
+    assert set(audited.index) == {key for key in pooled.index if not key[1].startswith("fusion_")}
+    for column in ("n", "n_patients", "accuracy", "macro_f1", "macro_auc", "kappa"):
+        assert audited[column].to_dict() == pytest.approx(pooled.loc[audited.index, column].to_dict(), abs=1e-12)
+
+
+def test_canine_labels_from_the_annotation_planes_and_reference_tables(canine):
+    _, results = canine
+    images = pd.read_parquet(results / "annotations/images.parquet")
+    assert set(images.label) == set(range(6))
+    # Labels belong to images: dogs have unremarkable and lesion images.
+    mixed = images.groupby("patient_id").label.nunique()
+    assert (mixed > 1).sum() >= 10
+    no_shape = images.shape_label.isna()
+    assert (images.loc[no_shape, "label"] == 0).all() and images.loc[no_shape, "x0"].isna().all()
+    assert (images.loc[~no_shape, "label"] > 0).all()
+    assert (images.loc[~no_shape].shape_label.map(CANINE_CLASSES.index) == images.loc[~no_shape].label).all()
+    cache = np.load(results / "preprocessing/T2_SAG.npz")["images"]
+    assert cache.shape[1:] == (32, 32)  # whole slices, every image framed alike
+    assert not (results / "case_level").exists()  # labels of images: no case level
+    overall = pd.read_csv(results / "tables/multiclass_overall.csv")
+    assert set(overall.level) == {"image"} and set(overall.prediction_set) == {"validation", "external"}
+    assert set(overall.input) == {"T1_SAG", "T2_SAG", "T1_TRA", "T2_TRA", "sagittal", "transverse", "ALL"}
+    row = overall[(overall.input == "ALL") & (overall.prediction_set == "external")].iloc[0]
+    assert row.n == (images.cohort == "external").sum()
+    reference = pd.read_csv(results / "tables/multiclass_reference_class.csv")
+    assert set(reference.pathology) == set(CANINE_CLASSES[1:]) and set(reference.reference) == {"unremarkable"}
+    ext = reference[(reference.input == "ALL") & (reference.prediction_set == "external")]
+    assert (ext.n_reference == (images[(images.cohort == "external")].label == 0).sum()).all()
+    assert_figures(results, ["fig_multiclass_roc", "fig_multiclass_confusion", "fig_multiclass_f1",
+                             *(f"fig7_gradcam_resnet10t_{s}" for s in ("T1_SAG", "T2_SAG", "T1_TRA", "T2_TRA"))])
+    summary = pd.read_csv(results / "gradcam/resnet10t/T2_SAG.csv")
+    shapeless = set(images[no_shape].image_id)
+    assert summary[summary.image_id.isin(shapeless)].box_fraction_of_image.isna().all()
+    card = json.loads((results / "bundle/model_card.json").read_text())
+    assert card["labels"]["source"] == "annotation" and "each image" in card["task"]
+
+
+def test_canine_rerun_has_nothing_to_do(canine):
+    workdir, _ = canine
+    done = run_study(workdir, ".test/canine.yaml", "-n")
+    assert "Nothing to be done" in done.stdout + done.stderr
