@@ -37,8 +37,11 @@ def sequence_rng(settings: dict, patient_index: int, sequence_index: int) -> np.
 
 def demo_settings(config) -> dict:
     """Generator settings from a resolved spinedx config (sections ``demo_cohort`` and
-    ``sequences``)."""
-    settings = {key: value for key, value in config["demo_cohort"].items() if key != "enabled"}
+    ``sequences``), for the study config ``demo_cohort.study`` names."""
+    if config["demo_cohort"].get("study") == BRAIN_METS:
+        return brain_mets_settings(config)
+    settings = {key: value for key, value in config["demo_cohort"].items()
+                if key not in ("enabled", *OTHER_STUDY_KEYS)}
     missing = [s for s in SEQUENCES if s not in config["sequences"]]
     if missing:
         raise ConfigError(f"the demo cohort has {list(SEQUENCES)}; config `sequences` lacks {missing}")
@@ -52,7 +55,11 @@ def demo_settings(config) -> dict:
 def planned_files(settings: dict) -> dict[str, list[str]]:
     """Relative paths (PNG and JSON) that :func:`spinedx.demo.spine.generate_demo_cohort`
     writes, per sequence, computed without rendering, so a workflow can declare them as
-    outputs and inputs."""
+    outputs and inputs (another study's: its own ``planned_files``)."""
+    if settings.get("study") == BRAIN_METS:
+        from spinedx.demo import brain_mets  # numpy only at import
+
+        return brain_mets.planned_files(settings)
     settings = checked_settings(settings)
     low, high = settings["slices_per_sequence"]
     patient_ids = [f"{prefix}{number:03d}"
@@ -87,3 +94,22 @@ def checked_settings(settings: dict) -> dict:
     if len({folders[s] for s in SEQUENCES}) < len(SEQUENCES):
         raise ValueError(f"demo_cohort.sequence_folders must name a different folder per sequence, got {folders}")
     return merged
+
+
+# --- detection (issue 16): the brain-metastasis demo --------------------------------------
+
+BRAIN_METS = "brain_mets"
+#: Keys of demo_cohort that belong to the other built-in studies, not to the spine demo.
+OTHER_STUDY_KEYS = ("study", "brain_mets", "brain_mets_readers")
+
+
+def brain_mets_settings(config) -> dict:
+    """Settings of :mod:`spinedx.demo.brain_mets` (config ``demo_cohort.brain_mets``), with
+    ``study`` set; its two folders must be mapped to sequences by config ``sequences``."""
+    settings = {**config["demo_cohort"][BRAIN_METS], "study": BRAIN_METS}
+    mapped = {name.lower() for names in config["sequences"].values() for name in names}
+    unmapped = [folder for folder in settings["sequences"].values() if folder.lower() not in mapped]
+    if unmapped:
+        raise ConfigError(f"the brain_mets demo writes sequence folders {unmapped}, which config `sequences` "
+                          "does not map; e.g. sequences: {black_blood: [BB], bright_blood: [DB]}")
+    return settings

@@ -87,6 +87,8 @@ def apply_bundle(config: dict) -> dict:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"{card_path}: cannot read the bundle's model card ({error}); config "
                           "audit.bundle must name a folder written by the bundle stage") from error
+    if released.get("task", {}).get("type") == "detection":  # detection (issue 16)
+        return apply_detection_bundle(config, released)
     unknown = sorted(set(config["sequences"]) - set(released["sequences"]))
     ours = config["sequences"]
     config["sequences"] = {name: list(dict.fromkeys([*folders, *ours.get(name, [])]))
@@ -98,4 +100,30 @@ def apply_bundle(config: dict) -> dict:
     config["splits"]["n_folds"] = released["splits"]["n_folds"]
     for key in ("mean", "std", "in_chans"):
         config["training"][key] = released["training"][key]
+    return config
+
+
+# --- detection (issue 16) -------------------------------------------------------------------
+
+#: Config sections a detection bundle's card records for audit mode.
+DETECTION_CARD_SECTIONS = ("task", "sequences", "detection", "detection_preprocessing", "splits")
+#: Keys of config ``detection`` that belong to the models (taken from the bundle in audit
+#: mode); the others (matching, FP rates) and ``detection_evaluation`` stay the auditor's.
+DETECTION_MODEL_KEYS = ("inputs", "models", "patches_per_case", "lesion_fraction", "lesion_sampling", "selection",
+                        "inference", "candidates")
+
+
+def apply_detection_bundle(config: dict, released: dict) -> dict:
+    """Audit mode for a detection bundle: the task, the sequences (the auditor's folder
+    names added), the number of folds, the preprocessing and the models' detection
+    settings come from the card; the candidates' operating thresholds are the card's
+    (evaluation reads them)."""
+    ours = config["sequences"]
+    config["task"] = released["task"]
+    config["sequences"] = {name: list(dict.fromkeys([*folders, *ours.get(name, [])]))
+                           for name, folders in released["sequences"].items()}
+    config["splits"]["n_folds"] = released["splits"]["n_folds"]
+    config["detection_preprocessing"] = released["detection_preprocessing"]
+    for key in DETECTION_MODEL_KEYS:
+        config["detection"][key] = released["detection"][key]
     return config
