@@ -41,7 +41,11 @@ def test_every_stage_module_exists_and_no_stage_imports_another():
     stages = {path.stem for path in STAGES} - {"__init__"}
     assert stages == {"demo_cohort", "annotations", "preprocessing", "splits", "training", "inference",
                       "ensembling", "case_level", "evaluation", "meta_analysis", "figures", "gradcam",
-                      "bundle", "provenance", "audit", "report_metadata"}
+                      "bundle", "provenance", "audit", "report_metadata",
+                      # detection (issue 16)
+                      *(f"detection_{name}" for name in (
+                          "cases", "preprocessing", "splits", "training", "inference", "candidates", "readers",
+                          "evaluation", "figures", "bundle", "audit", "provenance", "demo_readers"))}
     for path in STAGES:
         others = {name for name in imported_modules(path)
                   if name.startswith("spinedx.stages.") and name != f"spinedx.stages.{path.stem}"}
@@ -75,6 +79,10 @@ OWNED = [
     paths.forest_figure(""), paths.training_curves_figure("", "")[:-1], paths.gradcam_figure("", "")[:-1],
     paths.BUNDLE_CARD_JSON, paths.BUNDLE_CARD_MD, paths.BUNDLE_MANIFEST, "provenance.json", "verified.json",
     "images.parquet", "folds.tsv", "software_versions", "audit_config", ".parquet",
+    # detection (issue 16)
+    *(paths.table_file(name) for name in [*paths.DETECTION_TABLES, paths.DETECTION_COHORT]),
+    paths.DETECTION_FROC_FIGURE, paths.detection_examples_figure("", "")[:-1],
+    paths.detection_curves_figure("", "")[:-1],
 ]
 
 
@@ -142,7 +150,7 @@ def test_one_device_set_up_for_every_model_running_job():
             continue
         used = {name for name, _ in calls(path) if name in parts}
         assert not used, f"{path.name} sets up the device itself ({sorted(used)}); use models.device.set_up"
-    for stage in ("training", "inference", "gradcam"):
+    for stage in ("training", "inference", "gradcam", "detection_training", "detection_inference"):
         assert "set_up" in {name for name, _ in calls(PACKAGE / f"stages/{stage}.py")}, stage
 
 
