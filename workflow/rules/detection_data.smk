@@ -9,12 +9,13 @@ if DETECTION:
     rule detection_cases:
         input:
             cases=CASES,
-            volumes=DETECTION_INPUT_FILES,
+            volumes=lambda wildcards: DETECTION_INPUT_FILES,  # a function, like annotations: the tree lies under images_dir
         output:
             cases=P.detection_cases,
             lesions=P.detection_lesions,
         params:
             settings=settings("sequences", "data", "audit"),
+            images_dir=IMAGES_DIR,
         log:
             P.log("detection_cases", "detection_cases"),
         benchmark:
@@ -23,7 +24,7 @@ if DETECTION:
         conda:
             "../../envs/data.yaml"
         shell:
-            "python -m spinedx detection_cases --settings {params.settings:q} --images-dir {IMAGES_DIR:q}"
+            "python -m spinedx detection_cases --settings {params.settings:q} --images-dir {params.images_dir:q}"
             " --cases {input.cases:q} --out {output.cases:q} --lesions-out {output.lesions:q} 2> {log:q}"
 
     rule detection_preprocessing:
@@ -72,11 +73,12 @@ if DETECTION:
         rule detection_demo_readers:
             input:
                 cases=CASES,
-                volumes=DETECTION_INPUT_FILES,
+                volumes=lambda wildcards: DETECTION_INPUT_FILES,  # a function, like annotations: the tree lies under images_dir
             output:
                 READER_MARKS,
             params:
                 settings=settings("demo_cohort", "sequences", "detection_evaluation", "data"),
+                images_dir=IMAGES_DIR,
             log:
                 P.log("detection_demo_readers", "detection_demo_readers"),
             benchmark:
@@ -86,4 +88,4 @@ if DETECTION:
                 "../../envs/data.yaml"
             shell:
                 "python -m spinedx detection_demo_readers --settings {params.settings:q}"
-                " --images-dir {IMAGES_DIR:q} --cases {input.cases:q} --out {output:q} 2> {log:q}"
+                " --images-dir {params.images_dir:q} --cases {input.cases:q} --out {output:q} 2> {log:q}"
