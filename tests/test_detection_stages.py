@@ -371,3 +371,30 @@ def test_figures_stage_draws_every_figure(study, tmp_path):
         detection_figures.main_stage(config, out / "cases.parquet", out / "lesions.parquet", tables,
                                      [tmp_path / "cand.parquet"], [tmp_path / "hits.parquet"], [tmp_path / "maps.npz"],
                                      [tmp_path / "h0.tsv"], figures, tmp_path / "cohort.csv")
+
+
+def test_verify_expects_the_released_model_input_pairs_not_the_full_grid(tmp_path):
+    # A U-Net trained on one of two inputs: the card's operating points name the 3 pairs.
+    from spinedx.io import sha256_file
+    from spinedx.readers.bundle import BUNDLE_FORMAT
+
+    pairs = [("dm", "both"), ("dm", "bright"), ("unet", "both")]
+    files = [paths.bundle_model(m, i, 0) for m, i in pairs]
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(name.encode())
+
+    def release(models):
+        card = {"format": BUNDLE_FORMAT, "backbones": ["dm", "unet"], "sequences": {"both": [], "bright": []},
+                "n_folds": 1, "models": [{"file": f} for f in models],
+                "detection": {"operating_points": [{"model": m, "input": i} for m, i in pairs]}}
+        (tmp_path / paths.BUNDLE_CARD_JSON).write_text(json.dumps(card))
+        names = [*models, paths.BUNDLE_CARD_JSON]
+        (tmp_path / paths.BUNDLE_MANIFEST).write_text("".join(f"{sha256_file(tmp_path / n)}  {n}\n" for n in names))
+
+    release(files)
+    assert len(verify(tmp_path)["models"]) == 3
+    (tmp_path / files[-1]).unlink()
+    release(files[:-1])
+    with pytest.raises(InputError, match="do not match"):
+        verify(tmp_path)

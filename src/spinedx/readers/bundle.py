@@ -28,7 +28,8 @@ def verify(bundle_dir) -> dict:
     """Check every file of a bundle against SHA256SUMS and return its model card.
 
     Refuses a bundle with a missing, altered or unlisted model file, or a card that does
-    not list exactly the backbone x sequence x fold models it should.
+    not list exactly the backbone x sequence x fold models it should (detection: the
+    model x input pairs of its operating points x folds).
     """
     bundle_dir = Path(bundle_dir)
     manifest = bundle_dir / paths.BUNDLE_MANIFEST
@@ -63,8 +64,11 @@ def verify(bundle_dir) -> dict:
     if card.get("format") != BUNDLE_FORMAT:
         raise InputError(f"{card_path}: bundle format {card.get('format')!r}, this "
                          f"spinedx reads {BUNDLE_FORMAT}")
-    wanted = {paths.bundle_model(b, s, k) for b in card["backbones"] for s in card["sequences"]
-              for k in range(card["n_folds"])}
+    # A detection study trains each model on its own inputs (not every model x input): its
+    # card's operating points name the model x input pairs released.
+    pairs = ([(point["model"], point["input"]) for point in card["detection"]["operating_points"]]
+             if "detection" in card else [(b, s) for b in card["backbones"] for s in card["sequences"]])
+    wanted = {paths.bundle_model(b, s, k) for b, s in pairs for k in range(card["n_folds"])}
     if wanted != {m["file"] for m in card["models"]} or not wanted <= set(expected):
         raise InputError(f"{card_path}: the card's models do not match its backbones x "
                          "sequences x folds, or some are not hashed; obtain the bundle again")

@@ -3,8 +3,9 @@ auditor's cohort.
 
 Same folder layout, manifest and checks as the classification bundle
 (:mod:`spinedx.readers.bundle`; a model's file is ``models/<model>/<input>/fold<k>.pt``,
-the card's ``backbones`` are the models and its ``sequences`` the inputs, so
-:func:`spinedx.readers.bundle.verify` checks it unchanged). The card records what audit
+the card's ``backbones`` are the models and its ``sequences`` the inputs;
+:func:`spinedx.readers.bundle.verify` expects the model x input pairs of its operating
+points, since a model need not be trained on every input). The card records what audit
 mode must re-apply exactly: the inputs' sequences, the networks and their windows, the
 resampling, the intensity recipe (MR percentiles), the head crop, the candidate
 extraction and **the operating threshold of every model x input** chosen on the
