@@ -106,6 +106,11 @@ def test_locate_case_finds_nifti_and_dicom_volumes_case_insensitively(tmp_path):
     assert str(files["black_blood"]) in listed and str(files["lesions"]) in listed
     assert sum(p.startswith(str(files["bright_blood"])) for p in listed) == PHANTOM.shape[0]  # every slice
     assert input_files(tmp_path, SEQUENCES, tmp_path / "absent.csv") == []
+    # an auditor's cases table needs no cohort column (audit mode: every case external)
+    pd.DataFrame({"patient_id": ["P1"]}).to_csv(cases, index=False)
+    assert input_files(tmp_path, SEQUENCES, cases, all_external=True) == listed
+    with pytest.raises(InputError, match="cohort"):
+        input_files(tmp_path, SEQUENCES, cases)
     # a DICOM series hashes by its files' names and contents, wherever it lies
     assert volume_sha256(files["bright_blood"]) == volume_sha256(files["bright_blood"])
     assert len(volume_sha256(files["black_blood"])) == 64

@@ -143,7 +143,7 @@ if DETECTION:
     # Synthetic readers only for the demo; a real study's marks are an input file.
     DEMO_READERS = bool(DEMO and READER_MARKS and config["demo_cohort"]["study"] == "brain_mets")
     DETECTION_INPUT_FILES = ([f"{IMAGES_DIR}/{path}" for files in DEMO_FILES.values() for path in files] if DEMO
-                             else detection_input_files(IMAGES_DIR, config["sequences"], CASES))
+                             else detection_input_files(IMAGES_DIR, config["sequences"], CASES, all_external=AUDIT))
 
     def detection_checkpoints(model, detection_input):
         """The fold models of one model x input as later stages read them (audit: the bundle's)."""

@@ -127,13 +127,14 @@ def locate_case(images_dir, patient_id: str, sequences: dict[str, list[str]]) ->
     return found
 
 
-def input_files(images_dir, sequences: dict[str, list[str]], cases_path) -> list[str]:
+def input_files(images_dir, sequences: dict[str, list[str]], cases_path, all_external: bool = False) -> list[str]:
     """Every file of every patient's volumes (DICOM series: every file of the folder), for
-    the workflow's DAG; empty when the cases table does not exist yet."""
+    the workflow's DAG; empty when the cases table does not exist yet. ``all_external``
+    (audit mode): the cohort column is optional, as in :func:`read_detection_cases`."""
     if not Path(cases_path).is_file() or not Path(images_dir).is_dir():
         return []
     files: list[str] = []
-    for patient_id in read_detection_cases(cases_path)["patient_id"]:
+    for patient_id in read_detection_cases(cases_path, all_external)["patient_id"]:
         for path in locate_case(images_dir, patient_id, sequences).values():
             files.extend(str(p) for p in (_children(path) if path.is_dir() else [path]))
     return files
