@@ -68,7 +68,7 @@ if DETECTION:
     # The same folds file as the classification study's: the detection rule writes it.
     ruleorder: detection_splits > splits
 
-    if DEMO_READERS:
+    if DETECTION_DEMO_READERS:
 
         rule detection_demo_readers:
             input:
