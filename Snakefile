@@ -32,6 +32,11 @@ include: "workflow/rules/gradcam.smk"
 include: "workflow/rules/bundle.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/audit.smk"
+# Detection (issue 16): rules that exist only with task.type detection.
+include: "workflow/rules/detection_data.smk"
+include: "workflow/rules/detection_models.smk"
+include: "workflow/rules/detection_evaluation.smk"
+include: "workflow/rules/detection_release.smk"
 # Issue 15: reader studies and the statistics a reviewer asks for.
 include: "workflow/rules/reader_study.smk"
 include: "workflow/rules/comparisons.smk"

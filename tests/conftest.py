@@ -50,6 +50,18 @@ def snakemake(workdir: Path, *args: str, check=True, cwd: Path | None = None,
     return done
 
 
+def spinedx_audit(bundle: Path, auditor: Path) -> subprocess.CompletedProcess:
+    """``spinedx audit`` of ``bundle`` in the auditor's folder: cohort/images, cohort/cases.csv
+    and audit.yaml there, results in audit/; fails the test with the output's tail."""
+    command = [sys.executable, "-m", "spinedx", "audit", "--bundle", str(bundle),
+               "--images-dir", "cohort/images", "--cases", "cohort/cases.csv", "--results-dir", "audit",
+               "--config", "audit.yaml", "--cores", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=auditor,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    return done
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """One local run of the whole workflow on the tiny config: (workdir, results dir)."""

@@ -46,7 +46,11 @@ def test_every_stage_module_exists_and_no_stage_imports_another():
                       "demo_reader_study", "reader_study", "comparisons", "calibration", "subgroups",
                       "participant_flow", "reporting_checklist", "distribution_shift",
                       # study shapes (issue 13)
-                      "fusion", "multiclass_evaluation", "multiclass_figures"}
+                      "fusion", "multiclass_evaluation", "multiclass_figures",
+                      # detection (issue 16)
+                      *(f"detection_{name}" for name in (
+                          "cases", "preprocessing", "splits", "training", "inference", "candidates", "readers",
+                          "evaluation", "figures", "bundle", "audit", "provenance", "demo_readers"))}
     for path in STAGES:
         others = {name for name in imported_modules(path)
                   if name.startswith("spinedx.stages.") and name != f"spinedx.stages.{path.stem}"}
@@ -80,6 +84,10 @@ OWNED = [
     paths.forest_figure(""), paths.training_curves_figure("", "")[:-1], paths.gradcam_figure("", "")[:-1],
     paths.BUNDLE_CARD_JSON, paths.BUNDLE_CARD_MD, paths.BUNDLE_MANIFEST, "provenance.json", "verified.json",
     "images.parquet", "folds.tsv", "software_versions", "audit_config", ".parquet",
+    # detection (issue 16)
+    *(paths.table_file(name) for name in [*paths.DETECTION_TABLES, paths.DETECTION_COHORT]),
+    paths.DETECTION_FROC_FIGURE, paths.detection_examples_figure("", "")[:-1],
+    paths.detection_curves_figure("", "")[:-1],
     # issue 15 (figure stems equal to stage names, e.g. participant_flow, are not listed)
     *(paths.table_file(name) for name in [
         paths.READER_METRICS_TABLE, paths.READER_MRMC_TABLE, paths.READER_DECISIONS_TABLE, paths.COMPARISONS_TABLE,
@@ -156,7 +164,7 @@ def test_one_device_set_up_for_every_model_running_job():
             continue
         used = {name for name, _ in calls(path) if name in parts}
         assert not used, f"{path.name} sets up the device itself ({sorted(used)}); use models.device.set_up"
-    for stage in ("training", "inference", "gradcam"):
+    for stage in ("training", "inference", "gradcam", "detection_training", "detection_inference"):
         assert "set_up" in {name for name, _ in calls(PACKAGE / f"stages/{stage}.py")}, stage
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import REPO, SNAKEMAKE, snakemake
+from conftest import REPO, SNAKEMAKE, snakemake, spinedx_audit
 
 pytestmark = pytest.mark.workflow
 def planned_jobs(workdir: Path) -> dict[str, int]:
@@ -235,12 +234,7 @@ def audit_run(run, tmp_path_factory):
     settings["comparisons"] = {"enabled": False}
     settings["calibration"] = {**settings.get("calibration", {}), "enabled": False}
     (auditor / "audit.yaml").write_text(yaml.safe_dump(settings))
-    command = [sys.executable, "-m", "spinedx", "audit", "--bundle", str(results / "bundle"),
-               "--images-dir", "cohort/images", "--cases", "cohort/cases.csv", "--results-dir", "audit",
-               "--config", "audit.yaml", "--cores", "2"]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=auditor,
-                          env={**os.environ, "PYTHONPATH": str(REPO / "src")})
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    spinedx_audit(results / "bundle", auditor)
     return auditor, auditor / "audit"
 
 

@@ -140,6 +140,142 @@ def cmd_gradcam(args, config):
                        args.images_dir, args.out, args.figure, args.backbone)
 
 
+# --- detection (issue 16) -----------------------------------------------------------------
+
+
+def cmd_detection_cases(args, config):
+    from spinedx.stages import detection_cases
+    detection_cases.main_stage(config, args.images_dir, args.cases, args.out, args.lesions_out)
+
+
+def cmd_detection_preprocessing(args, config):
+    from spinedx.stages import detection_preprocessing
+    detection_preprocessing.main_stage(config, args.cases, args.out, args.table_out)
+
+
+def cmd_detection_splits(args, config):
+    from spinedx.stages import detection_splits
+    detection_splits.main_stage(config, args.cases, args.out)
+
+
+def cmd_detection_training(args, config):
+    from spinedx.stages import detection_training
+    detection_training.train(config, args.volumes, args.cases, args.folds, args.model, args.input, args.fold,
+                             args.out_dir)
+
+
+def cmd_detection_inference(args, config):
+    from spinedx.stages import detection_inference
+    detection_inference.main_stage(config, args.checkpoints, args.volumes, args.cases, args.folds, args.model,
+                                   args.input, args.out)
+
+
+def cmd_detection_candidates(args, config):
+    from spinedx.stages import detection_candidates
+    detection_candidates.main_stage(config, args.maps, args.cases, args.out, args.lesions_out)
+
+
+def cmd_detection_readers(args, config):
+    from spinedx.stages import detection_readers
+    detection_readers.main_stage(config, args.marks, args.cases, args.out, args.lesions_out)
+
+
+def cmd_detection_evaluation(args, config):
+    from spinedx.stages import detection_evaluation
+    detection_evaluation.main_stage(config, args.cases, args.candidates, args.lesions, args.reader_marks,
+                                    args.reader_lesions, args.out_dir, args.bundle_card)
+
+
+def cmd_detection_figures(args, config):
+    from spinedx.stages import detection_figures
+    detection_figures.main_stage(config, args.cases, args.lesions, args.tables_dir, args.candidates,
+                                 args.lesion_hits, args.maps, args.histories, args.out_dir, args.cohort_out)
+
+
+def cmd_detection_bundle(args, config):
+    from spinedx.stages import detection_bundle
+    detection_bundle.write_bundle(args.checkpoints, args.cases, args.operating_points, args.summary, config,
+                                  args.out_dir)
+
+
+def cmd_detection_audit_verify(args, config):
+    from spinedx.stages import detection_audit
+    detection_audit.main_stage(config, args.bundle, args.cases, args.out)
+
+
+def cmd_detection_provenance(args, config):
+    from spinedx.stages import detection_provenance
+    detection_provenance.main_stage(config, args.outputs, args.detection_cases, args.cases, args.marks,
+                                    args.results_dir, args.out)
+
+
+def cmd_detection_demo_readers(args, config):
+    from spinedx.stages import detection_demo_readers
+    detection_demo_readers.main_stage(config, args.images_dir, args.cases, args.out)
+
+
+def add_detection_commands(stage) -> None:
+    """The detection stages' commands (``stage(name, function, help)`` adds one)."""
+    sub = stage("detection_cases", cmd_detection_cases, "detection: cases table and volumes, checked")
+    for option in ("--images-dir", "--cases", "--out", "--lesions-out"):
+        sub.add_argument(option, required=True)
+    sub = stage("detection_preprocessing", cmd_detection_preprocessing,
+                "detection: resample, normalise and crop every case for the networks")
+    for option in ("--cases", "--out", "--table-out"):
+        sub.add_argument(option, required=True)
+    sub = stage("detection_splits", cmd_detection_splits, "detection: folds stratified by lesion load")
+    for option in ("--cases", "--out"):
+        sub.add_argument(option, required=True)
+    sub = stage("detection_training", cmd_detection_training, "detection: train one model x input x fold")
+    for option in ("--volumes", "--cases", "--folds", "--model", "--input", "--out-dir"):
+        sub.add_argument(option, required=True)
+    sub.add_argument("--fold", type=int, required=True)
+    sub = stage("detection_inference", cmd_detection_inference,
+                "detection: out-of-fold and fold-ensemble probability maps on each case's grid")
+    sub.add_argument("checkpoints", nargs="+", help=f"{paths.CHECKPOINT_FILE} of each fold")
+    for option in ("--volumes", "--cases", "--model", "--input", "--out"):
+        sub.add_argument(option, required=True)
+    sub.add_argument("--folds", help="folds of the splits stage (absent in audit mode: all external)")
+    sub = stage("detection_candidates", cmd_detection_candidates, "detection: candidates of the maps, matched")
+    for option in ("--maps", "--cases", "--out", "--lesions-out"):
+        sub.add_argument(option, required=True)
+    sub = stage("detection_readers", cmd_detection_readers, "detection: readers' marks, matched")
+    for option in ("--marks", "--cases", "--out", "--lesions-out"):
+        sub.add_argument(option, required=True)
+    sub = stage("detection_evaluation", cmd_detection_evaluation,
+                "detection: FROC, CPM, operating point, size bands, case AUC, readers")
+    sub.add_argument("--cases", required=True)
+    sub.add_argument("--candidates", nargs="+", required=True, help="candidates of every model x input, in order")
+    sub.add_argument("--lesions", nargs="+", required=True, help="lesion hits of every model x input, in order")
+    sub.add_argument("--reader-marks")
+    sub.add_argument("--reader-lesions")
+    sub.add_argument("--bundle-card", help="audit mode: the bundle's model card (its operating thresholds)")
+    sub.add_argument("--out-dir", required=True)
+    sub = stage("detection_figures", cmd_detection_figures, "detection: FROC, examples, training curves, cohort")
+    for option in ("--cases", "--lesions", "--tables-dir", "--out-dir", "--cohort-out"):
+        sub.add_argument(option, required=True)
+    for option in ("--candidates", "--lesion-hits", "--maps"):
+        sub.add_argument(option, nargs="+", required=True)
+    sub.add_argument("--histories", nargs="*", default=[])
+    sub = stage("detection_bundle", cmd_detection_bundle, "detection: release the fold models")
+    sub.add_argument("checkpoints", nargs="+")
+    for option in ("--cases", "--operating-points", "--summary", "--out-dir"):
+        sub.add_argument(option, required=True)
+    sub = stage("detection_audit_verify", cmd_detection_audit_verify,
+                "detection: check a released bundle and the audit cohort")
+    for option in ("--bundle", "--cases", "--out"):
+        sub.add_argument(option, required=True)
+    sub = stage("detection_provenance", cmd_detection_provenance, "detection: the provenance record")
+    sub.add_argument("outputs", nargs="*")
+    for option in ("--detection-cases", "--cases", "--results-dir", "--out"):
+        sub.add_argument(option, required=True)
+    sub.add_argument("--marks")
+    sub = stage("detection_demo_readers", cmd_detection_demo_readers,
+                "detection demo: synthetic readers' marks on the brain-metastasis demo")
+    for option in ("--images-dir", "--cases", "--out"):
+        sub.add_argument(option, required=True)
+
+
 # --- issue 15: reader study, paired comparisons, calibration, subgroups, participant flow,
 # reporting checklist, distribution shift --------------------------------------------------
 
@@ -371,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("checkpoints", nargs="+", help=f"{paths.CHECKPOINT_FILE} of each fold")
     for option in ("--cache", "--images", "--ensemble-predictions", "--images-dir", "--backbone", "--out", "--figure"):
         sub.add_argument(option, required=True)
+    add_detection_commands(stage)
     add_issue15_stages(stage)
     return parser
 

@@ -83,6 +83,10 @@ def check_semantics(config: dict, source: str = "config", sections: Iterable[str
     if "classes" in given and len(set(config["classes"])) != len(config["classes"]):
         raise ConfigError(f"{source}: classes must be distinct, got {config['classes']}")
     _check_study_shape(config, source, given)
+    if {"sequences", "detection"} <= given:  # detection (issue 16): inputs, models, names
+        from spinedx.detection_task import DetectionTask  # imports this module
+
+        DetectionTask.from_config(config)
     if "backbones" not in given:
         return
     named = []

@@ -157,6 +157,29 @@ def bundle_model(backbone: str, sequence: str, fold, split_scheme: str = "kfold"
     return f"{BUNDLE_MODELS_DIR}/{backbone}/{sequence}/{model_name(fold, split_scheme)}.pt"
 
 
+# --- detection (issue 16): names inside folders ------------------------------------------
+
+#: The detection tables (``tables/<name>.csv``; stage detection_evaluation, cohort table
+#: detection_figures).
+DETECTION_SUMMARY = "detection_summary"
+DETECTION_FROC = "detection_froc"
+DETECTION_SIZE_BANDS = "detection_size_bands"
+DETECTION_READERS = "detection_readers"
+DETECTION_OPERATING_POINTS = "detection_operating_points"
+DETECTION_COHORT = "detection_cohort"
+DETECTION_TABLES = (DETECTION_SUMMARY, DETECTION_FROC, DETECTION_SIZE_BANDS, DETECTION_READERS,
+                    DETECTION_OPERATING_POINTS)
+DETECTION_FROC_FIGURE = "fig_detection_froc"
+
+
+def detection_examples_figure(model: str, input_: str) -> str:
+    return f"fig_detection_examples_{model}_{input_}"
+
+
+def detection_curves_figure(model: str, input_: str) -> str:
+    return f"detection_training_curves_{model}_{input_}"
+
+
 # --- a study's results folder -----------------------------------------------------------
 
 
@@ -272,6 +295,60 @@ class StudyPaths:
     def audit_config(self) -> str:
         """The config ``spinedx audit`` hands to the workflow, beside the audit's results."""
         return self._join("audit_config.yaml")
+
+    # detection (issue 16): volumes, models and candidates of a detection study
+    @property
+    def detection_cases(self) -> str:
+        """One row per case: cohort, lesion count, the volume files and their sha256."""
+        return self._join("detection", "cases.parquet")
+
+    @property
+    def detection_lesions(self) -> str:
+        """One row per ground-truth lesion: size, equivalent diameter, centroid."""
+        return self._join("detection", "lesions.parquet")
+
+    @property
+    def detection_volumes(self) -> str:
+        """The network's inputs: every case resampled, normalised, cropped (npz)."""
+        return self._join("detection", "preprocessing", "volumes.npz")
+
+    @property
+    def detection_preprocessing(self) -> str:
+        """What preprocessing did per case and sequence (percentile bounds, crop, grid)."""
+        return self._join("detection", "preprocessing", "volumes.parquet")
+
+    def detection_model_dir(self, model: str, input_: str, fold) -> str:
+        return self._join("detection", "models", model, input_, f"fold{fold}")
+
+    def detection_checkpoint(self, model: str, input_: str, fold) -> str:
+        return f"{self.detection_model_dir(model, input_, fold)}/{CHECKPOINT_FILE}"
+
+    def detection_history(self, model: str, input_: str, fold) -> str:
+        return f"{self.detection_model_dir(model, input_, fold)}/{HISTORY_FILE}"
+
+    def detection_job_config(self, model: str, input_: str, fold) -> str:
+        return f"{self.detection_model_dir(model, input_, fold)}/{JOB_CONFIG_FILE}"
+
+    def detection_maps(self, model: str, input_: str) -> str:
+        """Probability maps on each case's own grid: out-of-fold (internal), fold mean (external)."""
+        return self._join("detection", "maps", model, f"{input_}.npz")
+
+    def detection_candidates(self, model: str, input_: str) -> str:
+        """Candidates of the maps with their matching outcome."""
+        return self._join("detection", "candidates", model, f"{input_}.parquet")
+
+    def detection_lesion_hits(self, model: str, input_: str) -> str:
+        """Every ground-truth lesion with the score of the candidate that found it."""
+        return self._join("detection", "candidates", model, f"{input_}_lesions.parquet")
+
+    @property
+    def detection_reader_marks(self) -> str:
+        """The readers' marks with their matching outcome."""
+        return self._join("detection", "readers", "marks.parquet")
+
+    @property
+    def detection_reader_lesions(self) -> str:
+        return self._join("detection", "readers", "lesions.parquet")
 
     # issue 15: exclusion records, the demo reader study, distribution shift
     def annotation_exclusions(self, sequence: str) -> str:

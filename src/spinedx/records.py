@@ -67,3 +67,28 @@ def software_versions() -> pd.DataFrame:
     """:func:`environment` as a table (one row per software); absent packages say so."""
     return pd.DataFrame([{"software": key, "version": "not installed" if value is None else str(value)}
                          for key, value in environment().items()])
+
+
+def output_records(results_dir, named=()) -> list[dict]:
+    """Path (relative to ``results_dir`` when inside it), sha256 and size of every file
+    under the recorded folders (:data:`spinedx.paths.RECORDED_FOLDERS`) and of every file
+    in ``named``: the outputs of a provenance record."""
+    from pathlib import Path
+
+    from spinedx import paths
+    from spinedx.io import sha256_file
+
+    results_dir = Path(results_dir)
+    files = {Path(p) for p in named}
+    for folder in paths.RECORDED_FOLDERS:
+        if (results_dir / folder).is_dir():
+            files.update(p for p in (results_dir / folder).rglob("*")
+                         if p.is_file() and not p.name.endswith(".partial"))
+    rows = []
+    for path in sorted(files):
+        try:
+            shown = path.relative_to(results_dir).as_posix()
+        except ValueError:
+            shown = path.as_posix()
+        rows.append({"path": shown, "sha256": sha256_file(path), "bytes": path.stat().st_size})
+    return rows

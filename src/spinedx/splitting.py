@@ -80,20 +80,74 @@ def refuse_external(splits: pd.DataFrame, cases: pd.DataFrame, source, where: st
                          "rerun the splits stage on the current cases table")
 
 
-def check_folds(folds: pd.DataFrame, cases: pd.DataFrame, n_folds: int, source="folds") -> None:
-    """Invariants every split must hold, whoever wrote it."""
+def check_folds(folds: pd.DataFrame, cases: pd.DataFrame, n_folds: int, source="folds",
+                both_labels: bool = True) -> None:
+    """Invariants every split must hold, whoever wrote it (``both_labels``: every fold
+    holds both classes, which classification needs and detection does not)."""
     if folds["patient_id"].duplicated().any():
         raise InputError(f"{source}: a patient is assigned to more than one fold")
     if set(folds["fold"]) != set(range(n_folds)):
         raise InputError(f"{source}: folds {sorted(set(folds['fold']))} != 0..{n_folds - 1}")
     refuse_external(folds, cases, source, "the cross-validation folds")
     single = folds.groupby("fold")["label"].nunique()
-    if (single < 2).any():
+    if both_labels and (single < 2).any():
         raise InputError(
             f"{source}: fold(s) {single[single < 2].index.tolist()} hold one class only; "
             "validation accuracy there would be meaningless; rerun the splits stage "
             "(spinedx splits) or add patients of the missing class"
         )
+
+
+# --- detection (issue 16): folds stratified by lesion load ---------------------------------
+
+#: Lesion-count bands the detection folds are stratified by: (lowest, highest, name).
+LESION_LOAD_BANDS = ((0, 0, "no lesion"), (1, 1, "1 lesion"), (2, 3, "2-3 lesions"), (4, None, "4+ lesions"))
+
+
+def make_detection_folds(cases: pd.DataFrame, n_folds: int, seed: int, cases_path="cases table") -> pd.DataFrame:
+    """Patient-grouped folds of the internal cohort of a detection study, stratified by
+    lesion load (``n_lesions`` in :data:`LESION_LOAD_BANDS`), so that every fold gets
+    patients without, with one and with many lesions in the cohort's proportions. A band
+    with fewer patients than folds is merged into its lower neighbour (the lowest into
+    the next), as often as needed. Written like the classification folds: ``diagnosis``
+    holds the band's name and ``label`` its position."""
+    internal = cases[cases["cohort"] == "internal"].sort_values("patient_id").reset_index(drop=True)
+    if len(internal) < n_folds:
+        raise InputError(f"{cases_path}: {len(internal)} internal patients cannot fill {n_folds} folds; "
+                         "add patients or lower config splits.n_folds")
+    counts = internal["n_lesions"].astype(int).to_numpy()
+    bands = [[low, high, name] for low, high, name in LESION_LOAD_BANDS]
+
+    def members(band):
+        return (counts >= band[0]) & (counts <= (band[1] if band[1] is not None else counts.max(initial=0)))
+
+    while len(bands) > 1:
+        sizes = [int(members(b).sum()) for b in bands]
+        small = next((i for i, n in enumerate(sizes) if n < n_folds), None)
+        if small is None:
+            break
+        into = small - 1 if small > 0 else 1
+        low, high = min(bands[small][0], bands[into][0]), None if None in (bands[small][1], bands[into][1]) \
+            else max(bands[small][1], bands[into][1])
+        name = ("any lesion load" if low == 0 else f"{low}+ lesions") if high is None else \
+            (f"{low}-{high} lesions" if high > low else bands[into][2])
+        bands[min(small, into)] = [low, high, name]
+        del bands[max(small, into)]
+    label = np.full(len(internal), -1)
+    for position, band in enumerate(bands):
+        label[members(band)] = position
+    internal["label"] = label
+    internal["diagnosis"] = [bands[k][2] for k in label]
+    from sklearn.model_selection import StratifiedGroupKFold  # slow import, needed only here
+
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    fold = np.full(len(internal), -1)
+    for k, (_, validation) in enumerate(splitter.split(internal, internal["label"], groups=internal["patient_id"])):
+        fold[validation] = k
+    internal["fold"] = fold
+    folds = internal[FOLD_COLUMNS].sort_values(["fold", "patient_id"]).reset_index(drop=True)
+    check_folds(folds, cases, n_folds, cases_path, both_labels=False)
+    return folds
 
 
 def write_folds(folds: pd.DataFrame, path: str | Path) -> None:

@@ -250,3 +250,46 @@ def pretrained_weight_files(wildcards):
     """A local weight file named for the backbone: its change resolves it again."""
     wanted = pretrained_request(config["training"]["pretrained"], wildcards.backbone)
     return [] if wanted in (None, PRETRAINED_HUB) else [wanted]
+
+
+# ------------------------------------------------------------------------------------
+# Detection (issue 16): with task.type detection the study is the detection one
+# (workflow/rules/detection_*.smk); its targets replace the classification targets.
+from spinedx.detection_task import DetectionTask, is_detection
+from spinedx.readers.bundle import DETECTION_CARD_SECTIONS as DETECTION_BUNDLE_SECTIONS
+from spinedx.readers.detection_cases import input_files as detection_input_files
+
+DETECTION = is_detection(config)
+if DETECTION:
+    DETECTION_TASK = DetectionTask.from_config(config)
+    DETECTION_PAIRS = DETECTION_TASK.pairs
+    READER_MARKS = config["detection_evaluation"]["readers"]["marks"]
+    # Synthetic readers only for the demo; a real study's marks are an input file.
+    DETECTION_DEMO_READERS = bool(DEMO and READER_MARKS and config["demo_cohort"]["study"] == "brain_mets")
+    DETECTION_INPUT_FILES = ([f"{IMAGES_DIR}/{path}" for files in DEMO_FILES.values() for path in files] if DEMO
+                             else detection_input_files(IMAGES_DIR, config["sequences"], CASES, all_external=AUDIT))
+
+    def detection_checkpoints(model, detection_input):
+        """The fold models of one model x input as later stages read them (audit: the bundle's)."""
+        if AUDIT:
+            return [paths.BundlePaths(AUDIT_BUNDLE).model(model, detection_input, k) for k in FOLDS]
+        return [P.detection_checkpoint(model, detection_input, k) for k in FOLDS]
+
+    def per_pair(pattern):
+        """``pattern(model, input)`` for every model x input, in the study's order."""
+        return [pattern(model, detection_input) for model, detection_input in DETECTION_PAIRS]
+
+    DETECTION_TABLE_FILES = {name: P.table(name) for name in paths.DETECTION_TABLES}
+    DETECTION_CURVES = [] if AUDIT else DETECTION_PAIRS
+    DETECTION_BUNDLE_MODELS = [P.bundle.model(m, i, k) for m, i in DETECTION_PAIRS for k in FOLDS]
+    DETECTION_BUNDLE_FILES = [*DETECTION_BUNDLE_MODELS, P.bundle.card_json, P.bundle.card_md, P.bundle.manifest]
+    STUDY_OUTPUTS = [
+        *DETECTION_TABLE_FILES.values(),
+        P.table(paths.DETECTION_COHORT),
+        *figures_of(paths.DETECTION_FROC_FIGURE,
+                    *(paths.detection_examples_figure(m, i) for m, i in DETECTION_PAIRS),
+                    *(paths.detection_curves_figure(m, i) for m, i in DETECTION_CURVES)),
+        P.report_config,
+        P.software_versions,
+        *([P.audit_verified] if AUDIT else DETECTION_BUNDLE_FILES),
+    ]

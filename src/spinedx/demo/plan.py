@@ -31,6 +31,7 @@ SPINE_COUNTS = ("n_internal", "n_external")
 RENDERERS = {
     "ismf": "spinedx.demo.ismf",
     "canine": "spinedx.demo.canine",
+    "brain_mets": "spinedx.demo.brain_mets",
 }
 
 
@@ -78,8 +79,10 @@ def study_settings(config, study: str) -> dict:
 
 def demo_settings(config) -> dict:
     """Generator settings from a resolved spinedx config (sections ``demo_cohort`` and
-    ``sequences``)."""
+    ``sequences``), for the study config ``demo_cohort.study`` names."""
     study = config["demo_cohort"].get("study", SPINE)
+    if study == BRAIN_METS:  # detection (issue 16): volumes, its own settings
+        return brain_mets_settings(config)
     if study != SPINE:
         return study_settings(config, study)
     # The spine's keys are the flat ones (the other studies' subsections are left out).
@@ -136,3 +139,22 @@ def checked_settings(settings: dict) -> dict:
     if len({folders[s] for s in SEQUENCES}) < len(SEQUENCES):
         raise ValueError(f"demo_cohort.sequence_folders must name a different folder per sequence, got {folders}")
     return merged
+
+
+# --- detection (issue 16): the brain-metastasis demo --------------------------------------
+
+BRAIN_METS = "brain_mets"
+#: Keys of demo_cohort that belong to the other built-in studies, not to the spine demo.
+OTHER_STUDY_KEYS = ("study", "brain_mets", "brain_mets_readers")
+
+
+def brain_mets_settings(config) -> dict:
+    """Settings of :mod:`spinedx.demo.brain_mets` (config ``demo_cohort.brain_mets``), with
+    ``study`` set; its two folders must be mapped to sequences by config ``sequences``."""
+    settings = {**config["demo_cohort"][BRAIN_METS], "study": BRAIN_METS}
+    mapped = {name.lower() for names in config["sequences"].values() for name in names}
+    unmapped = [folder for folder in settings["sequences"].values() if folder.lower() not in mapped]
+    if unmapped:
+        raise ConfigError(f"the brain_mets demo writes sequence folders {unmapped}, which config `sequences` "
+                          "does not map; e.g. sequences: {black_blood: [BB], bright_blood: [DB]}")
+    return settings

@@ -12,6 +12,9 @@ Sampling (seeded): a fraction ``lesion_fraction`` of patch centres is drawn unif
 among lesion voxels (so larger lesions are sampled more, as in DeepMedic's sampling of
 the foreground class), the rest uniformly among the foreground (head) mask's voxels
 (lesion voxels included); without lesion voxels every centre comes from the foreground.
+With ``balance="lesion"`` the lesion centres are spread evenly over the lesions
+(instance labels) instead, each centre on a uniformly drawn voxel of a uniformly drawn
+lesion, so small lesions are not drowned by large ones.
 
 Sliding-window inference uses MONAI's ``sliding_window_inference`` (window overlap,
 "gaussian" or "constant" blending); for a network with a margin, each window's input
@@ -37,6 +40,8 @@ __all__ = [
 ]
 
 ACTIVATIONS: tuple = ("sigmoid", "softmax", None)
+#: How lesion-centred patches are spread: over lesion voxels, or evenly over lesions.
+BALANCES: tuple = ("voxel", "lesion")
 
 
 def _sizes(size, name="size") -> tuple[int, int, int]:
@@ -63,10 +68,18 @@ def sample_patch_centres(
     *,
     lesion_fraction: float,
     seed: int | np.random.Generator,
+    balance: str = "voxel",
 ) -> np.ndarray:
     """``n`` patch centres ``(n, 3)`` (z, y, x), in random order: ``round(n *
     lesion_fraction)`` on lesion voxels (``lesion_mask != 0``), the rest on foreground
-    voxels (``foreground_mask != 0``; None = the whole volume)."""
+    voxels (``foreground_mask != 0``; None = the whole volume).
+
+    ``balance``: "voxel" draws the lesion centres uniformly among all lesion voxels (a
+    large lesion gets most of them, as in DeepMedic); "lesion" treats ``lesion_mask`` as
+    instance labels and draws a lesion uniformly for each centre, then one of its voxels,
+    so a 2 mm lesion is seen as often as a 15 mm one."""
+    if balance not in BALANCES:
+        raise InputError(f"balance must be one of {BALANCES}; got {balance!r}")
     lesion_mask = np.asarray(lesion_mask)
     if lesion_mask.ndim != 3:
         raise InputError(f"lesion mask must be 3D (z, y, x); got shape {lesion_mask.shape}")
@@ -88,8 +101,17 @@ def sample_patch_centres(
         raise InputError("foreground mask is empty: no voxel to centre the non-lesion patches on; "
                          "pass a mask of the head (or None for the whole volume)")
     n_foreground = n - n_lesion
+    if balance == "lesion" and n_lesion:
+        values = lesion_mask.ravel()[lesion_voxels]
+        order = np.argsort(values, kind="stable")
+        instances, starts, counts = np.unique(values[order], return_index=True, return_counts=True)
+        which = rng.integers(0, instances.size, n_lesion)
+        lesion_centres = lesion_voxels[order[starts[which] + rng.integers(0, counts[which])]]
+    else:
+        lesion_centres = lesion_voxels[rng.integers(0, lesion_voxels.size, n_lesion)] if n_lesion \
+            else np.zeros(0, np.int64)
     flat = np.concatenate([
-        lesion_voxels[rng.integers(0, lesion_voxels.size, n_lesion)] if n_lesion else np.zeros(0, np.int64),
+        lesion_centres,
         foreground_voxels[rng.integers(0, foreground_voxels.size, n_foreground)] if n_foreground
         else np.zeros(0, np.int64),
     ])
@@ -129,10 +151,12 @@ def sample_training_patches(
     lesion_fraction: float,
     seed: int | np.random.Generator,
     pad_value: float = 0.0,
+    balance: str = "voxel",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` training pairs: image patches ``(n, channels, *(output_size + 2 *
     input_margin))`` and label patches ``(n, *output_size)`` centred on the same voxels
-    (:func:`sample_patch_centres`); returns ``(images, labels, centres)``."""
+    (:func:`sample_patch_centres`, ``balance`` as there); returns ``(images, labels,
+    centres)``."""
     image = np.asarray(image)
     if image.ndim != 4:
         raise InputError(f"image must be (channels, z, y, x); got shape {image.shape}")
@@ -141,7 +165,8 @@ def sample_training_patches(
         raise InputError(f"label shape {label.shape} differs from image shape {image.shape[1:]}")
     output_size = _sizes(output_size, "output_size")
     input_size = tuple(s + 2 * int(input_margin) for s in output_size)
-    centres = sample_patch_centres(label, foreground_mask, n, lesion_fraction=lesion_fraction, seed=seed)
+    centres = sample_patch_centres(label, foreground_mask, n, lesion_fraction=lesion_fraction, seed=seed,
+                                   balance=balance)
     images = np.stack([extract_patch(image, c, input_size, pad_value=pad_value) for c in centres]) if n else \
         np.zeros((0, image.shape[0], *input_size), image.dtype)
     labels = np.stack([extract_patch(label, c, output_size) for c in centres]) if n else \

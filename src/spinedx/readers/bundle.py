@@ -28,7 +28,8 @@ def verify(bundle_dir) -> dict:
     """Check every file of a bundle against SHA256SUMS and return its model card.
 
     Refuses a bundle with a missing, altered or unlisted model file, or a card that does
-    not list exactly the backbone x sequence x fold models it should.
+    not list exactly the backbone x sequence x fold models it should (detection: the
+    model x input pairs of its operating points x folds).
     """
     bundle_dir = Path(bundle_dir)
     manifest = bundle_dir / paths.BUNDLE_MANIFEST
@@ -63,9 +64,12 @@ def verify(bundle_dir) -> dict:
     if card.get("format") != BUNDLE_FORMAT:
         raise InputError(f"{card_path}: bundle format {card.get('format')!r}, this "
                          f"spinedx reads {BUNDLE_FORMAT}")
+    # A detection study trains each model on its own inputs (not every model x input): its
+    # card's operating points name the model x input pairs released.
     scheme = card.get("split_scheme", "kfold")
-    wanted = {paths.bundle_model(b, s, k, scheme) for b in card["backbones"] for s in card["sequences"]
-              for k in range(card["n_folds"])}
+    pairs = ([(point["model"], point["input"]) for point in card["detection"]["operating_points"]]
+             if "detection" in card else [(b, s) for b in card["backbones"] for s in card["sequences"]])
+    wanted = {paths.bundle_model(b, s, k, scheme) for b, s in pairs for k in range(card["n_folds"])}
     if wanted != {m["file"] for m in card["models"]} or not wanted <= set(expected):
         raise InputError(f"{card_path}: the card's models do not match its backbones x "
                          "sequences x folds, or some are not hashed; obtain the bundle again")
@@ -88,6 +92,8 @@ def apply_bundle(config: dict) -> dict:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"{card_path}: cannot read the bundle's model card ({error}); config "
                           "audit.bundle must name a folder written by the bundle stage") from error
+    if released.get("task", {}).get("type") == "detection":  # detection (issue 16)
+        return apply_detection_bundle(config, released)
     unknown = sorted(set(config["sequences"]) - set(released["sequences"]))
     ours = config["sequences"]
     config["sequences"] = {name: list(dict.fromkeys([*folders, *ours.get(name, [])]))
@@ -104,4 +110,30 @@ def apply_bundle(config: dict) -> dict:
             config["splits"][key] = released["splits"][key]
     for key in ("mean", "std", "in_chans"):
         config["training"][key] = released["training"][key]
+    return config
+
+
+# --- detection (issue 16) -------------------------------------------------------------------
+
+#: Config sections a detection bundle's card records for audit mode.
+DETECTION_CARD_SECTIONS = ("task", "sequences", "detection", "detection_preprocessing", "splits")
+#: Keys of config ``detection`` that belong to the models (taken from the bundle in audit
+#: mode); the others (matching, FP rates) and ``detection_evaluation`` stay the auditor's.
+DETECTION_MODEL_KEYS = ("inputs", "models", "patches_per_case", "lesion_fraction", "lesion_sampling", "selection",
+                        "inference", "candidates")
+
+
+def apply_detection_bundle(config: dict, released: dict) -> dict:
+    """Audit mode for a detection bundle: the task, the sequences (the auditor's folder
+    names added), the number of folds, the preprocessing and the models' detection
+    settings come from the card; the candidates' operating thresholds are the card's
+    (evaluation reads them)."""
+    ours = config["sequences"]
+    config["task"] = released["task"]
+    config["sequences"] = {name: list(dict.fromkeys([*folders, *ours.get(name, [])]))
+                           for name, folders in released["sequences"].items()}
+    config["splits"]["n_folds"] = released["splits"]["n_folds"]
+    config["detection_preprocessing"] = released["detection_preprocessing"]
+    for key in DETECTION_MODEL_KEYS:
+        config["detection"][key] = released["detection"][key]
     return config

@@ -23,7 +23,7 @@ import pandas as pd
 from spinedx import paths
 from spinedx.io import sha256_file, write_text
 from spinedx.readers.bundle import manifest_sha256
-from spinedx.records import code_version, environment
+from spinedx.records import code_version, environment, output_records
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +42,6 @@ def _inputs(images_path, cases_path) -> dict:
     return {"sha256": digest.hexdigest(), "cases": cases, "images": files}
 
 
-def _outputs(results_dir: Path, named) -> list[dict]:
-    files = {Path(p) for p in named}
-    for folder in paths.RECORDED_FOLDERS:
-        if (results_dir / folder).is_dir():
-            files.update(p for p in (results_dir / folder).rglob("*")
-                         if p.is_file() and not p.name.endswith(".partial"))
-    rows = []
-    for path in sorted(files):
-        try:
-            shown = path.relative_to(results_dir).as_posix()
-        except ValueError:
-            shown = path.as_posix()
-        rows.append({"path": shown, "sha256": sha256_file(path), "bytes": path.stat().st_size})
-    return rows
-
-
 def build(results_dir, images_path, cases_path, config, outputs=(), workflow_dir=paths.WORKFLOW_DIR,
           pretrained_records=()) -> dict:
     results_dir = Path(results_dir)
@@ -68,7 +52,7 @@ def build(results_dir, images_path, cases_path, config, outputs=(), workflow_dir
         "software": environment(),
         "config": dict(config),
         "inputs": _inputs(images_path, cases_path),
-        "outputs": _outputs(results_dir, outputs),
+        "outputs": output_records(results_dir, outputs),
         # Initial weights of the models (rule pretrained_weights): source and sha256 of the
         # file per backbone; backbones not listed started from random initialisation.
         "pretrained_weights": {record["backbone"]: {k: record.get(k) for k in ("source", "file", "sha256", "bytes")}

@@ -1,0 +1,122 @@
+"""The detection study (issue 16) end to end on the tiny .test/brain_mets.yaml config:
+built-in brain-metastasis phantoms, two synthetic readers, a tiny DeepMedic on both
+sequences and on bright blood alone, a tiny MONAI U-Net on both, 2 folds, 2 epochs.
+One run (module fixture) serves every read-only check below."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, snakemake, spinedx_audit
+from spinedx import paths
+from spinedx.imaging.detection_cache import read_maps
+from spinedx.readers.bundle import verify
+
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+
+PAIRS = [("deepmedic", "both"), ("deepmedic", "bright_blood"), ("unet", "both")]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """(workdir, results dir) of one local run of the tiny detection config."""
+    workdir = tmp_path_factory.mktemp("detection_workflow")
+    snakemake(workdir, "--cores", "2", extra_configs=[REPO / ".test/brain_mets.yaml"])
+    return workdir, workdir / ".test/results/brain_mets"
+
+
+def test_tables_cover_every_model_and_input_with_plausible_numbers(run):
+    _, results = run
+    summary = pd.read_csv(results / f"tables/{paths.DETECTION_SUMMARY}.csv")
+    assert [tuple(pair) for pair in summary[["model", "input"]].drop_duplicates().to_numpy()] == PAIRS
+    cases = pd.read_parquet(results / "detection/cases.parquet")
+    assert set(cases.cohort) == {"internal", "external"} and len(cases) == 9
+    for name in paths.DETECTION_TABLES:
+        table = pd.read_csv(results / f"tables/{name}.csv")
+        assert len(table) > 0, name
+    froc = pd.read_csv(results / f"tables/{paths.DETECTION_FROC}.csv")
+    assert froc.filter(like="sensitivity").stack().between(0, 1).all()
+    readers = pd.read_csv(results / f"tables/{paths.DETECTION_READERS}.csv")
+    assert readers.reader.nunique() == 2 and (readers.n_cases == 3).all()  # every external case read
+    assert readers.reader_sensitivity.between(0, 1).all()
+    cohort = pd.read_csv(results / f"tables/{paths.DETECTION_COHORT}.csv").set_index("cohort")
+    lesions = summary.groupby("cohort").n_lesions.unique()
+    assert all(list(lesions[c]) == [cohort.lesions[c]] for c in ("internal", "external"))
+
+
+def test_bundle_records_what_audit_mode_reapplies(run):
+    _, results = run
+    card = verify(results / "bundle")  # every file against SHA256SUMS
+    assert len(card["models"]) == len(PAIRS) * 2
+    recipe = card["detection"]["intensity_recipe"]
+    assert (recipe["kind"], recipe["low"], recipe["high"]) == ("percentile", 0.5, 99.9)
+    assert {(p["model"], p["input"]) for p in card["detection"]["operating_points"]} == set(PAIRS)
+
+
+def test_every_figure_is_a_pdf_and_png(run):
+    _, results = run
+    names = [paths.DETECTION_FROC_FIGURE,
+             *(paths.detection_examples_figure(m, i) for m, i in PAIRS),
+             *(paths.detection_curves_figure(m, i) for m, i in PAIRS)]
+    for name in names:
+        assert (results / f"figures/{name}.pdf").read_bytes()[:5] == b"%PDF-", name
+        assert (results / f"figures/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_maps_are_probabilities_on_each_case_grid_and_checkpoints_load_safely(run):
+    _, results = run
+    for model, detection_input in PAIRS:
+        for fold in (0, 1):
+            checkpoint = results / f"detection/models/{model}/{detection_input}/fold{fold}/{paths.CHECKPOINT_FILE}"
+            state = torch.load(checkpoint, weights_only=True, map_location="cpu")
+            assert state, checkpoint
+    meta, maps = read_maps(results / "detection/maps/deepmedic/both.npz")
+    cases = pd.read_parquet(results / "detection/cases.parquet")
+    assert sorted(name for name in maps.files if name != "meta") == sorted(cases.patient_id)
+    for patient in cases.patient_id:
+        assert maps[patient].ndim == 3 and 0 <= maps[patient].min() and maps[patient].max() <= 1
+
+
+def test_a_second_run_has_nothing_to_do(run):
+    workdir, _ = run
+    done = snakemake(workdir, "-n", "--cores", "2", extra_configs=[REPO / ".test/brain_mets.yaml"])
+    assert "Nothing to be done" in done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def audit_run(run, tmp_path_factory):
+    """``spinedx audit`` of the study's bundle on a copy of its external cohort (cases.csv
+    without a cohort column) and the readers' marks: no training, the bundle's thresholds."""
+    _, results = run
+    auditor = tmp_path_factory.mktemp("detection_auditor")
+    cases = pd.read_csv(results / "demo_cohort/cases.csv", dtype=str)
+    external = cases[cases.cohort == "external"]
+    for patient in external.patient_id:
+        shutil.copytree(results / "demo_cohort/images" / patient, auditor / "cohort/images" / patient)
+    external.drop(columns="cohort").to_csv(auditor / "cohort/cases.csv", index=False)
+    shutil.copy(results / "demo_cohort/reader_marks.csv", auditor / "cohort/reader_marks.csv")
+    settings = yaml.safe_load((REPO / ".test/brain_mets.yaml").read_text())
+    settings["detection_evaluation"]["readers"]["marks"] = "cohort/reader_marks.csv"
+    (auditor / "audit.yaml").write_text(yaml.safe_dump(settings))
+    spinedx_audit(results / "bundle", auditor)
+    return auditor / "audit"
+
+
+def test_audit_of_the_external_cohort_reproduces_the_external_results(run, audit_run):
+    _, results = run
+    audited = audit_run
+    assert not (audited / "detection/models").exists() and not (audited / "splits").exists()
+    key = ["model", "input", "cohort"]
+    study = pd.read_csv(results / f"tables/{paths.DETECTION_SUMMARY}.csv")
+    audit = pd.read_csv(audited / f"tables/{paths.DETECTION_SUMMARY}.csv")
+    assert set(audit.cohort) == {"external"}
+    study = study[study.cohort == "external"].set_index(key).sort_index()
+    audit = audit.set_index(key).sort_index()
+    # Same models, same volumes, the bundle's thresholds: the same external results.
+    pd.testing.assert_frame_equal(audit[study.columns], study, check_exact=False, rtol=1e-9)
