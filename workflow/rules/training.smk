@@ -3,6 +3,7 @@ rule training:
         cache=P.preprocessing_cache("{sequence}"),
         images=P.annotations("{sequence}"),
         folds=P.folds,
+        pretrained=pretrained_record,
     output:
         checkpoint=P.checkpoint("{backbone}", "{sequence}", "{fold}"),
         history=P.history("{backbone}", "{sequence}", "{fold}"),
@@ -10,6 +11,7 @@ rule training:
     params:
         settings=settings("classes", "preprocessing", "splits", "training"),
         out_dir=subpath(output.checkpoint, parent=True),
+        pretrained=pretrained_record_option,
     log:
         P.log("training", "{backbone}/{sequence}/fold{fold}"),
     benchmark:
@@ -25,4 +27,4 @@ rule training:
         "python -m spinedx training --settings {params.settings:q} --cache {input.cache:q}"
         " --images {input.images:q} --folds {input.folds:q} --backbone {wildcards.backbone:q}"
         " --sequence {wildcards.sequence:q} --fold {wildcards.fold} --out-dir {params.out_dir:q}"
-        " 2> {log:q}"
+        " {params.pretrained} 2> {log:q}"

@@ -12,6 +12,7 @@ if TRAINING_FOLDS_TOGETHER:
             cache=P.preprocessing_cache("{sequence}"),
             images=P.annotations("{sequence}"),
             folds=P.folds,
+            pretrained=pretrained_record,
         output:
             checkpoints=expand(P.checkpoint("{backbone}", "{sequence}", "{fold}"), fold=FOLDS, allow_missing=True),
             histories=expand(P.history("{backbone}", "{sequence}", "{fold}"), fold=FOLDS, allow_missing=True),
@@ -21,6 +22,7 @@ if TRAINING_FOLDS_TOGETHER:
             fold_ids=" ".join(map(str, FOLDS)),
             out_dirs=lambda wildcards, output: [os.path.dirname(path) for path in output.checkpoints],
             training_threads=config["training"]["threads"],
+            pretrained=pretrained_record_option,
         log:
             job=P.log("training_folds", "{backbone}/{sequence}"),
             folds=expand(P.log("training", "{backbone}/{sequence}/fold{fold}"), fold=FOLDS, allow_missing=True),
@@ -39,4 +41,5 @@ if TRAINING_FOLDS_TOGETHER:
             "python -m spinedx training_folds --settings {params.settings:q} --folds {input.folds:q}"
             " --backbone {wildcards.backbone:q} --sequences {wildcards.sequence:q} --caches {input.cache:q}"
             " --images {input.images:q} --fold-ids {params.fold_ids} --out-dirs {params.out_dirs:q}"
-            " --logs {log.folds:q} --workers $(( {threads} / {params.training_threads} )) 2> {log.job:q}"
+            " --logs {log.folds:q} --workers $(( {threads} / {params.training_threads} )) {params.pretrained}"
+            " 2> {log.job:q}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -23,11 +24,13 @@ import torch.nn.functional as F
 import yaml
 
 from spinedx import paths
+from spinedx.config import pretrained_request
 from spinedx.imaging.augmentation import augment
 from spinedx.imaging.cache import align, read_cache
 from spinedx.io import write_csv, write_text
 from spinedx.models.backbones import build_model, to_model_input
 from spinedx.models.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
+from spinedx.models import pretrained
 from spinedx.models.device import Acceleration, set_up
 from spinedx.records import environment
 from spinedx.splitting import read_folds, split_indices
@@ -55,7 +58,7 @@ class FoldTrainer:
 
     def __init__(self, images_u8: torch.Tensor, labels: torch.Tensor, train_idx, val_idx,
                  backbone: str, n_classes: int, config: dict, seed: int, device: torch.device,
-                 acceleration: Acceleration):
+                 acceleration: Acceleration, pretrained_file: str | None = None):
         settings = config["training"]
         self.settings = settings
         self.device = device
@@ -66,8 +69,8 @@ class FoldTrainer:
         self.val_idx = torch.as_tensor(val_idx, dtype=torch.long).to(device)
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
-        pretrained = settings["pretrained"].get(backbone)
-        model = build_model(backbone, n_classes, settings["in_chans"], pretrained).to(device)
+        # Initial weights: a resolved, hash-checked file (spinedx.models.pretrained) or none.
+        model = build_model(backbone, n_classes, settings["in_chans"], pretrained_file).to(device)
         self.model = self.acceleration.prepare(model)
         self.optimizer = self._optimizer()
         # Loss scaling only for fp16 (bf16 has fp32's exponent range).
@@ -203,22 +206,37 @@ def load_job_data(cache_path, images_path, folds_path, fold: int):
     return images, pixels, labels, train_idx, val_idx
 
 
+def initial_weights(settings: dict, backbone: str, record_path=None) -> dict | None:
+    """The pretrained-weights record of ``backbone`` (None: random initialisation): the
+    one the workflow resolved before training (rule pretrained_weights), else resolved
+    here (a job run by hand)."""
+    if pretrained_request(settings["pretrained"], backbone) is None:
+        return None
+    if record_path is not None:
+        return json.loads(Path(record_path).read_text())
+    return pretrained.resolve(settings["pretrained"], backbone, settings["in_chans"])
+
+
 def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fold: int,
-          config: dict, out_dir) -> dict:
-    """Train one fold model; write best.pt, history.tsv and config.yaml into ``out_dir``."""
+          config: dict, out_dir, pretrained_record=None) -> dict:
+    """Train one fold model; write best.pt, history.tsv and config.yaml into ``out_dir``.
+    ``pretrained_record``: the resolved initial weights (rule pretrained_weights)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = config["training"]
     device, acceleration = set_up(settings)
     images, pixels, labels, train_idx, val_idx = load_job_data(cache_path, images_path, folds_path, fold)
     seed = job_seed(settings["seed"], backbone, sequence, fold)
+    weights = initial_weights(settings, backbone, pretrained_record)
     trainer = FoldTrainer(pixels, labels, train_idx, val_idx, backbone, len(config["classes"]),
-                          config, seed, device, acceleration)
+                          config, seed, device, acceleration,
+                          pretrained.verified_file(weights, pretrained_record) if weights else None)
 
     # Resume only a run of exactly the same job and settings.
     signature = yaml.safe_dump({"backbone": backbone, "sequence": sequence, "fold": fold,
                                 "training": settings, "preprocessing": config["preprocessing"],
-                                "classes": config["classes"]}, sort_keys=True)
+                                "classes": config["classes"],
+                                **({"initial_weights": weights["sha256"]} if weights else {})}, sort_keys=True)
     resume_path = out_dir / paths.RESUME_FILE
     if resume_path.is_file():
         state = _load_resume(resume_path)
@@ -250,12 +268,14 @@ def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fol
         "mean": float(settings["mean"]), "std": float(settings["std"]),
         "state_dict": trainer.best_state,
     }
+    if weights:  # only then: checkpoints of randomly initialised models keep their bytes
+        checkpoint["pretrained"] = pretrained.summary(weights)
     save_checkpoint(checkpoint, out_dir / paths.CHECKPOINT_FILE)
     history = pd.DataFrame(trainer.history, columns=HISTORY_COLUMNS[:-1])
     history["selected"] = history["epoch"] == best["epoch"]
     write_csv(history, out_dir / paths.HISTORY_FILE, sep="\t")
     write_resolved_config(out_dir / paths.JOB_CONFIG_FILE, config, backbone, sequence, fold, seed, device,
-                          images, train_idx, val_idx, best, acceleration)
+                          images, train_idx, val_idx, best, acceleration, weights)
     resume_path.unlink(missing_ok=True)
     log.info("selected epoch %d (validation accuracy %.3f)", best["epoch"], best["val_accuracy"])
     return best
@@ -270,7 +290,7 @@ def _load_resume(path: Path) -> dict | None:
 
 
 def write_resolved_config(path, config, backbone, sequence, fold, seed, device, images,
-                          train_idx, val_idx, best, acceleration: Acceleration) -> None:
+                          train_idx, val_idx, best, acceleration: Acceleration, weights: dict | None = None) -> None:
     """Everything needed to rerun this job, beside its outputs (as timm's train.py does)."""
     def describe(index):
         subset = images.iloc[index]
@@ -285,6 +305,8 @@ def write_resolved_config(path, config, backbone, sequence, fold, seed, device, 
         "environment": environment(device),
         "acceleration": dataclasses.asdict(acceleration),
     }
+    if weights:
+        resolved["pretrained"] = {key: weights[key] for key in ("source", "file", "sha256", "bytes")}
     write_text(yaml.safe_dump(resolved, sort_keys=False), path)
 
 
@@ -298,7 +320,8 @@ def train_folds(jobs: list[dict], config: dict, workers: int) -> None:
     the process start-up and imports (torch, timm, pandas), paid once instead of once per
     fold. Each fold logs to its own file (``job["log"]``); a failed fold fails the job.
 
-    ``jobs``: dicts with cache, images, folds, backbone, sequence, fold, out_dir, log.
+    ``jobs``: dicts with cache, images, folds, backbone, sequence, fold, out_dir, log and
+    pretrained_record (or None), the arguments of :func:`train`.
     """
     import multiprocessing
 
@@ -325,7 +348,7 @@ def _train_fold_job(job_and_config: tuple[dict, dict]) -> dict:
     root.addHandler(handler)
     try:
         return train(job["cache"], job["images"], job["folds"], job["backbone"], job["sequence"],
-                     int(job["fold"]), config, job["out_dir"])
+                     int(job["fold"]), config, job["out_dir"], job.get("pretrained_record"))
     except Exception:
         log.exception("%s %s fold %s failed", job["backbone"], job["sequence"], job["fold"])
         raise
