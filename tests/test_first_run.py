@@ -25,7 +25,8 @@ from spinedx.aggregation import ALL_INPUT
 
 from first_run import readme_demo_commands, readme_outputs
 
-pytestmark = [pytest.mark.workflow, pytest.mark.firstrun]
+# One xdist worker runs every test of the one fresh-clone demo (pytest -n 2 --dist loadgroup).
+pytestmark = [pytest.mark.workflow, pytest.mark.firstrun, pytest.mark.xdist_group("first_run")]
 
 
 @pytest.fixture(scope="module")

@@ -56,3 +56,16 @@ def test_local_profile_caps_gpu_jobs(tmp_path):
     # The bare name resolves from the repository root and the plan is accepted.
     done = snakemake(tmp_path, "--profile", "local", "-n", "--cores", "2", cwd=REPO)
     assert "training" in done.stdout
+
+
+def test_local_runs_train_folds_together_and_slurm_keeps_one_job_per_fold(tmp_path):
+    """The executor is not visible to the Snakefile when it builds the jobs, so the
+    profile says it: the SLURM profile sets training_jobs=per_fold (one cluster job per
+    fold model); a plain local run trains a backbone x sequence's folds in one job."""
+    assert "training_jobs=per_fold" in profile("slurm")["config"]
+    jobs = r"^(training|training_folds)\s+(\d+)$"
+    local = dict(re.findall(jobs, snakemake(tmp_path, "-n", "--cores", "2").stdout, re.M))
+    slurm = dict(re.findall(jobs, snakemake(tmp_path, "--profile", "slurm", "-n", "--cores", "2", cwd=REPO).stdout,
+                            re.M))
+    # .test: 2 backbones x 3 sequences x 3 folds.
+    assert local == {"training_folds": "6"} and slurm == {"training": "18"}

@@ -17,7 +17,8 @@ import torch
 from conftest import REPO, snakemake, snakemake_command
 from slurm_cluster import ClusterUnavailable, SlurmCluster
 
-pytestmark = [pytest.mark.workflow, pytest.mark.slurm]
+# With the other users of the shared tiny run on one xdist worker (tiny_reference).
+pytestmark = [pytest.mark.workflow, pytest.mark.slurm, pytest.mark.xdist_group("tiny_run")]
 
 BACKBONES = ["mobilenetv3_small_050", "resnet10t"]
 SEQUENCES = ["T1", "T2", "CE-T1"]
@@ -106,7 +107,8 @@ def test_a_requeued_training_job_resumes_and_selects_the_same_epoch(cluster, tmp
     workdir.mkdir()
     results = workdir / ".test/results"
     longer = tmp_path / "longer.yaml"  # long enough to requeue the job mid-run
-    longer.write_text("training:\n  epochs: 40\n")
+    # One job per fold on both sides (locally too: the reference trains this fold only).
+    longer.write_text("training:\n  epochs: 40\ntraining_jobs: per_fold\n")
     fold_dir = results / "models/resnet10t/T2/fold0"
     target = str(fold_dir.relative_to(workdir) / "best.pt")
 

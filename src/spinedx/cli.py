@@ -63,6 +63,21 @@ def cmd_pretrained_weights(args, config):
     pretrained_weights.main_stage(config, args.backbone, args.out)
 
 
+def cmd_training_folds(args, config):
+    from spinedx.stages import training
+    units = [(sequence, fold) for sequence in args.sequences for fold in args.fold_ids]
+    if not (len(args.caches) == len(args.images) == len(args.sequences)
+            and len(args.out_dirs) == len(args.logs) == len(units)):
+        raise SystemExit("spinedx training_folds: one --caches and --images per sequence, one --out-dirs "
+                         "and --logs per sequence x fold (sequence-major)")
+    data = {sequence: (cache, images) for sequence, cache, images in zip(args.sequences, args.caches, args.images)}
+    jobs = [{"cache": data[sequence][0], "images": data[sequence][1], "folds": args.folds,
+             "backbone": args.backbone, "sequence": sequence, "fold": fold, "out_dir": out_dir, "log": log_path,
+             "pretrained_record": args.pretrained_record}
+            for (sequence, fold), out_dir, log_path in zip(units, args.out_dirs, args.logs)]
+    training.train_folds(jobs, config, args.workers)
+
+
 def cmd_inference(args, config):
     from spinedx.stages import inference
     inference.main_stage(config, args.checkpoints, args.cache, args.images, args.folds, args.out)
@@ -425,6 +440,15 @@ def build_parser() -> argparse.ArgumentParser:
                 "fetch/check one backbone's pretrained weights once; record source and sha256")
     sub.add_argument("--backbone", required=True)
     sub.add_argument("--out", required=True)
+    sub = stage("training_folds", cmd_training_folds,
+                "train the fold models of one backbone (x sequences) in one job, one forked worker per fold")
+    for option in ("--folds", "--backbone"):
+        sub.add_argument(option, required=True)
+    for option in ("--sequences", "--caches", "--images", "--out-dirs", "--logs"):
+        sub.add_argument(option, nargs="+", required=True)
+    sub.add_argument("--fold-ids", type=int, nargs="+", required=True)
+    sub.add_argument("--workers", type=int, default=1, help="folds trained at the same time")
+    sub.add_argument("--pretrained-record", help="resolved initial weights (stage pretrained_weights)")
     sub = stage("inference", cmd_inference, "score external and validation images with each fold model")
     sub.add_argument("checkpoints", nargs="+", help=f"{paths.CHECKPOINT_FILE} of each fold")
     for option in ("--cache", "--images", "--out"):

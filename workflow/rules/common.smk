@@ -46,6 +46,9 @@ IMAGES_DIR = config["data"]["images_dir"]
 CASES = config["data"]["cases"]
 DEMO = config["demo_cohort"]["enabled"]
 DEMO_FILES = planned_files(demo_settings(config)) if DEMO else {}
+# Training jobs: per backbone x sequence (local runs) or per fold (SLURM profile); see
+# the schema's training_jobs and workflow/rules/training_folds.smk.
+TRAINING_FOLDS_TOGETHER = config["training_jobs"] == "per_sequence"
 
 # Every output path comes from spinedx.paths (the package writes the same names).
 P = paths.StudyPaths(RESULTS, SPLIT_SCHEME)

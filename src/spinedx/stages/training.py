@@ -340,3 +340,49 @@ def write_resolved_config(path, config, backbone, sequence, fold, seed, device, 
     if weights:
         resolved["pretrained"] = {key: weights[key] for key in ("source", "file", "sha256", "bytes")}
     write_text(yaml.safe_dump(resolved, sort_keys=False), path)
+
+
+# --- several fold models in one job (workflow setting training_jobs: per_sequence) --------
+
+def train_folds(jobs: list[dict], config: dict, workers: int) -> None:
+    """Train several fold models in one job, each exactly as its own ``spinedx training``
+    job would: every fold runs in a worker process forked from this one after the imports
+    (one fold per worker, ``workers`` at a time), seeded by its own job seed, so the
+    weights equal those of one job per fold on the same machine. What the job saves is
+    the process start-up and imports (torch, timm, pandas), paid once instead of once per
+    fold. Each fold logs to its own file (``job["log"]``); a failed fold fails the job.
+
+    ``jobs``: dicts with cache, images, folds, backbone, sequence, fold, out_dir, log and
+    pretrained_record (or None), the arguments of :func:`train`.
+    """
+    import multiprocessing
+
+    # fork: the workers inherit the imported modules; nothing has started a thread or
+    # touched a device in this process yet (spinedx.models.device.set_up runs per fold).
+    context = multiprocessing.get_context("fork")
+    with context.Pool(max(1, min(workers, len(jobs))), maxtasksperchild=1) as pool:
+        for job, best in zip(jobs, pool.imap(_train_fold_job, [(job, config) for job in jobs])):
+            log.info("%s %s fold %s: selected epoch %d (validation accuracy %.3f)", job["backbone"],
+                     job["sequence"], job["fold"], best["epoch"], best["val_accuracy"])
+
+
+def _train_fold_job(job_and_config: tuple[dict, dict]) -> dict:
+    """One fold in a forked worker: its log to its own file, then :func:`train`."""
+    job, config = job_and_config
+    root = logging.getLogger()
+    formatter = root.handlers[0].formatter if root.handlers else None
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    Path(job["log"]).parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(job["log"], mode="w")
+    if formatter is not None:
+        handler.setFormatter(formatter)
+    root.addHandler(handler)
+    try:
+        return train(job["cache"], job["images"], job["folds"], job["backbone"], job["sequence"],
+                     int(job["fold"]), config, job["out_dir"], job.get("pretrained_record"))
+    except Exception:
+        log.exception("%s %s fold %s failed", job["backbone"], job["sequence"], job["fold"])
+        raise
+    finally:
+        handler.close()
