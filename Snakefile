@@ -31,6 +31,7 @@ include: "workflow/rules/gradcam.smk"
 include: "workflow/rules/bundle.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/audit.smk"
+include: "workflow/rules/volumes.smk"
 
 
 rule all:

@@ -47,6 +47,11 @@ ROC_BACKBONES_FIGURE = "fig3_roc_backbones"
 FINAL_SYSTEM_FIGURE = "fig6_final_system"
 SROC_FIGURE = "fig5_sroc"
 
+#: Volume studies (issue 14): the comparison of input modes (stage mode_comparison).
+INPUT_MODES_TABLE = "table4_input_modes"
+INPUT_MODES_TESTS_TABLE = "table4_input_modes_delong"
+ROC_INPUT_MODES_FIGURE = "fig8_roc_input_modes"
+
 #: Folders of the results whose every file the provenance record hashes.
 RECORDED_FOLDERS = ("tables", "figures")
 
@@ -87,6 +92,20 @@ def gradcam_figure(backbone: str, sequence: str) -> str:
     return f"fig7_gradcam_{backbone}_{sequence}"
 
 
+def model_name(mode: str, network: str) -> str:
+    """A volume study's model: input mode and network in one name (``2.5d_resnet10t``),
+    used where a labelme study uses the backbone name (folders, tables, wildcards)."""
+    return f"{mode}_{network}"
+
+
+def split_model_name(name: str) -> tuple[str, str]:
+    """(mode, network) of a :func:`model_name`."""
+    mode, separator, network = name.partition("_")
+    if not separator or not network:
+        raise ValueError(f"{name!r} is not a volume model name (<mode>_<network>, e.g. 2.5d_resnet10t)")
+    return mode, network
+
+
 def bundle_model(backbone: str, sequence: str, fold) -> str:
     """A fold model inside a bundle, relative to the bundle folder (POSIX separators)."""
     return f"{BUNDLE_MODELS_DIR}/{backbone}/{sequence}/fold{fold}.pt"
@@ -114,6 +133,14 @@ class StudyPaths:
 
     def preprocessing_cache(self, sequence: str) -> str:
         return self._join("preprocessing", f"{sequence}.npz")
+
+    def volume_cache(self, sequence: str, mode: str) -> str:
+        """Volume studies: the model inputs of one sequence in one input mode (float32)."""
+        return self._join("preprocessing", sequence, f"{mode}.npz")
+
+    def volume_crops(self, sequence: str, mode: str) -> str:
+        """Volume studies: one row per cached crop (case, slice, window in the volume)."""
+        return self._join("preprocessing", sequence, f"{mode}.parquet")
 
     @property
     def folds(self) -> str:

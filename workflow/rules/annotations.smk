@@ -2,6 +2,7 @@ rule annotations:
     input:
         files=sequence_inputs,
         cases=CASES,
+        boxes=BOXES,
     output:
         P.annotations("{sequence}"),
     params:
@@ -11,7 +12,8 @@ rule annotations:
         P.log("annotations", "{sequence}"),
     benchmark:
         P.benchmark("annotations", "{sequence}")
-    localrule: True
+    # Volume studies read every volume here: a job for the cluster, not the head node.
+    localrule: not VOLUMES
     conda:
         "../../envs/data.yaml"
     shell:

@@ -12,7 +12,7 @@ rule bundle:
         card_md=P.bundle.card_md,
         manifest=P.bundle.manifest,
     params:
-        settings=settings(*BUNDLE_CONFIG_SECTIONS),
+        settings=settings(*BUNDLE_CONFIG_SECTIONS, *VOLUME_SECTIONS),
         out_dir=subpath(output.manifest, parent=True),
     log:
         P.log("bundle", "bundle"),

@@ -17,6 +17,7 @@ from spinedx import paths
 from spinedx.aggregation import ALL_INPUT
 from spinedx.config import check_semantics, settings_json
 from spinedx.demo.plan import demo_settings, planned_files
+from spinedx.input_modes import VOLUME_SECTIONS as VOLUME_CONFIG_SECTIONS, model_mode, model_names
 from spinedx.readers.bundle import CARD_CONFIG_SECTIONS as BUNDLE_CONFIG_SECTIONS, apply_bundle
 from spinedx.readers.tree import sequence_files
 from spinedx.runtime import prepare_job_environment
@@ -35,7 +36,13 @@ if AUDIT:
 
 RESULTS = config["results_dir"]
 SEQUENCES = list(config["sequences"])
-BACKBONES = config["backbones"]
+# Volume studies (data.format volume): a model is an input mode x network (2.5d_resnet10t)
+# and takes a backbone's place in every path and table (spinedx.input_modes).
+VOLUMES = config["data"]["format"] == "volume"
+BACKBONES = model_names(config)
+MODES = list(config["input_modes"]) if VOLUMES else []
+# The config sections model stages of a volume study read besides their own.
+VOLUME_SECTIONS = VOLUME_CONFIG_SECTIONS if VOLUMES else ()
 FOLDS = list(range(config["splits"]["n_folds"]))
 IMAGES_DIR = config["data"]["images_dir"]
 CASES = config["data"]["cases"]
@@ -50,6 +57,7 @@ wildcard_constraints:
     sequence="|".join(map(re.escape, SEQUENCES)),
     backbone="|".join(map(re.escape, BACKBONES)),
     fold=r"\d+",
+    mode="|".join(map(re.escape, MODES or ["2d"])),
 
 
 def settings(*sections):
@@ -63,6 +71,34 @@ def sequence_inputs(wildcards):
     if DEMO:
         return [f"{IMAGES_DIR}/{path}" for path in DEMO_FILES[wildcards.sequence]]
     return [str(f) for f in sequence_files(IMAGES_DIR, config["sequences"], wildcards.sequence)]
+
+
+def model_cache(wildcards):
+    """The cache a model reads: its sequence's (labelme) or its sequence and input mode's."""
+    if VOLUMES:
+        return P.volume_cache(wildcards.sequence, model_mode(wildcards.backbone)[0])
+    return P.preprocessing_cache(wildcards.sequence)
+
+
+def model_images(wildcards):
+    """The table of the cache's rows: annotations (labelme) or the crops table (volumes)."""
+    if VOLUMES:
+        return P.volume_crops(wildcards.sequence, model_mode(wildcards.backbone)[0])
+    return P.annotations(wildcards.sequence)
+
+
+def model_memory(wildcards):
+    """Memory (MB) a model's job declares: training.mem_mb_3d for 3d models."""
+    if VOLUMES and model_mode(wildcards.backbone)[0] == "3d":
+        return config["training"]["mem_mb_3d"]
+    return config["training"]["mem_mb"]
+
+
+def model_runtime(wildcards):
+    """Minutes a training job declares: training.runtime_3d for 3d models."""
+    if VOLUMES and model_mode(wildcards.backbone)[0] == "3d":
+        return config["training"]["runtime_3d"]
+    return config["training"]["runtime"]
 
 
 def figures_of(*names):
@@ -125,4 +161,9 @@ STUDY_OUTPUTS = [
        for path in [P.gradcam_table(backbone, sequence), *figures_of(paths.gradcam_figure(backbone, sequence))]]
       if config["gradcam"]["enabled"] else []),
     *([P.audit_verified] if AUDIT else BUNDLE_FILES),
+    # Volume studies: the input modes compared on the same cases (workflow/rules/volumes.smk).
+    *([P.table(paths.INPUT_MODES_TABLE), P.table(paths.INPUT_MODES_TESTS_TABLE),
+       *figures_of(paths.ROC_INPUT_MODES_FIGURE)] if VOLUMES else []),
 ]
+# Volume studies: a boxes CSV (data.boxes) is an input of the annotations.
+BOXES = [config["data"]["boxes"]] if VOLUMES and config["data"]["boxes"] else []

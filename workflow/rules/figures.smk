@@ -20,7 +20,8 @@ rule figures:
         table1=report(P.table(paths.COHORT_TABLE), caption="../report/table1.rst",
                       category="1. Cohort", subcategory="Table 1"),
     params:
-        settings=settings("classes", "sequences", "backbones", "splits", "decision", "figures", "audit"),
+        settings=settings("classes", "sequences", "backbones", "splits", "decision", "figures", "audit",
+                          *VOLUME_SECTIONS),
         out_dir=lambda wildcards, output: os.path.dirname(output.fig3[0]),
     log:
         P.log("figures", "figures"),

@@ -35,10 +35,18 @@ def sequence_rng(settings: dict, patient_index: int, sequence_index: int) -> np.
     return np.random.default_rng([settings["seed"], 2, patient_index, sequence_index])
 
 
+#: Keys of config ``demo_cohort`` that are not the spine study's settings: the study
+#: selector and the other studies' subsections.
+STUDY_KEYS = ("enabled", "study", "ismf", "canine", "vertebral_ct", "brain_mets")
+
+
 def demo_settings(config) -> dict:
     """Generator settings from a resolved spinedx config (sections ``demo_cohort`` and
-    ``sequences``)."""
-    settings = {key: value for key, value in config["demo_cohort"].items() if key != "enabled"}
+    ``sequences``); another study than the spine study: its subsection, with ``study``."""
+    study = config["demo_cohort"].get("study", "spine")
+    if study == "vertebral_ct":
+        return vertebral_ct_settings(config)
+    settings = {key: value for key, value in config["demo_cohort"].items() if key not in STUDY_KEYS}
     missing = [s for s in SEQUENCES if s not in config["sequences"]]
     if missing:
         raise ConfigError(f"the demo cohort has {list(SEQUENCES)}; config `sequences` lacks {missing}")
@@ -53,6 +61,10 @@ def planned_files(settings: dict) -> dict[str, list[str]]:
     """Relative paths (PNG and JSON) that :func:`spinedx.demo.spine.generate_demo_cohort`
     writes, per sequence, computed without rendering, so a workflow can declare them as
     outputs and inputs."""
+    if settings.get("study") == "vertebral_ct":
+        from spinedx.demo import vertebral_ct  # numpy only at import: light enough here
+
+        return vertebral_ct.planned_files(settings)
     settings = checked_settings(settings)
     low, high = settings["slices_per_sequence"]
     patient_ids = [f"{prefix}{number:03d}"
@@ -87,3 +99,14 @@ def checked_settings(settings: dict) -> dict:
     if len({folders[s] for s in SEQUENCES}) < len(SEQUENCES):
         raise ValueError(f"demo_cohort.sequence_folders must name a different folder per sequence, got {folders}")
     return merged
+
+
+def vertebral_ct_settings(config) -> dict:
+    """Settings of the vertebral CT study (config ``demo_cohort.vertebral_ct``); its CT
+    folder must be one of config ``sequences``' folder names."""
+    settings = {"study": "vertebral_ct", **config["demo_cohort"]["vertebral_ct"]}
+    folders = {name.lower() for names in config["sequences"].values() for name in names}
+    if settings["sequence"].lower() not in folders:
+        raise ConfigError(f"the vertebral CT demo writes its volumes into folders {settings['sequence']!r}; "
+                          f"map that folder to a sequence in config `sequences` (e.g. CT: [CT])")
+    return settings

@@ -95,6 +95,12 @@ def apply_bundle(config: dict) -> dict:
         log.info("audit: sequences %s have no model in the bundle and are not scored", unknown)
     for section in ("classes", "backbones", "preprocessing", "decision"):
         config[section] = released[section]
+    # Volume studies: the models' input modes, 3-D networks and volume input.
+    for section in ("input_modes", "networks_3d"):
+        if section in released:
+            config[section] = released[section]
+    if "data_format" in released:
+        config["data"]["format"] = released["data_format"]
     config["splits"]["n_folds"] = released["splits"]["n_folds"]
     for key in ("mean", "std", "in_chans"):
         config["training"][key] = released["training"][key]

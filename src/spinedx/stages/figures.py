@@ -30,6 +30,7 @@ import yaml
 from spinedx import paths
 from spinedx.aggregation import ALL_INPUT
 from spinedx.errors import InputError
+from spinedx.input_modes import model_names
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import PAGE_WIDTH, PALETTE, colors, pyplot, save_figure
 from spinedx.readers.cases import read_cases
@@ -83,7 +84,7 @@ def fig3_roc_backbones(image_predictions: pd.DataFrame, table2: pd.DataFrame, co
     ``score_col``: the positive class's probability."""
     plt = pyplot()
     task = BinaryTask.from_config(config, decisions=False)
-    sequences, backbones = list(config["sequences"]), list(config["backbones"])
+    sequences, backbones = list(config["sequences"]), model_names(config)
     palette = colors(backbones)
     selected = image_predictions[(image_predictions["cohort"] == "external")
                                  & (image_predictions["model"] == "ensemble")]
@@ -113,7 +114,7 @@ def choose_final_backbone(table3: pd.DataFrame, config: dict) -> str:
         return config["figures"]["final_backbone"]
     all_rows = table3[table3["input"] == ALL_INPUT].set_index("backbone")
     ranked = [(all_rows.loc[b, "auc"] if b in all_rows.index else np.nan, -i, b)
-              for i, b in enumerate(config["backbones"])]
+              for i, b in enumerate(model_names(config))]
     ranked = [r for r in ranked if np.isfinite(r[0])]
     if not ranked:
         raise InputError(f"{paths.table_file(paths.TABLE3_CASE_LEVEL)}: no finite AUC of the ALL input "
@@ -254,7 +255,7 @@ def main_stage(image_prediction_paths, case_prediction_paths, table2_path, table
                                              str(table3_path), score_col), out_dir / paths.FINAL_SYSTEM_FIGURE)
     if history_paths:  # none in audit mode: the released models were trained elsewhere
         histories = read_histories(history_paths)
-        for backbone_name in config["backbones"]:
+        for backbone_name in model_names(config):
             for sequence in config["sequences"]:
                 written += save_figure(training_curves(histories, backbone_name, sequence),
                                        out_dir / paths.training_curves_figure(backbone_name, sequence))
