@@ -41,7 +41,9 @@ def test_every_stage_module_exists_and_no_stage_imports_another():
     stages = {path.stem for path in STAGES} - {"__init__"}
     assert stages == {"demo_cohort", "annotations", "preprocessing", "splits", "training", "inference",
                       "ensembling", "case_level", "evaluation", "meta_analysis", "figures", "gradcam",
-                      "bundle", "provenance", "audit", "report_metadata"}
+                      "bundle", "provenance", "audit", "report_metadata",
+                      # volume studies (issue 14)
+                      "volume_annotations", "volume_preprocessing", "mode_comparison", "volume_gradcam"}
     for path in STAGES:
         others = {name for name in imported_modules(path)
                   if name.startswith("spinedx.stages.") and name != f"spinedx.stages.{path.stem}"}

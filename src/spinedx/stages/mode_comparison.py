@@ -130,6 +130,7 @@ def compare(case_predictions: pd.DataFrame, config) -> tuple[pd.DataFrame, pd.Da
 def roc_figure(metrics: pd.DataFrame, tests: pd.DataFrame, curves: dict, config):
     """ROC curves of every model, one panel per cohort x input; AUC (DeLong 95% CI) in the
     legend, Holm-adjusted DeLong p of each pair under the panel."""
+    from matplotlib.lines import Line2D
     from sklearn.metrics import roc_curve
 
     plt = pyplot()
@@ -155,11 +156,17 @@ def roc_figure(metrics: pd.DataFrame, tests: pd.DataFrame, curves: dict, config)
         ax.set_ylabel(f"Sensitivity ({task.positive_class} positive)")
         what = "external, fold ensemble" if cohort == "external" else "internal, out-of-fold"
         ax.set_title(f"{input_}: {what} ({int(labels.sum())} + {int(len(labels) - labels.sum())} cases)")
+        # The paired tests as legend lines without a mark, under the curves' entries.
         auc_tests = tests[(tests["cohort"] == cohort) & (tests["input"] == input_) & (tests["metric"] == "auc")]
-        lines = [f"{row.model_a} vs {row.model_b}: ΔAUC {row.difference:+.3f}, p = {row.p:.3f} (Holm {row.p_adjusted:.3f})"
+        lines = [f"{row.model_a} − {row.model_b}: ΔAUC {row.difference:+.3f}, p = {row.p:.3f} (Holm {row.p_adjusted:.3f})"
                  for row in auc_tests.itertuples() if np.isfinite(row.p)]
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False, handlelength=1.2,
-                  title="DeLong paired tests:\n" + "\n".join(lines) if lines else None)
+        handles, labels_ = ax.get_legend_handles_labels()
+        if lines:
+            blank = Line2D([], [], color="none")
+            handles += [blank] * (len(lines) + 1)
+            labels_ += ["DeLong paired tests of the AUC:", *lines]
+        ax.legend(handles, labels_, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False,
+                  handlelength=1.2)
     fig.tight_layout()
     return fig
 

@@ -175,6 +175,8 @@ def figure(summary, external, cams, config, images_dir, title: str):
         for row_index in range(per_group):
             ax = axes[row_index, column]
             ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
+            for spine in ax.spines.values():
+                spine.set_visible(False)
             if row_index == 0:
                 ax.set_title(f"{task.classes[label]}\n{'correct' if correct else 'incorrect'}")
             if row_index >= len(picked):
