@@ -4,7 +4,11 @@ Runs `snakemake --cores N` on config/config.yaml in a scratch directory (the rep
 results/ is not touched) and samples the resident memory of the whole process tree
 (Snakemake and every job together) from /proc every 0.2 s.
 
-    .venv/bin/python benchmarks/demo.py [--cores 2] [--keep DIR]
+    .venv/bin/python benchmarks/demo.py [--cores 2] [--keep DIR] [--configfile config/vertebral_ct.yaml]
+
+``--configfile`` runs another built-in study (e.g. the vertebral CT study of volumes);
+the load average before and after the run is printed, since on a shared machine it
+decides the wall time.
 """
 
 from __future__ import annotations
@@ -50,11 +54,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it")
+    parser.add_argument("--configfile", type=Path, default=REPO / "config/config.yaml",
+                        help="the study's config (default: the default demo)")
     args = parser.parse_args()
+    import yaml
+
+    results = yaml.safe_load(args.configfile.read_text()).get("results_dir", "results")
+    load_before = os.getloadavg()
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="spinedx-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-               "--configfile", str(REPO / "config/config.yaml"), "--cores", str(args.cores), "--quiet"]
+               "--configfile", str(args.configfile.resolve()), "--cores", str(args.cores), "--quiet"]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = 0
@@ -66,16 +76,24 @@ def main() -> int:
     if process.returncode != 0:
         print(stderr[-4000:], file=sys.stderr)
         return process.returncode
-    table3 = (workdir / "results/tables/table3_case_level.csv").read_text()
+    table3 = (workdir / results / "tables/table3_case_level.csv").read_text()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs; commit {commit}")
-    print(f"demo study (config/config.yaml, --cores {args.cores}): wall {wall:.1f} s, "
-          f"peak memory of the process tree {peak / 2**20:.0f} MiB")
-    print("case-level results (results/tables/table3_case_level.csv):")
+    print(f"demo study ({args.configfile.name}, --cores {args.cores}): wall {wall:.1f} s, "
+          f"peak memory of the process tree {peak / 2**20:.0f} MiB; load average before "
+          f"{load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} (1 min)")
+    print(f"case-level results ({results}/tables/table3_case_level.csv):")
     import pandas as pd
     from io import StringIO
     columns = ["backbone", "input", "tp", "fp", "fn", "tn", "sensitivity", "specificity", "accuracy", "auc", "auc_lo", "auc_hi", "kappa"]
     print(pd.read_csv(StringIO(table3))[columns].round(3).to_string(index=False))
+    modes = workdir / results / "tables/table4_input_modes.csv"
+    if modes.is_file():  # a volume study: the input modes compared
+        columns = ["cohort", "model", "auc", "auc_lo", "auc_hi", "sensitivity", "specificity", "f1", "f1_lo", "f1_hi"]
+        print(pd.read_csv(modes)[columns].round(3).to_string(index=False))
+        tests = pd.read_csv(workdir / results / "tables/table4_input_modes_delong.csv")
+        tests = tests[tests.metric == "auc"][["cohort", "comparison", "difference", "p", "p_adjusted"]]
+        print(tests.round(4).to_string(index=False))
     if not args.keep:
         shutil.rmtree(workdir)
     return 0
