@@ -20,6 +20,7 @@ include: "workflow/rules/demo_cohort.smk"
 include: "workflow/rules/annotations.smk"
 include: "workflow/rules/preprocessing.smk"
 include: "workflow/rules/splits.smk"
+include: "workflow/rules/pretrained_weights.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/inference.smk"
 include: "workflow/rules/ensembling.smk"
@@ -32,6 +33,14 @@ include: "workflow/rules/bundle.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/volumes.smk"
+# Issue 15: reader studies and the statistics a reviewer asks for.
+include: "workflow/rules/reader_study.smk"
+include: "workflow/rules/comparisons.smk"
+include: "workflow/rules/calibration.smk"
+include: "workflow/rules/subgroups.smk"
+include: "workflow/rules/participant_flow.smk"
+include: "workflow/rules/reporting_checklist.smk"
+include: "workflow/rules/distribution_shift.smk"
 
 
 rule all:
@@ -40,3 +49,13 @@ rule all:
         P.provenance,
     default_target: True
     localrule: True
+
+
+# Flagged meta-analysis fits (not converged, not estimable) are listed at the end of every
+# run, also a failed one, so nobody misses them in a log (meta_analysis.on_nonconvergence).
+onsuccess:
+    report_meta_analysis_verdicts()
+
+
+onerror:
+    report_meta_analysis_verdicts()

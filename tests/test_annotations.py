@@ -49,12 +49,22 @@ def test_box_outside_the_image_is_an_error(tree, config):
     assert str(path) in str(error.value)
 
 
-def test_old_labelme_four_point_polygon_is_a_rectangle(tree, config):
+def test_old_labelme_untyped_four_point_box_is_a_rectangle(tree, config):
+    """labelme before 3.x wrote no shape_type: a 4-point box on the corners of a rectangle."""
     images, cases = tree
-    write_labelme(images / "P1" / "T1WI" / "P1_a.json", "P1_a.png",
-                  [[5, 4], [20, 4], [20, 18], [5, 18]], shape_type="polygon")
+    shapes = [{"label": "tumor", "points": [[5, 4], [20, 4], [20, 18], [5, 18]]}]
+    write_labelme(images / "P1" / "T1WI" / "P1_a.json", "P1_a.png", None, shapes=shapes)
     row = tabulate(images, cases, config, "T1").iloc[0]
     assert (row.x0, row.y0, row.x1, row.y1) == (5, 4, 20, 18)
+
+
+def test_explicit_four_point_polygon_is_never_a_rectangle(tree, config):
+    images, cases = tree
+    path = write_labelme(images / "P1" / "T1WI" / "P1_a.json", "P1_a.png",
+                         [[5, 4], [20, 4], [20, 18], [5, 18]], shape_type="polygon")
+    with pytest.raises(InputError, match="found 0 rectangles; other shapes ignored: 1 polygon") as error:
+        tabulate(images, cases, config, "T1")
+    assert str(path) in str(error.value)
 
 
 def test_free_text_label_never_sets_the_diagnosis(tree, config):

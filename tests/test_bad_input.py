@@ -103,6 +103,63 @@ def several_rectangles(images, cases, config):
     return lambda: tabulate(images, cases, config, "T1"), path, "draw one rectangle"
 
 
+# labelme shapes as labelme defines them (readers/labelme.py): only an untyped 4-point
+# shape close to an axis-aligned rectangle is an old-style box; refusals count what was
+# found. A "fix" may be a tuple of parts the message must all hold.
+
+def polygon_only_segmentation(images, cases, config):
+    """A segmentation file: no rectangle, one small 4-point polygon (was read as the box)."""
+    outline = {"label": "tumor", "points": [[8, 6], [14, 7], [13, 12], [7, 11]], "shape_type": "polygon"}
+    path = labelme(images, points=None, shapes=[outline])
+    return (lambda: tabulate(images, cases, config, "T1"), path,
+            ("found 0 rectangles; other shapes ignored: 1 polygon", 'typed "polygon" is never read as a box',
+             "draw one rectangle"))
+
+
+def two_rectangles_and_polygon(images, cases, config):
+    """Not "found 3": the polygon is not a rectangle."""
+    box = {"label": "tumor", "points": [[5, 4], [20, 18]], "shape_type": "rectangle"}
+    outline = {"label": "cord", "points": [[1, 1], [9, 1], [9, 9], [1, 9]], "shape_type": "polygon"}
+    path = labelme(images, points=None, shapes=[box, dict(box, points=[[22, 4], [30, 12]]), outline])
+    return (lambda: tabulate(images, cases, config, "T1"), path,
+            ("found 2 rectangles; other shapes ignored: 1 polygon", "draw one rectangle"))
+
+
+def untyped_trapezoid(images, cases, config):
+    """labelme < 3 (no shape_type): a 4-point outline hundreds of pixels off a rectangle."""
+    trapezoid = {"label": "tumor", "points": [[250, 20], [350, 20], [580, 380], [20, 380]]}
+    path = labelme(images, points=None, shapes=[trapezoid], size=(600, 400))
+    return (lambda: tabulate(images, cases, config, "T1"), path,
+            ("found 0 rectangles; other shapes ignored: 1 untyped 4-point shape that is not a box",
+             "within 36.0 px of a corner", "230.0 px off", "draw one rectangle"))
+
+
+def untyped_box_and_rectangle(images, cases, config):
+    """An old-style box and a rectangle: two boxes, each kind counted."""
+    box = {"label": "tumor", "points": [[5, 4], [20, 18]], "shape_type": "rectangle"}
+    old = {"label": "tumor", "points": [[22, 4], [30, 4], [30, 12], [22, 12]]}
+    path = labelme(images, points=None, shapes=[box, old])
+    return (lambda: tabulate(images, cases, config, "T1"), path,
+            ("found 1 rectangle and 1 untyped 4-point box (labelme < 3)", "draw one rectangle"))
+
+
+def image_path_differs_in_case(images, cases, config):
+    """Annotated on a case-insensitive file system: the message names the file that exists."""
+    path = labelme(images, extra={"imagePath": "p1_A.PNG"})
+    existing = images / "P1" / T1 / "P1_a.png"
+    return (lambda: tabulate(images, cases, config, "T1"), path,
+            (f"but {existing} exists", "letter case only", "set imagePath to 'P1_a.png'"))
+
+
+def image_folder_differs_in_case(images, cases, config):
+    sub = images / "P1" / T1 / "PNG"
+    sub.mkdir()
+    (images / "P1" / T1 / "P1_a.png").rename(sub / "P1_a.png")
+    path = labelme(images, image_name=None, extra={"imagePath": "png\\P1_A.png"})
+    return (lambda: tabulate(images, cases, config, "T1"), path,
+            (f"but {sub / 'P1_a.png'} exists", "set imagePath to 'PNG/P1_a.png'"))
+
+
 def box_outside_image(images, cases, config):
     path = labelme(images, points=[[50, 40], [60, 45]])
     return lambda: tabulate(images, cases, config, "T1"), path, "redraw it"
@@ -200,7 +257,9 @@ REFUSED = [malformed_json, missing_image, unreadable_image, truncated_image, ima
            several_rectangles, box_outside_image, unknown_diagnosis, unknown_sequence_folder,
            patient_missing_from_cases, patient_in_both_cohorts, same_image_two_patients,
            fold_with_one_class, too_few_patients_for_folds, training_fold_with_one_class,
-           corrupt_dicom, corrupt_checkpoint, truncated_checkpoint, checkpoint_executing_code]
+           corrupt_dicom, corrupt_checkpoint, truncated_checkpoint, checkpoint_executing_code,
+           polygon_only_segmentation, two_rectangles_and_polygon, untyped_trapezoid,
+           untyped_box_and_rectangle, image_path_differs_in_case, image_folder_differs_in_case]
 
 
 @pytest.mark.parametrize("case", REFUSED, ids=[f.__name__ for f in REFUSED])
@@ -211,7 +270,8 @@ def test_refused_with_file_and_fix(tree, config, case, capsys):
         action()
     message = str(error.value)
     assert str(offending) in message, message
-    assert fix in message, message
+    for part in (fix,) if isinstance(fix, str) else fix:
+        assert part in message, message
     assert "code ran while loading" not in capsys.readouterr().out
 
 
@@ -255,6 +315,44 @@ def test_old_labelme_without_version_and_four_point_polygon(tree, config):
             shape.pop(key)
     path.write_text(json.dumps(document))
     assert _box(tabulate(images, cases, config, "T1")) == (5, 4, 20, 18)
+
+
+def test_one_rectangle_among_other_shapes_is_the_box_and_the_rest_is_logged(tree, config, caplog):
+    """A segmentation-and-detection file: the rectangle is read, the others are ignored."""
+    images, cases = tree
+    shapes = [{"label": "cord", "points": [[1, 1], [9, 1], [9, 9], [1, 9]], "shape_type": "polygon"},
+              {"label": "tumor", "points": [[20, 18], [5, 4]], "shape_type": "rectangle"},
+              {"label": "conus", "points": [[30, 20]], "shape_type": "point"},
+              {"label": "canal", "points": [[2, 25], [38, 25]], "shape_type": "line"},
+              {"label": "cyst", "points": [[30, 5], [33, 5]], "shape_type": "circle"}]
+    path = labelme(images, points=None, shapes=shapes)
+    with caplog.at_level(logging.INFO, logger="spinedx.readers.labelme"):
+        assert _box(tabulate(images, cases, config, "T1")) == (5, 4, 20, 18)
+    assert f"{path}: other shapes ignored: 1 circle, 1 line, 1 point, 1 polygon" in caplog.text
+
+
+@pytest.mark.parametrize("points, box", [
+    # hand-drawn on a small box: up to 3 px off a corner, listed in any order
+    ([[5, 4], [20, 6], [18, 18], [7, 17]], (5, 4, 20, 18)),
+    ([[20, 18], [5, 4], [20, 4], [5, 18]], (5, 4, 20, 18)),
+])
+def test_old_untyped_box_a_few_pixels_off_is_a_rectangle(tree, config, points, box):
+    images, cases = tree
+    labelme(images, points=None, shapes=[{"label": "tumor", "points": points}])
+    assert _box(tabulate(images, cases, config, "T1")) == box
+
+
+def test_old_untyped_box_tolerance_scales_with_the_box(tree, config):
+    """A 300 x 200 px box may be up to 20 px (10% of its shorter side) off, not 21."""
+    images, cases = tree
+    near = [[100, 100], [400, 100], [400, 300], [120, 300]]  # one corner 20 px off
+    labelme(images, points=None, shapes=[{"label": "t", "points": near}], size=(500, 400))
+    assert _box(tabulate(images, cases, config, "T1")) == (100, 100, 400, 300)
+    path = labelme(images, points=None, shapes=[{"label": "t", "points": [*near[:3], [121, 300]]}],
+                   size=(500, 400))
+    with pytest.raises(InputError, match=r"within 20.0 px of a corner .*\(this one is 21.0 px off\)") as error:
+        tabulate(images, cases, config, "T1")
+    assert str(path) in str(error.value)
 
 
 def test_newer_labelme_with_unknown_keys(tree, config):

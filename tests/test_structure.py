@@ -41,9 +41,12 @@ def test_every_stage_module_exists_and_no_stage_imports_another():
     stages = {path.stem for path in STAGES} - {"__init__"}
     assert stages == {"demo_cohort", "annotations", "preprocessing", "splits", "training", "inference",
                       "ensembling", "case_level", "evaluation", "meta_analysis", "figures", "gradcam",
-                      "bundle", "provenance", "audit", "report_metadata",
+                      "bundle", "provenance", "audit", "report_metadata", "pretrained_weights",
                       # volume studies (issue 14)
-                      "volume_annotations", "volume_preprocessing", "mode_comparison", "volume_gradcam"}
+                      "volume_annotations", "volume_preprocessing", "mode_comparison", "volume_gradcam",
+                      # issue 15
+                      "demo_reader_study", "reader_study", "comparisons", "calibration", "subgroups",
+                      "participant_flow", "reporting_checklist", "distribution_shift"}
     for path in STAGES:
         others = {name for name in imported_modules(path)
                   if name.startswith("spinedx.stages.") and name != f"spinedx.stages.{path.stem}"}
@@ -77,6 +80,12 @@ OWNED = [
     paths.forest_figure(""), paths.training_curves_figure("", "")[:-1], paths.gradcam_figure("", "")[:-1],
     paths.BUNDLE_CARD_JSON, paths.BUNDLE_CARD_MD, paths.BUNDLE_MANIFEST, "provenance.json", "verified.json",
     "images.parquet", "folds.tsv", "software_versions", "audit_config", ".parquet",
+    # issue 15 (figure stems equal to stage names, e.g. participant_flow, are not listed)
+    *(paths.table_file(name) for name in [
+        paths.READER_METRICS_TABLE, paths.READER_MRMC_TABLE, paths.READER_DECISIONS_TABLE, paths.COMPARISONS_TABLE,
+        paths.CALIBRATION_TABLE, paths.CALIBRATION_CURVE_TABLE, paths.DECISION_CURVE_TABLE, paths.SUBGROUP_TABLE,
+        paths.FLOW_TABLE, paths.CHECKLIST_TABLE, paths.SHIFT_TABLE, paths.SHIFT_SUMMARY_TABLE]),
+    paths.READER_ROC_FIGURE, paths.SUBGROUP_FIGURE,
 ]
 
 

@@ -34,10 +34,12 @@ def cmd_demo_cohort(args, config):
 
 def cmd_annotations(args, config):
     if config["data"]["format"] == "volume":  # one row per case x sequence of a volume study
-        from spinedx.stages import volume_annotations as annotations
-    else:
-        from spinedx.stages import annotations
-    annotations.main_stage(config, args.images_dir, args.cases, args.sequence, args.out)
+        from spinedx.stages import volume_annotations
+
+        volume_annotations.main_stage(config, args.images_dir, args.cases, args.sequence, args.out, args.excluded)
+        return
+    from spinedx.stages import annotations
+    annotations.main_stage(config, args.images_dir, args.cases, args.sequence, args.out, args.excluded)
 
 
 def cmd_merge_annotations(args, config):
@@ -68,7 +70,12 @@ def cmd_splits(args, config):
 def cmd_training(args, config):
     from spinedx.stages import training
     training.train(args.cache, args.images, args.folds, args.backbone, args.sequence, args.fold,
-                   config, args.out_dir)
+                   config, args.out_dir, args.pretrained_record)
+
+
+def cmd_pretrained_weights(args, config):
+    from spinedx.stages import pretrained_weights
+    pretrained_weights.main_stage(config, args.backbone, args.out)
 
 
 def cmd_inference(args, config):
@@ -99,12 +106,13 @@ def cmd_meta_analysis(args, config):
 def cmd_bundle(args, config):
     from spinedx.stages import bundle
     bundle.write_bundle(args.checkpoints, args.images, args.external_metrics, args.internal_metrics,
-                        config, args.out_dir)
+                        config, args.out_dir, shift_references=args.shift_references)
 
 
 def cmd_provenance(args, config):
     from spinedx.stages import provenance
-    provenance.main_stage(config, args.outputs, args.images, args.cases, args.results_dir, args.out)
+    provenance.main_stage(config, args.outputs, args.images, args.cases, args.results_dir, args.out,
+                          args.pretrained_records)
 
 
 def cmd_audit(args, config):
@@ -132,6 +140,111 @@ def cmd_gradcam(args, config):
                        args.images_dir, args.out, args.figure, args.backbone)
 
 
+# --- issue 15: reader study, paired comparisons, calibration, subgroups, participant flow,
+# reporting checklist, distribution shift --------------------------------------------------
+
+def cmd_demo_reader_study(args, config):
+    from spinedx.stages import demo_reader_study
+    demo_reader_study.main_stage(config, args.case_predictions, args.table3, args.out)
+
+
+def cmd_reader_study(args, config):
+    from spinedx.stages import reader_study
+    reader_study.main_stage(config, args.readers, args.cases, args.case_predictions, args.table3, args.metrics,
+                            args.mrmc, args.decisions, args.figure)
+
+
+def cmd_comparisons(args, config):
+    from spinedx.stages import comparisons
+    comparisons.main_stage(config, args.case_predictions, args.out, args.fusion)
+
+
+def cmd_calibration(args, config):
+    from spinedx.stages import calibration
+    calibration.main_stage(config, args.case_predictions, args.table3, args.summary, args.curve, args.decision_curve,
+                           args.calibration_figure, args.decision_curve_figure)
+
+
+def cmd_subgroups(args, config):
+    from spinedx.stages import subgroups
+    subgroups.main_stage(config, args.cases, args.images, args.images_dir, args.case_predictions, args.table3,
+                         args.out, args.figure)
+
+
+def cmd_participant_flow(args, config):
+    from spinedx.stages import participant_flow
+    participant_flow.main_stage(config, args.cases, args.images, args.excluded, args.case_predictions, args.out,
+                                args.figure, args.folds, args.readers)
+
+
+def cmd_reporting_checklist(args, config):
+    from spinedx.stages import reporting_checklist
+    reporting_checklist.main_stage(args.results_dir, args.outputs, args.out)
+
+
+def cmd_shift_reference(args, config):
+    from spinedx.stages import distribution_shift
+    distribution_shift.reference_stage(config, args.checkpoints, args.caches, args.images, args.folds, args.out)
+
+
+def cmd_distribution_shift(args, config):
+    from spinedx.stages import distribution_shift
+    distribution_shift.audit_stage(config, args.checkpoints, args.references, args.caches, args.images, args.table,
+                                   args.summary, args.figure)
+
+
+def add_issue15_stages(stage) -> None:
+    """The parsers of the issue-15 stages (``stage(name, function, help)`` adds one)."""
+    predictions = dict(nargs="+", required=True, help="case_level outputs (parquet)")
+    table3 = dict(required=True, help=f"{paths.table_file(paths.TABLE3_CASE_LEVEL)} (chooses the final backbone)")
+    sub = stage("demo_reader_study", cmd_demo_reader_study, "simulate the built-in demo reader study (readers.csv)")
+    sub.add_argument("--case-predictions", **predictions)
+    sub.add_argument("--table3", **table3)
+    sub.add_argument("--out", required=True)
+    sub = stage("reader_study", cmd_reader_study, "reader study: per reader metrics, MRMC (OR-Hillis), figure")
+    for option in ("--readers", "--cases", "--metrics", "--mrmc", "--decisions"):
+        sub.add_argument(option, required=True)
+    sub.add_argument("--case-predictions", **predictions)
+    sub.add_argument("--table3", **table3)
+    sub.add_argument("--figure", required=True, help="figure stem (PDF and PNG)")
+    sub = stage("comparisons", cmd_comparisons, "paired comparisons: DeLong, McNemar, adjusted p")
+    sub.add_argument("--case-predictions", **predictions)
+    sub.add_argument("--fusion", nargs="*", default=[], help="case-level fusion predictions (parquet), if any")
+    sub.add_argument("--out", required=True)
+    sub = stage("calibration", cmd_calibration, "calibration curves, intercept, slope, Brier; decision curves")
+    sub.add_argument("--case-predictions", **predictions)
+    sub.add_argument("--table3", **table3)
+    for option in ("--summary", "--curve", "--decision-curve", "--calibration-figure", "--decision-curve-figure"):
+        sub.add_argument(option, required=True)
+    sub = stage("subgroups", cmd_subgroups, "per-subgroup metrics of the final system and a forest plot")
+    for option in ("--cases", "--images", "--images-dir", "--table3", "--out", "--figure"):
+        sub.add_argument(option, required=True)
+    sub.add_argument("--case-predictions", **predictions)
+    sub = stage("participant_flow", cmd_participant_flow, "STARD participant flow: table and diagram")
+    for option in ("--cases", "--images", "--out", "--figure"):
+        sub.add_argument(option, required=True)
+    sub.add_argument("--excluded", nargs="+", required=True, help="exclusion records of the annotations stage")
+    sub.add_argument("--case-predictions", **predictions)
+    sub.add_argument("--folds", help="folds of the splits stage (absent in audit mode)")
+    sub.add_argument("--readers", help="readers.csv of the reader study, if any")
+    sub = stage("reporting_checklist", cmd_reporting_checklist, "STARD, TRIPOD+AI, CLAIM items -> the study's files")
+    sub.add_argument("outputs", nargs="*", help="the study's output files")
+    sub.add_argument("--results-dir", required=True)
+    sub.add_argument("--out", required=True)
+    sub = stage("shift_reference", cmd_shift_reference, "the training cohort's distribution-shift reference")
+    sub.add_argument("checkpoints", nargs="+", help=f"{paths.CHECKPOINT_FILE} of every backbone x sequence x fold")
+    sub.add_argument("--caches", nargs="+", required=True, help="preprocessing caches, one per sequence (config order)")
+    sub.add_argument("--images", required=True)
+    sub.add_argument("--folds", required=True)
+    sub.add_argument("--out", nargs="+", required=True, help="one reference per backbone x sequence (config order)")
+    sub = stage("distribution_shift", cmd_distribution_shift, "audit mode: the new cohort against the training cohort")
+    sub.add_argument("checkpoints", nargs="+", help="the bundle's fold models")
+    sub.add_argument("--references", nargs="+", required=True, help="the bundle's shift references")
+    sub.add_argument("--caches", nargs="+", required=True, help="preprocessing caches, one per sequence (config order)")
+    for option in ("--images", "--table", "--summary", "--figure"):
+        sub.add_argument(option, required=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spinedx", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -155,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--cases", required=True)
     sub.add_argument("--sequence")
     sub.add_argument("--out", required=True)
+    sub.add_argument("--excluded", help="write the record of what the table leaves out (csv), for the participant flow")
     sub = stage("merge_annotations", cmd_merge_annotations, "concatenate per-sequence image tables")
     sub.add_argument("tables", nargs="+")
     sub.add_argument("--images-dir")
@@ -183,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     for option in ("--cache", "--images", "--folds", "--backbone", "--sequence", "--out-dir"):
         sub.add_argument(option, required=True)
     sub.add_argument("--fold", type=int, required=True)
+    sub.add_argument("--pretrained-record", help="resolved initial weights (stage pretrained_weights)")
+    sub = stage("pretrained_weights", cmd_pretrained_weights,
+                "fetch/check one backbone's pretrained weights once; record source and sha256")
+    sub.add_argument("--backbone", required=True)
+    sub.add_argument("--out", required=True)
     sub = stage("inference", cmd_inference, "score external and validation images with each fold model")
     sub.add_argument("checkpoints", nargs="+", help=f"{paths.CHECKPOINT_FILE} of each fold")
     for option in ("--cache", "--images", "--out"):
@@ -208,8 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("checkpoints", nargs="+", help=f"{paths.CHECKPOINT_FILE} of every backbone x sequence x fold")
     for option in ("--images", "--external-metrics", "--internal-metrics", "--out-dir"):
         sub.add_argument(option, required=True)
+    sub.add_argument("--shift-references", nargs="*", default=[],
+                     help="distribution-shift references, one per backbone x sequence (config order)")
     sub = stage("provenance", cmd_provenance, "the provenance record: inputs, config, code, packages, outputs")
     sub.add_argument("outputs", nargs="*", help="output files to record besides tables/ and figures/")
+    sub.add_argument("--pretrained-records", nargs="*", default=[],
+                     help="records of the pretrained weights (stage pretrained_weights)")
     for option in ("--images", "--cases", "--results-dir", "--out"):
         sub.add_argument(option, required=True)
     sub = stage("audit", cmd_audit, "score a new cohort with a released bundle (no training)")
@@ -241,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("checkpoints", nargs="+", help=f"{paths.CHECKPOINT_FILE} of each fold")
     for option in ("--cache", "--images", "--ensemble-predictions", "--images-dir", "--backbone", "--out", "--figure"):
         sub.add_argument(option, required=True)
+    add_issue15_stages(stage)
     return parser
 
 

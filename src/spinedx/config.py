@@ -86,7 +86,8 @@ def check_semantics(config: dict, source: str = "config", sections: Iterable[str
         return
     named = []
     if "training" in given:
-        named += [("training.pretrained", b) for b in config["training"]["pretrained"]]
+        pretrained = config["training"]["pretrained"]
+        named += [("training.pretrained", b) for b in (pretrained if isinstance(pretrained, dict) else ())]
     if "gradcam" in given:
         named += [("gradcam.target_layers", b) for b in config["gradcam"]["target_layers"]]
     if "figures" in given and config["figures"]["final_backbone"] is not None:
@@ -204,3 +205,22 @@ def settings_json(config: Mapping, *sections: str) -> str:
     ``sequences`` is the study's (tables, figures, bundle list them in it).
     """
     return json.dumps({name: config[name] for name in sorted(sections)})
+
+
+# --- training.pretrained: what it asks for (read by the workflow and by
+# spinedx.models.pretrained, which fetches and records the weights) ---------------------
+
+#: ``pretrained_request`` value for timm's published weights of a backbone.
+PRETRAINED_HUB = "hub"
+
+
+def pretrained_request(setting, backbone: str) -> str | None:
+    """What ``training.pretrained`` (``true``/``false``, or per backbone ``true``/``false``
+    /a file path) asks for ``backbone``: None (random initialisation),
+    :data:`PRETRAINED_HUB` (timm's published weights) or a local file path."""
+    value = setting.get(backbone, False) if isinstance(setting, dict) else setting
+    if value is True:
+        return PRETRAINED_HUB
+    if value is False or value is None:
+        return None
+    return str(value)

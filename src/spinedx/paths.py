@@ -62,6 +62,40 @@ BUNDLE_MANIFEST = "SHA256SUMS"
 BUNDLE_MODELS_DIR = "models"
 
 
+# --- issue 15: reader studies, paired comparisons, calibration, subgroups, participant
+# flow, reporting checklist, distribution shift (names of tables and figures) -----------
+
+#: The reader study: per reader x condition metrics, the MRMC analyses, its figure.
+READER_METRICS_TABLE = "reader_study_metrics"
+READER_MRMC_TABLE = "reader_study_mrmc"
+READER_DECISIONS_TABLE = "reader_study_decisions"
+READER_ROC_FIGURE = "reader_study_roc"
+#: Paired comparisons of backbones, inputs and fusion (DeLong, McNemar, adjusted p).
+COMPARISONS_TABLE = "paired_comparisons"
+#: Calibration and clinical utility.
+CALIBRATION_TABLE = "calibration"
+CALIBRATION_CURVE_TABLE = "calibration_curve"
+DECISION_CURVE_TABLE = "decision_curve"
+CALIBRATION_FIGURE = "calibration_curve"
+DECISION_CURVE_FIGURE = "decision_curve"
+#: Subgroups (per-level metrics and their forest plot).
+SUBGROUP_TABLE = "subgroups"
+SUBGROUP_FIGURE = "subgroups_forest"
+#: Participant flow (STARD 2015 item 19) and the reporting checklist.
+FLOW_TABLE = "participant_flow"
+FLOW_FIGURE = "participant_flow"
+CHECKLIST_TABLE = "reporting_checklist"
+#: Distribution shift of an audited cohort against the bundle's training cohort.
+SHIFT_TABLE = "distribution_shift"
+SHIFT_SUMMARY_TABLE = "distribution_shift_summary"
+SHIFT_FIGURE = "distribution_shift"
+#: Inside a bundle: the training cohort's shift reference of each backbone x sequence.
+BUNDLE_SHIFT_DIR = "shift_reference"
+#: File names of the annotations stage's exclusion records and the demo reader study.
+EXCLUSIONS_DIR = "excluded"
+DEMO_READERS_FILE = "readers.csv"
+
+
 def table_file(name: str) -> str:
     return f"{name}.csv"
 
@@ -104,6 +138,11 @@ def split_model_name(name: str) -> tuple[str, str]:
     if not separator or not network:
         raise ValueError(f"{name!r} is not a volume model name (<mode>_<network>, e.g. 2.5d_resnet10t)")
     return mode, network
+
+
+def shift_reference(backbone: str, sequence: str) -> str:
+    """A backbone x sequence's distribution-shift reference inside a bundle (relative)."""
+    return f"{BUNDLE_SHIFT_DIR}/{backbone}/{sequence}.npz"
 
 
 def bundle_model(backbone: str, sequence: str, fold) -> str:
@@ -158,6 +197,11 @@ class StudyPaths:
 
     def job_config(self, backbone: str, sequence: str, fold) -> str:
         return f"{self.model_dir(backbone, sequence, fold)}/{JOB_CONFIG_FILE}"
+
+    def pretrained_record(self, backbone: str) -> str:
+        """The resolved initial weights of a backbone (source, file, sha256), written once
+        before its training jobs (rule pretrained_weights)."""
+        return self._join("pretrained", f"{backbone}.json")
 
     # predictions
     def inference(self, backbone: str, sequence: str) -> str:
@@ -214,6 +258,21 @@ class StudyPaths:
         """The config ``spinedx audit`` hands to the workflow, beside the audit's results."""
         return self._join("audit_config.yaml")
 
+    # issue 15: exclusion records, the demo reader study, distribution shift
+    def annotation_exclusions(self, sequence: str) -> str:
+        """What the annotations stage left out of one sequence, with the reason."""
+        return self._join("annotations", EXCLUSIONS_DIR, f"{sequence}.csv")
+
+    @property
+    def demo_readers(self) -> str:
+        """The built-in demo reader study (readers.csv of the demo cohort)."""
+        return self._join("demo_reader_study", DEMO_READERS_FILE)
+
+    def shift_reference(self, backbone: str, sequence: str) -> str:
+        """The training cohort's shift reference of one backbone x sequence (copied into
+        the bundle)."""
+        return self._join(BUNDLE_SHIFT_DIR, backbone, f"{sequence}.npz")
+
     # one log and one Snakemake benchmark per job
     def log(self, stage: str, name: str) -> str:
         return self._join("logs", stage, f"{name}.log")
@@ -242,3 +301,6 @@ class BundlePaths:
 
     def model(self, backbone: str, sequence: str, fold) -> str:
         return f"{self.root}/{bundle_model(backbone, sequence, fold)}"
+
+    def shift_reference(self, backbone: str, sequence: str) -> str:
+        return f"{self.root}/{shift_reference(backbone, sequence)}"

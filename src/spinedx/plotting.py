@@ -74,3 +74,32 @@ def save_figure(fig, stem: str | Path, close: bool = True) -> list[Path]:
         import matplotlib.pyplot as plt
         plt.close(fig)
     return paths
+
+
+# --- ROC curves (figures, reader study) ---------------------------------------------------
+
+ROC_AXIS_X = "1 − specificity (false-positive rate)"
+
+
+def roc_axis(ax, positive: str) -> None:
+    """Square ROC axes with the chance diagonal; ``positive`` names the positive class."""
+    ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":", zorder=0)
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_xticks([0, 0.25, 0.5, 0.75, 1])
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1])
+    ax.set_xlabel(ROC_AXIS_X)
+    ax.set_ylabel(f"Sensitivity ({positive} positive)")
+
+
+def roc_points(labels, probs):
+    """(false-positive rate, true-positive rate) of every threshold, label 1 positive."""
+    import numpy as np
+    from sklearn.metrics import roc_curve
+
+    labels = np.asarray(labels)
+    if len(np.unique(labels)) < 2:
+        return np.array([np.nan]), np.array([np.nan])
+    fpr, tpr, _ = roc_curve(labels, np.asarray(probs, dtype=float), pos_label=1, drop_intermediate=False)
+    return fpr, tpr

@@ -4,7 +4,9 @@ rule annotations:
         cases=CASES,
         boxes=BOXES,
     output:
-        P.annotations("{sequence}"),
+        table=P.annotations("{sequence}"),
+        # What the table leaves out, and why (read by the participant flow).
+        excluded=P.annotation_exclusions("{sequence}"),
     params:
         settings=settings("classes", "sequences", "data", "audit"),
         images_dir=IMAGES_DIR,
@@ -18,7 +20,8 @@ rule annotations:
         "../../envs/data.yaml"
     shell:
         "python -m spinedx annotations --settings {params.settings:q} --images-dir {params.images_dir:q}"
-        " --cases {input.cases:q} --sequence {wildcards.sequence:q} --out {output:q} 2> {log:q}"
+        " --cases {input.cases:q} --sequence {wildcards.sequence:q} --out {output.table:q}"
+        " --excluded {output.excluded:q} 2> {log:q}"
 
 
 rule merge_annotations:

@@ -6,8 +6,10 @@ rule bundle:
         images=P.images_table,
         table3=EVALUATION_TABLES["table3"],
         internal_case=EVALUATION_TABLES["internal_case"],
+        shift_references=SHIFT_REFERENCES,
     output:
         models=BUNDLE_MODELS,
+        shift_references=[P.bundle.shift_reference(b, s) for b, s in SHIFT_JOBS] if SHIFT_REFERENCES else [],
         card_json=P.bundle.card_json,
         card_md=P.bundle.card_md,
         manifest=P.bundle.manifest,
@@ -24,4 +26,4 @@ rule bundle:
     shell:
         "python -m spinedx bundle {input.checkpoints:q} --settings {params.settings:q} --images {input.images:q}"
         " --external-metrics {input.table3:q} --internal-metrics {input.internal_case:q}"
-        " --out-dir {params.out_dir:q} 2> {log:q}"
+        " --shift-references {input.shift_references:q} --out-dir {params.out_dir:q} 2> {log:q}"

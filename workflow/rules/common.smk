@@ -15,12 +15,13 @@ sys.path.insert(0, SRC_DIR)
 
 from spinedx import paths
 from spinedx.aggregation import ALL_INPUT
-from spinedx.config import check_semantics, settings_json
+from spinedx.config import PRETRAINED_HUB, check_semantics, pretrained_request, settings_json
 from spinedx.demo.plan import demo_settings, planned_files
 from spinedx.input_modes import VOLUME_SECTIONS as VOLUME_CONFIG_SECTIONS, model_mode, model_names
 from spinedx.readers.bundle import CARD_CONFIG_SECTIONS as BUNDLE_CONFIG_SECTIONS, apply_bundle
 from spinedx.readers.tree import sequence_files
 from spinedx.runtime import prepare_job_environment
+from spinedx.stats.meta_analysis import verdict_summary_of_table
 
 prepare_job_environment(SRC_DIR)
 
@@ -167,3 +168,83 @@ STUDY_OUTPUTS = [
 ]
 # Volume studies: a boxes CSV (data.boxes) is an input of the annotations.
 BOXES = [config["data"]["boxes"]] if VOLUMES and config["data"]["boxes"] else []
+
+# ------------------------------------------------------------------------------------
+# Issue 15: reader study, paired comparisons, calibration and clinical utility, subgroups,
+# participant flow, reporting checklist, distribution shift (rule files reader_study,
+# comparisons, calibration, subgroups, participant_flow, reporting_checklist,
+# distribution_shift).
+CASE_LEVEL_FILES = expand(P.case_level("{backbone}"), backbone=BACKBONES)
+# Case-level fusion predictions when the study fuses clinical data (their owner,
+# paths.StudyPaths.fusion_predictions, comes with the fusion stage): compared with image only.
+_FUSION_OWNER = getattr(P, "fusion_predictions", None)
+FUSION_CASE_PREDICTIONS = ([_FUSION_OWNER] if isinstance(_FUSION_OWNER, str)
+                           and config.get("fusion", {}).get("enabled", False) else [])
+# The reader study: the user's readers.csv, or the demo's simulated one.
+DEMO_READERS = DEMO and not config["reader_study"]["readers"] and config["reader_study"]["demo"]["enabled"]
+READERS_FILE = P.demo_readers if DEMO_READERS else config["reader_study"]["readers"]
+READER_STUDY_OUTPUTS = ([P.table(paths.READER_METRICS_TABLE), P.table(paths.READER_MRMC_TABLE),
+                         P.table(paths.READER_DECISIONS_TABLE), *figures_of(paths.READER_ROC_FIGURE)]
+                        if READERS_FILE else [])
+# Distribution shift: the study writes its training cohort's reference into the bundle;
+# audit mode scores the new cohort against the bundle's reference (when the bundle has one)
+# and the evaluation tables wait for it (SHIFT_CHECKED), so no AUC is read before it.
+# Volume studies: no shift reference yet (it reads 2-D caches); their models start from random weights.
+SHIFT_ENABLED = config["distribution_shift"]["enabled"] and not VOLUMES
+SHIFT_JOBS = [(backbone, sequence) for backbone in BACKBONES for sequence in SEQUENCES]
+SHIFT_REFERENCES = [P.shift_reference(b, s) for b, s in SHIFT_JOBS] if SHIFT_ENABLED and not AUDIT else []
+AUDIT_SHIFT_REFERENCES = ([paths.BundlePaths(AUDIT_BUNDLE).shift_reference(b, s) for b, s in SHIFT_JOBS]
+                          if AUDIT and SHIFT_ENABLED else [])
+if AUDIT_SHIFT_REFERENCES and not all(os.path.isfile(p) for p in AUDIT_SHIFT_REFERENCES):
+    sys.stderr.write("audit: the bundle has no distribution-shift reference (written by spinedx >= issue 15); "
+                     "the new cohort's shift against the training cohort is not assessed\n")
+    AUDIT_SHIFT_REFERENCES = []
+SHIFT_OUTPUTS = ([P.table(paths.SHIFT_TABLE), P.table(paths.SHIFT_SUMMARY_TABLE), *figures_of(paths.SHIFT_FIGURE)]
+                 if AUDIT_SHIFT_REFERENCES else [])
+SHIFT_CHECKED = SHIFT_OUTPUTS[1:2]
+ISSUE15_OUTPUTS = [
+    P.table(paths.FLOW_TABLE), *figures_of(paths.FLOW_FIGURE),
+    *([P.table(paths.COMPARISONS_TABLE)] if config["comparisons"]["enabled"] else []),
+    *([P.table(paths.CALIBRATION_TABLE), P.table(paths.CALIBRATION_CURVE_TABLE), P.table(paths.DECISION_CURVE_TABLE),
+       *figures_of(paths.CALIBRATION_FIGURE, paths.DECISION_CURVE_FIGURE)] if config["calibration"]["enabled"] else []),
+    *([P.table(paths.SUBGROUP_TABLE), *figures_of(paths.SUBGROUP_FIGURE)] if config["subgroups"]["variables"] else []),
+    *READER_STUDY_OUTPUTS,
+    *SHIFT_OUTPUTS,
+]
+# The reporting checklist maps guideline items to these files (the study's outputs so far).
+CHECKLIST_EVIDENCE = [*STUDY_OUTPUTS, *ISSUE15_OUTPUTS, *([] if AUDIT else [P.folds])]
+STUDY_OUTPUTS += [*ISSUE15_OUTPUTS, P.table(paths.CHECKLIST_TABLE)]
+
+
+def report_meta_analysis_verdicts():
+    """End of a run (Snakefile onsuccess/onerror): say which meta-analysis fits are flagged
+    (not converged, not estimable), read from the table, so that a flag is not only in a log."""
+    if not config["meta_analysis"]["enabled"]:
+        return
+    lines = verdict_summary_of_table(P.table(paths.META_ANALYSIS_TABLE))
+    if lines:
+        (logger.warning if len(lines) > 1 else logger.info)("\n".join(lines))
+
+
+# Pretrained weights (training.pretrained; spinedx.models.pretrained): each backbone that
+# starts from them has its weights fetched or checked once by rule pretrained_weights
+# (a local rule: the submitting node) before any of its training jobs starts; the jobs
+# load the recorded, hash-checked file. Audit mode trains nothing.
+PRETRAINED_BACKBONES = [] if AUDIT or VOLUMES else [
+    backbone for backbone in BACKBONES if pretrained_request(config["training"]["pretrained"], backbone)]
+PRETRAINED_RECORDS = [P.pretrained_record(backbone) for backbone in PRETRAINED_BACKBONES]
+
+
+def pretrained_record(wildcards):
+    """The resolved weights a training job waits for (none: random initialisation)."""
+    return [P.pretrained_record(wildcards.backbone)] if wildcards.backbone in PRETRAINED_BACKBONES else []
+
+
+def pretrained_record_option(wildcards, input):
+    return f"--pretrained-record {shlex.quote(input.pretrained[0])}" if input.pretrained else ""
+
+
+def pretrained_weight_files(wildcards):
+    """A local weight file named for the backbone: its change resolves it again."""
+    wanted = pretrained_request(config["training"]["pretrained"], wildcards.backbone)
+    return [] if wanted in (None, PRETRAINED_HUB) else [wanted]

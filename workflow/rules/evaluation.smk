@@ -2,6 +2,8 @@ rule evaluation:
     input:
         images=expand(P.ensembling("{backbone}", "{sequence}"), backbone=BACKBONES, sequence=SEQUENCES),
         cases=expand(P.case_level("{backbone}"), backbone=BACKBONES),
+        # Audit mode: the distribution-shift summary comes before any AUC (issue 15).
+        shift_checked=SHIFT_CHECKED,
     output:
         table2=report(EVALUATION_TABLES["table2"], caption="../report/table2.rst",
                       category="3. Backbone comparison", subcategory="Table 2"),

@@ -6,6 +6,7 @@ rule provenance:
         outputs=STUDY_OUTPUTS,
         images=P.images_table,
         cases=CASES,
+        pretrained=PRETRAINED_RECORDS,
     output:
         P.provenance,
     params:
@@ -20,4 +21,5 @@ rule provenance:
         "../../envs/evaluation.yaml"
     shell:
         "python -m spinedx provenance {input.outputs:q} --settings {params.settings:q} --images {input.images:q}"
-        " --cases {input.cases:q} --results-dir {params.results_dir:q} --out {output:q} 2> {log:q}"
+        " --cases {input.cases:q} --results-dir {params.results_dir:q} --out {output:q}"
+        " --pretrained-records {input.pretrained:q} 2> {log:q}"

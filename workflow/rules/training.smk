@@ -4,6 +4,7 @@ rule training:
         cache=model_cache,
         images=model_images,
         folds=P.folds,
+        pretrained=pretrained_record,
     output:
         checkpoint=P.checkpoint("{backbone}", "{sequence}", "{fold}"),
         history=P.history("{backbone}", "{sequence}", "{fold}"),
@@ -11,6 +12,7 @@ rule training:
     params:
         settings=settings("classes", "preprocessing", "splits", "training", *VOLUME_SECTIONS),
         out_dir=subpath(output.checkpoint, parent=True),
+        pretrained=pretrained_record_option,
     log:
         P.log("training", "{backbone}/{sequence}/fold{fold}"),
     benchmark:
@@ -26,4 +28,4 @@ rule training:
         "python -m spinedx training --settings {params.settings:q} --cache {input.cache:q}"
         " --images {input.images:q} --folds {input.folds:q} --backbone {wildcards.backbone:q}"
         " --sequence {wildcards.sequence:q} --fold {wildcards.fold} --out-dir {params.out_dir:q}"
-        " 2> {log:q}"
+        " {params.pretrained} 2> {log:q}"

@@ -21,10 +21,17 @@ def build_model(backbone: str, n_classes: int, in_chans: int, pretrained_file: s
         if not Path(pretrained_file).is_file():
             raise InputError(f"{pretrained_file}: pretrained weight file for {backbone} not found "
                              "(config training.pretrained)")
-        # No hub access anywhere: timm reads the local file; the classifier is re-initialised
-        # because n_classes differs from ImageNet's.
-        return timm.create_model(backbone, pretrained=True,
-                                 pretrained_cfg_overlay=dict(file=str(pretrained_file)), **options)
+        # A local file (published weights were fetched and hashed beforehand:
+        # spinedx.models.pretrained); the classifier is re-initialised because n_classes
+        # differs from ImageNet's, and a 1-channel stem sums the RGB filters (timm).
+        try:
+            return timm.create_model(backbone, pretrained=True,
+                                     pretrained_cfg_overlay=dict(file=str(pretrained_file)), **options)
+        except (RuntimeError, KeyError, ValueError, OSError) as error:
+            first_line = (str(error).strip().splitlines() or [""])[0][:300]
+            raise InputError(f"{pretrained_file}: cannot load as {backbone} weights ({type(error).__name__}: "
+                             f"{first_line}); give weights of this architecture (config "
+                             "training.pretrained)") from None
     return timm.create_model(backbone, pretrained=False, **options)
 
 

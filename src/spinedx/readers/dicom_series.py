@@ -28,14 +28,12 @@ be an image slice of the series.
 
 from __future__ import annotations
 
-import logging
-import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from spinedx.errors import InputError
+from spinedx.readers.base import pydicom_silenced
 from spinedx.readers.volume import Volume, check_voxel_limit, to_canonical
 
 GEOMETRY_ATTRIBUTES = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
@@ -77,7 +75,7 @@ def read_dicom_series(folder, *, max_voxels: int) -> Volume:
     """The series in ``folder`` as a canonical float32 :class:`Volume` (scanner units)."""
     folder = Path(folder)
     files = _slice_files(folder)
-    with _pydicom_silenced():
+    with pydicom_silenced():
         headers = [_read_header(path) for path in files]
         geometry = _check_series(folder, files, headers)
         rows, columns = geometry["rows"], geometry["columns"]
@@ -87,20 +85,6 @@ def read_dicom_series(folder, *, max_voxels: int) -> Volume:
         for slot, index in enumerate(order):
             array[slot] = _read_pixels(files[index], rows, columns)
     return to_canonical(array, geometry["affine"])
-
-
-@contextmanager
-def _pydicom_silenced():
-    """No pydicom warning or log record while reading: they quote element values."""
-    logger = logging.getLogger("pydicom")
-    disabled = logger.disabled
-    logger.disabled = True
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.disabled = disabled
 
 
 def _slice_files(folder: Path) -> list[Path]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
@@ -17,9 +19,15 @@ from spinedx.errors import InputError
 from spinedx.io import sha256_file
 from spinedx.readers import open_image
 
-# Shape types that describe an axis-aligned box: labelme >= 3 writes "rectangle" with two
-# opposite corners; older files (and some converters) write 4-point polygons.
-RECTANGLE_SHAPES = {"rectangle", "polygon", None}
+log = logging.getLogger(__name__)
+
+# An old labelme box (no shape_type: labelme before 3.x drew boxes as 4-point polygons)
+# is read as a rectangle only when each of its 4 points lies within this distance of a
+# different corner of their bounding box: hand-drawn old boxes are a few pixels off, a
+# trapezoid or a rotated outline is not a box. The tolerance is the larger of an absolute
+# few pixels (small boxes) and a fraction of the box's shorter side (large boxes).
+OLD_BOX_TOLERANCE_PX = 3.0
+OLD_BOX_TOLERANCE_FRACTION = 0.1
 
 
 def _resolve_image_path(json_path: Path, image_path: str, images_dir: Path) -> Path:
@@ -42,44 +50,126 @@ def _resolve_image_path(json_path: Path, image_path: str, images_dir: Path) -> P
             f"{json_path}: imagePath {image_path!r} points outside the images folder "
             f"{images_dir}; refused (annotation paths must stay inside their folder)"
         )
+    if not candidate.exists():
+        existing = _same_but_case(root, candidate)
+        if existing is not None:
+            suggestion = os.path.relpath(existing, json_path.parent.resolve()).replace(os.sep, "/")
+            raise InputError(
+                f"{json_path}: imagePath {image_path!r} names no file, but {existing} exists: the "
+                f"names differ in letter case only (file names are case-sensitive here); set "
+                f"imagePath to {suggestion!r} or rename the file"
+            )
     return candidate
 
 
-def parse_box(json_path: Path, shapes, width: int, height: int) -> tuple[float, float, float, float]:
-    """The one rectangle of a labelme file as (x0, y0, x1, y1), ordered and clipped."""
+def _same_but_case(root: Path, missing: Path) -> Path | None:
+    """The one existing path under ``root`` that equals ``missing`` but for letter case
+    (a file annotated on a case-insensitive file system), else None."""
+    found = root
+    for part in missing.relative_to(root).parts:
+        if (found / part).exists():
+            found = found / part
+            continue
+        if not found.is_dir():
+            return None
+        matches = [entry for entry in found.iterdir() if entry.name.lower() == part.lower()]
+        if len(matches) != 1:
+            return None
+        found = matches[0]
+    return found if found.is_file() else None
+
+
+def _points(json_path: Path, shape: dict) -> np.ndarray:
+    points = shape.get("points")
+    if not isinstance(points, list) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in points):
+        raise InputError(f"{json_path}: shape points must be a list of [x, y] pairs")
+    try:
+        xy = np.asarray(points, dtype=float).reshape(-1, 2)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"{json_path}: non-numeric shape point: {error}") from error
+    if not np.isfinite(xy).all():
+        raise InputError(f"{json_path}: shape points must be finite numbers")
+    return xy
+
+
+def old_box_offset(xy: np.ndarray) -> tuple[float, float]:
+    """(largest distance of a point from its own corner of the bounding box, tolerance)
+    of 4 untyped points; inf when two points share a corner (not a box)."""
+    low, high = xy.min(axis=0), xy.max(axis=0)
+    tolerance = max(OLD_BOX_TOLERANCE_PX, OLD_BOX_TOLERANCE_FRACTION * float((high - low).min()))
+    corners = np.array([[low[0], low[1]], [high[0], low[1]], [high[0], high[1]], [low[0], high[1]]])
+    distances = np.linalg.norm(xy[:, None, :] - corners[None, :, :], axis=2)
+    nearest = distances.argmin(axis=1)
+    if len(set(nearest.tolist())) != 4:
+        return float("inf"), tolerance
+    return float(distances[np.arange(4), nearest].max()), tolerance
+
+
+def lesion_shape(json_path: Path, shapes) -> tuple[dict, np.ndarray]:
+    """The one lesion rectangle of a labelme file and its points, as labelme defines shapes.
+
+    A box is a shape with ``shape_type: "rectangle"`` (2 corners, labelme 3.x-5.x), or a
+    shape without ``shape_type`` (labelme before 3.x, where every shape was a polygon)
+    whose 4 points lie on the corners of an axis-aligned rectangle
+    (:data:`OLD_BOX_TOLERANCE_PX`, :data:`OLD_BOX_TOLERANCE_FRACTION`). A shape typed
+    "polygon" is never a box, whatever its points. Other shapes (polygons, points, lines,
+    circles, masks, ...) are ignored and logged; a file needs exactly one box.
+    """
     if not isinstance(shapes, list):
         raise InputError(f"{json_path}: `shapes` must be a list")
-    boxes = []
+    boxes: list[tuple[dict, np.ndarray]] = []
+    rectangles = old_boxes = 0
+    ignored: dict[str, int] = {}
+    hints: list[str] = []
     for shape in shapes:
         if not isinstance(shape, dict):
             raise InputError(f"{json_path}: every entry of `shapes` must be an object")
         kind = shape.get("shape_type")
-        points = shape.get("points")
-        if kind not in RECTANGLE_SHAPES:
-            continue
-        if not isinstance(points, list) or not all(
-            isinstance(p, (list, tuple)) and len(p) == 2 for p in points
-        ):
-            raise InputError(f"{json_path}: shape points must be a list of [x, y] pairs")
-        if kind in ("polygon", None) and len(points) != 4:
-            continue  # a real polygon outline, not a box
-        if kind == "rectangle" and len(points) != 2:
-            raise InputError(
-                f"{json_path}: a rectangle needs exactly 2 corner points, found {len(points)}"
-            )
-        try:
-            xy = np.asarray(points, dtype=float)
-        except (TypeError, ValueError) as error:
-            raise InputError(f"{json_path}: non-numeric shape point: {error}") from error
-        if not np.isfinite(xy).all():
-            raise InputError(f"{json_path}: shape points must be finite numbers")
-        boxes.append(xy)
+        if kind == "rectangle":
+            xy = _points(json_path, shape)
+            if len(xy) != 2:
+                raise InputError(f"{json_path}: a rectangle needs exactly 2 corner points, found {len(xy)}")
+            boxes.append((shape, xy))
+            rectangles += 1
+        elif kind is None:
+            xy = _points(json_path, shape)
+            offset, tolerance = old_box_offset(xy) if len(xy) == 4 else (None, None)
+            if offset is not None and offset <= tolerance:
+                boxes.append((shape, xy))
+                old_boxes += 1
+            else:
+                name = "untyped polygon" if offset is None else "untyped 4-point shape that is not a box"
+                ignored[name] = ignored.get(name, 0) + 1
+                if offset is not None:
+                    hints.append(f"an untyped 4-point shape is read as a box only when each point is within "
+                                 f"{tolerance:.1f} px of a corner of an axis-aligned rectangle "
+                                 + ("(two points share a corner)" if offset == float("inf")
+                                    else f"(this one is {offset:.1f} px off)"))
+        else:
+            name = str(kind)
+            ignored[name] = ignored.get(name, 0) + 1
+            if kind == "polygon" and isinstance(shape.get("points"), list) and len(shape["points"]) == 4:
+                hints.append('a shape typed "polygon" is never read as a box, even with 4 points')
+    other = ", ".join(f"{n} {name}{'s' if n > 1 else ''}" for name, n in sorted(ignored.items()))
     if len(boxes) != 1:
+        found = [f"{rectangles} rectangle{'s' if rectangles != 1 else ''}"]
+        if old_boxes:
+            found.append(f"{old_boxes} untyped 4-point box{'es' if old_boxes != 1 else ''} (labelme < 3)")
         raise InputError(
-            f"{json_path}: expected exactly one rectangle around the lesion, found {len(boxes)}; "
-            "draw one rectangle per image in labelme"
+            f"{json_path}: expected exactly one rectangle around the lesion, found {' and '.join(found)}"
+            + (f"; other shapes ignored: {other}" if other else "")
+            + ("".join(f"; {hint}" for hint in dict.fromkeys(hints)) if not boxes else "")
+            + "; draw one rectangle per image in labelme (Create Rectangle)"
         )
-    xy = boxes[0]
+    if other:
+        log.info("%s: other shapes ignored: %s (only the rectangle is read)", json_path, other)
+    return boxes[0]
+
+
+def parse_box(json_path: Path, shapes, width: int, height: int) -> tuple[float, float, float, float]:
+    """The one rectangle of a labelme file (:func:`lesion_shape`) as (x0, y0, x1, y1),
+    ordered and clipped."""
+    _, xy = lesion_shape(json_path, shapes)
     # Annotators drag rectangles from any corner: order the corners, then clip to the image.
     x0, y0 = np.clip(xy.min(axis=0), 0, [width, height])
     x1, y1 = np.clip(xy.max(axis=0), 0, [width, height])

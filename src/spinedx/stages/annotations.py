@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from spinedx.errors import InputError
-from spinedx.io import read_parquets, write_parquet
+from spinedx.io import read_parquets, write_csv, write_parquet
 from spinedx.readers.cases import read_cases
 from spinedx.readers.labelme import read_annotation
-from spinedx.readers.tree import annotation_files, check_tree
+from spinedx.readers.tree import annotation_files, check_tree, sequence_files
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,43 @@ def check_duplicates(table: pd.DataFrame, images_dir: Path) -> None:
         )
 
 
-def main_stage(config, images_dir, cases_path, sequence, out) -> pd.DataFrame:
-    """The workflow stage: the image table of one sequence."""
+#: Columns of the exclusion record (what a sequence's table leaves out, and why).
+EXCLUSION_COLUMNS = ["patient_id", "sequence", "level", "item", "reason"]
+NO_IMAGE = "no image of this sequence"
+NO_ANNOTATION = "image without annotation (no labelme JSON names it)"
+
+
+def exclusions(images_dir: str | Path, cases_path: str | Path, config, sequence: str | None,
+               table: pd.DataFrame) -> pd.DataFrame:
+    """What the image table of ``sequence`` (None: all) legitimately leaves out, one row
+    each: patients of the cases table without an image of it, and image files in its
+    folders that no labelme JSON names. Bad input is not recorded here: it stops the
+    stage (:func:`tabulate`). The participant-flow stage reads these records."""
+    images_dir = Path(images_dir)
+    sequences = [sequence] if sequence else list(config["sequences"])
+    cases = read_cases(cases_path, config["classes"], all_external=bool(config["audit"]["bundle"]))
+    rows = []
+    for name in sequences:
+        have = set(table.loc[table["sequence"] == name, "patient_id"])
+        rows += [{"patient_id": patient, "sequence": name, "level": "patient", "item": "", "reason": NO_IMAGE}
+                 for patient in sorted(set(cases["patient_id"]) - have)]
+        annotated = set(table.loc[table["sequence"] == name, "image_path"])
+        for path in sequence_files(images_dir, config["sequences"], name):
+            relative = path.relative_to(images_dir).as_posix()
+            if path.suffix.lower() != ".json" and relative not in annotated:
+                rows.append({"patient_id": relative.split("/", 1)[0], "sequence": name, "level": "image",
+                             "item": relative, "reason": NO_ANNOTATION})
+    return pd.DataFrame(rows, columns=EXCLUSION_COLUMNS)
+
+
+def main_stage(config, images_dir, cases_path, sequence, out, exclusions_out=None) -> pd.DataFrame:
+    """The workflow stage: the image table of one sequence (and, with ``exclusions_out``,
+    the record of what it leaves out)."""
     table = tabulate(images_dir, cases_path, config, sequence)
+    if exclusions_out:
+        excluded = exclusions(images_dir, cases_path, config, sequence, table)
+        write_csv(excluded, exclusions_out)
+        log.info("%d exclusion(s) recorded -> %s", len(excluded), exclusions_out)
     write_parquet(table, out)
     log.info("%d images of %d patients -> %s", len(table), table["patient_id"].nunique(), out)
     return table

@@ -45,6 +45,15 @@ LIMITATIONS = (
     "external validation with `spinedx audit` measures."
 )
 
+REPRODUCIBILITY = (
+    "Retraining with this card's config, code commit and software versions on the same "
+    "machine gives bit-identical weights when training.deterministic is true (CPU, one "
+    "thread). On another processor (other CPU kernels) or with several threads the weights "
+    "differ in their last bits from the first training step on, and after training some "
+    "case decisions and AUCs differ; the released weights, not a retraining, are what the "
+    "metrics here describe (README, Reproducibility)."
+)
+
 
 # Volume studies (data.format volume): what the models read, and their use.
 VOLUME_INTENDED_USE = (
@@ -94,6 +103,18 @@ def _metrics(path) -> list[dict]:
     return json.loads(table[columns].to_json(orient="records"))
 
 
+def _initial_weights(checkpoints: list[dict]) -> dict:
+    """Per backbone: the pretrained weights its fold models started from (source and
+    sha256 of the file), or "random initialisation"."""
+    weights = {}
+    for model in checkpoints:
+        start = model.get("pretrained") or "random initialisation"
+        if weights.setdefault(model["backbone"], start) != start:
+            raise InputError(f"{model['file']}: the {model['backbone']} fold models started from different "
+                             "initial weights; retrain them with one training.pretrained setting")
+    return weights
+
+
 def build_card(checkpoints: list[dict], images: pd.DataFrame, external_metrics, internal_metrics,
                config, workflow_dir) -> dict:
     """The machine-readable model card (plain JSON types only)."""
@@ -132,11 +153,13 @@ def build_card(checkpoints: list[dict], images: pd.DataFrame, external_metrics, 
             "in_chans": config["training"]["in_chans"],
             "image_formats": "PNG/JPEG (any mode, to 8-bit gray) or DICOM (stored rescale and window)"},
         "models": checkpoints,
+        "initial_weights": _initial_weights(checkpoints),
         "training_cohort": _cohort_summary(images, classes),
         "metrics": {"external_case_level": _metrics(external_metrics),
                     "internal_cv_case_level": _metrics(internal_metrics)},
         "intended_use": VOLUME_INTENDED_USE if volumes else INTENDED_USE,
         "limitations": VOLUME_LIMITATIONS if volumes else LIMITATIONS,
+        "reproducibility": REPRODUCIBILITY,
         "software": environment(),
         "code": code_version(workflow_dir),
         "config": released,
@@ -163,6 +186,9 @@ def render_card(card: dict) -> str:
                        for name, info in card["training_cohort"].items())
     software = ", ".join(f"{k} {v}" for k, v in card["software"].items() if v is not None)
     code = card["code"]
+    initial = "; ".join(f"{backbone}: " + (start if isinstance(start, str) else
+                                           f"pretrained {start['source']} (sha256 {start['sha256']})")
+                        for backbone, start in card["initial_weights"].items())
     return f"""# Model card: spinedx {', '.join(card['backbones'])} ({card['n_folds']}-fold ensembles)
 
 ## Task
@@ -190,8 +216,13 @@ Internal cross-validation (out-of-fold):
 ## Limitations
 {card['limitations']}
 
+## Reproducibility
+{card['reproducibility']}
+
 ## Models
 {table([{k: m[k] for k in ('file', 'epoch', 'val_accuracy')} for m in card['models']])}
+Initial weights: {initial}.
+
 ## Software
 {software}; code: spinedx {code['spinedx']}, git commit {code['git_commit']} (uncommitted changes: {code['git_dirty']}).
 
@@ -224,8 +255,12 @@ def _input_text(spec: dict) -> str:
 
 
 def write_bundle(checkpoint_paths, images_path, external_metrics, internal_metrics, config,
-                 out_dir, workflow_dir=paths.WORKFLOW_DIR) -> dict:
-    """Copy the fold checkpoints into ``out_dir`` and write the card and the manifest."""
+                 out_dir, workflow_dir=paths.WORKFLOW_DIR, shift_references=()) -> dict:
+    """Copy the fold checkpoints into ``out_dir`` and write the card and the manifest.
+
+    ``shift_references``: the distribution-shift references of the training cohort, one per
+    backbone x sequence in the config's order (stage distribution_shift), copied and hashed
+    with the models so that audit mode can tell a shifted cohort."""
     out_dir = Path(out_dir)
     images = pd.read_parquet(images_path)
     entries, files = [], []
@@ -239,9 +274,27 @@ def write_bundle(checkpoint_paths, images_path, external_metrics, internal_metri
             shutil.copyfile(path, partial)
         entries.append({"file": name, "backbone": checkpoint["backbone"], "sequence": checkpoint["sequence"],
                         "fold": int(checkpoint["fold"]), "epoch": int(checkpoint["epoch"]),
-                        "val_accuracy": float(checkpoint["val_accuracy"])})
+                        "val_accuracy": float(checkpoint["val_accuracy"]),
+                        # initial weights (source, sha256); None: random initialisation
+                        "pretrained": checkpoint.get("pretrained")})
         files.append(name)
+    if shift_references:
+        jobs = [(b, q) for b in config["backbones"] for q in config["sequences"]]
+        if len(jobs) != len(shift_references):
+            raise InputError(f"give one distribution-shift reference per backbone x sequence ({len(jobs)}), "
+                             f"got {len(shift_references)}")
+        for (backbone, sequence), path in zip(jobs, shift_references):
+            name = paths.shift_reference(backbone, sequence)
+            with atomic_output(out_dir / name) as partial:
+                shutil.copyfile(path, partial)
+            files.append(name)
     card = build_card(entries, images, external_metrics, internal_metrics, config, workflow_dir)
+    if shift_references:
+        card["distribution_shift"] = {
+            "references": [name for name in files if name.startswith(paths.BUNDLE_SHIFT_DIR)],
+            "method": "per fold model: probabilistic-PCA Mahalanobis distance of penultimate-layer features to "
+                      "the images it trained on, threshold from its held-out images; intensity and size "
+                      "statistics of the internal images (spinedx.stats.shift)"}
     bundle = paths.BundlePaths(out_dir)
     write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", bundle.card_json)
     write_text(render_card(card), bundle.card_md)

@@ -30,38 +30,15 @@ import yaml
 from spinedx import paths
 from spinedx.aggregation import ALL_INPUT
 from spinedx.errors import InputError
+from spinedx.final_system import choose_final_backbone  # noqa: F401  (figures.choose_final_backbone)
 from spinedx.input_modes import model_names
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import PAGE_WIDTH, PALETTE, colors, pyplot, save_figure
+from spinedx.plotting import roc_axis as _roc_axis, roc_points  # noqa: F401  (figures.roc_points)
 from spinedx.readers.cases import read_cases
 from spinedx.task import BinaryTask
 
 log = logging.getLogger(__name__)
-
-ROC_AXIS_X = "1 − specificity (false-positive rate)"
-
-
-def _roc_axis(ax, positive: str) -> None:
-    ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":", zorder=0)
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.set_aspect("equal")
-    ax.set_xticks([0, 0.25, 0.5, 0.75, 1])
-    ax.set_yticks([0, 0.25, 0.5, 0.75, 1])
-    ax.set_xlabel(ROC_AXIS_X)
-    ax.set_ylabel(f"Sensitivity ({positive} positive)")
-
-
-def roc_points(labels, probs) -> tuple[np.ndarray, np.ndarray]:
-    """(false-positive rate, true-positive rate) of every threshold, label 1 positive."""
-    from sklearn.metrics import roc_curve
-
-    labels = np.asarray(labels)
-    if len(np.unique(labels)) < 2:
-        return np.array([np.nan]), np.array([np.nan])
-    fpr, tpr, _ = roc_curve(labels, np.asarray(probs, dtype=float), pos_label=1, drop_intermediate=False)
-    return fpr, tpr
-
 
 def _metric_row(table: pd.DataFrame, backbone: str, input_: str, source: str) -> pd.Series:
     rows = table[(table["backbone"] == backbone) & (table["input"] == input_)]
@@ -106,20 +83,6 @@ def fig3_roc_backbones(image_predictions: pd.DataFrame, table2: pd.DataFrame, co
             ax.set_ylabel("")
     fig.tight_layout()
     return fig
-
-
-def choose_final_backbone(table3: pd.DataFrame, config: dict) -> str:
-    """figures.final_backbone, or the best external case-level ALL AUC (ties: config order)."""
-    if config["figures"]["final_backbone"]:
-        return config["figures"]["final_backbone"]
-    all_rows = table3[table3["input"] == ALL_INPUT].set_index("backbone")
-    ranked = [(all_rows.loc[b, "auc"] if b in all_rows.index else np.nan, -i, b)
-              for i, b in enumerate(model_names(config))]
-    ranked = [r for r in ranked if np.isfinite(r[0])]
-    if not ranked:
-        raise InputError(f"{paths.table_file(paths.TABLE3_CASE_LEVEL)}: no finite AUC of the ALL input "
-                         "for any backbone; set figures.final_backbone")
-    return max(ranked)[2]
 
 
 def fig6_final_system(case_predictions: pd.DataFrame, table3: pd.DataFrame, backbone: str, config,

@@ -17,11 +17,12 @@ import pandas as pd
 from spinedx import paths
 from spinedx.io import write_csv
 from spinedx.plotting import PAGE_WIDTH, PALETTE, colors as palette_colors, pyplot, save_figure
-from spinedx.stats.meta_analysis import STAGE_KEYS, check_fold_2x2, run_meta_analysis
+from spinedx.stats.meta_analysis import STAGE_KEYS, check_fold_2x2, run_meta_analysis, verdict_summary
 
 log = logging.getLogger(__name__)
 
 CHI2_2DF_95 = 5.991464547107979  # 95% quantile of chi-square(2): radius^2 of the regions
+
 
 
 def _inv_logit(x):
@@ -35,6 +36,22 @@ def _estimates(results: pd.DataFrame, backbone: str, input_: str) -> pd.DataFram
 
 def _converged(est: pd.DataFrame) -> bool:
     return "converged" not in est.index or bool(est.loc["converged", "mean"] == 1)
+
+
+def _estimable(est: pd.DataFrame) -> bool:
+    return not est.empty and ("estimable" not in est.index or bool(est.loc["estimable", "mean"] == 1))
+
+
+def _flag(est: pd.DataFrame) -> str:
+    """"" for a trustworthy fit, else the mark every figure shows next to it."""
+    if not _estimable(est):
+        return "NOT ESTIMABLE"
+    return "" if _converged(est) else "NOT CONVERGED"
+
+
+FLAG_NOTE = ("NOT CONVERGED = the MCMC failed the convergence rule (R-hat, bulk/tail ESS, divergences) "
+             "after the escalation ladder: numbers kept, not trustworthy. NOT ESTIMABLE = no model could "
+             f"be fitted. See the verdict column of {paths.table_file(paths.META_ANALYSIS_TABLE)}.")
 
 
 def _ellipse(center, sds, correlation, n=200):
@@ -57,7 +74,8 @@ def forest_figure(results: pd.DataFrame, fold_2x2: pd.DataFrame, input_: str):
         est = _estimates(results, backbone, input_)
         folds = sorted(fold_2x2[(fold_2x2.backbone == backbone) & (fold_2x2.input == input_)].fold)
         blocks.append((backbone, est, folds))
-        pooled = f"{backbone} pooled" + ("" if _converged(est) else " (NOT CONVERGED)")
+        flag = _flag(est)
+        pooled = f"{backbone} pooled" + (f" ({flag})" if flag else "")
         labels += [f"{backbone} fold {k}" for k in folds] + [pooled]
     n_rows = len(labels)
     fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH, 1.2 + 0.28 * n_rows), sharey=True)
@@ -76,10 +94,14 @@ def forest_figure(results: pd.DataFrame, fold_2x2: pd.DataFrame, input_: str):
                 if den > 0:
                     ax.plot(num / den, y, "x", color=PALETTE[3], ms=5)
                 y -= 1
-            if measure in est.index:
+            if measure in est.index and np.isfinite(est.loc[measure, "mean"]):
                 row = est.loc[measure]
+                flagged = bool(_flag(est))
+                # A flagged pooled estimate is drawn hollow, in the warning colour.
                 ax.fill([row.q025, row["mean"], row.q975, row["mean"]], [y, y + 0.3, y, y - 0.3],
-                        color=PALETTE[0], alpha=0.8)
+                        facecolor="none" if flagged else PALETTE[0],
+                        edgecolor=PALETTE[3] if flagged else PALETTE[0], hatch="///" if flagged else None,
+                        alpha=0.8)
             y -= 1
         ax.set_xlim(-0.02, 1.02)
         ax.set_title(title)
@@ -88,7 +110,11 @@ def forest_figure(results: pd.DataFrame, fold_2x2: pd.DataFrame, input_: str):
     axes[0].set_yticks(range(n_rows))
     axes[0].set_yticklabels(list(reversed(labels)))
     fig.suptitle(f"{input_}: fold models (posterior mean, 95% CrI; x = observed) and pooled estimate")
-    fig.tight_layout()
+    if any(_flag(est) for _, est, _ in blocks):
+        fig.text(0.01, 0.005, FLAG_NOTE, fontsize=6, color=PALETTE[3], wrap=True, va="bottom")
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
+    else:
+        fig.tight_layout()
     return fig
 
 
@@ -104,7 +130,7 @@ def sroc_figure(results: pd.DataFrame, fold_2x2: pd.DataFrame):
     for ax, backbone in zip(axes[0], backbones):
         for input_ in inputs:
             est = _estimates(results, backbone, input_)
-            if est.empty:
+            if not _estimable(est):
                 continue
             color = colors[input_]
             counts = fold_2x2[(fold_2x2.backbone == backbone) & (fold_2x2.input == input_)]
@@ -135,18 +161,27 @@ def sroc_figure(results: pd.DataFrame, fold_2x2: pd.DataFrame):
         ax.set_aspect("equal")
         ax.set_xlabel("1 - specificity")
         ax.set_ylabel("Sensitivity")
-        failed = [i for i in inputs if not _estimates(results, backbone, i).empty
-                  and not _converged(_estimates(results, backbone, i))]
-        ax.set_title(backbone + (f"\nNOT CONVERGED: {', '.join(failed)}" if failed else ""))
-    handles = [Line2D([], [], color=colors[i], lw=2, label=i) for i in inputs] + [
+        marks = {i: _flag(_estimates(results, backbone, i)) for i in inputs
+                 if not _estimates(results, backbone, i).empty}
+        title = [backbone] + [f"{flag}: {', '.join(i for i in inputs if marks.get(i) == flag)}"
+                              for flag in ("NOT CONVERGED", "NOT ESTIMABLE") if flag in marks.values()]
+        ax.set_title("\n".join(title), color="k" if len(title) == 1 else PALETTE[3])
+    flagged = {i for i in inputs for b in backbones if _flag(_estimates(results, b, i))
+               and not _estimates(results, b, i).empty}
+    handles = [Line2D([], [], color=colors[i], lw=2, label=i + (" (flagged)" if i in flagged else ""))
+               for i in inputs] + [
         Line2D([], [], marker="o", ls="", color="0.5", mec="k", label="summary point"),
         Line2D([], [], marker="o", ls="", mfc="none", color="0.3", label="fold model"),
         Line2D([], [], color="0.3", lw=1.3, label="95% credible region"),
         Line2D([], [], color="0.3", lw=1, ls="--", label="95% prediction region"),
         Line2D([], [], color="0.3", lw=2, alpha=0.7, label="SROC line")]
     # Three columns fit one backbone's panel width; the legend sits below the axes.
-    fig.legend(handles=handles, loc="lower center", ncol=3 * len(backbones), frameon=False)
-    fig.tight_layout(rect=(0, 0.16, 1, 0.97))
+    # Legend below the axes; under it, for flagged fits, the note saying what the marks mean.
+    fig.legend(handles=handles, loc="lower center", ncol=3 * len(backbones), frameon=False,
+               bbox_to_anchor=(0.5, 0.1 if flagged else 0))
+    if flagged:
+        fig.text(0.01, 0.005, FLAG_NOTE, fontsize=6, color=PALETTE[3], wrap=True, va="bottom")
+    fig.tight_layout(rect=(0, 0.27 if flagged else 0.16, 1, 0.97))
     return fig
 
 
@@ -172,4 +207,6 @@ def main_stage(fold_2x2_csv, out_table, figures_dir, settings: dict | None = Non
     written = write_figures(results, fold_2x2, figures_dir)
     log.info("meta-analysis: %d rows -> %s; %d figure files -> %s", len(results), out_table,
              len(written), figures_dir)
+    lines = verdict_summary(results, out_table)
+    (log.warning if len(lines) > 1 else log.info)("\n".join(lines))
     return results

@@ -6,7 +6,8 @@ table, which hashed them while reading them), the cases table and, in audit mode
 bundle's SHA256SUMS. Outputs are every file under the recorded folders
 (:data:`spinedx.paths.RECORDED_FOLDERS`: tables, figures) plus any file the workflow names
 explicitly (so new tables and figures are
-covered without changing this stage), each with its sha256.
+covered without changing this stage), each with its sha256. The models' initial weights
+(pretrained: source and sha256 per backbone) are inputs too.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def _outputs(results_dir: Path, named) -> list[dict]:
     return rows
 
 
-def build(results_dir, images_path, cases_path, config, outputs=(), workflow_dir=paths.WORKFLOW_DIR) -> dict:
+def build(results_dir, images_path, cases_path, config, outputs=(), workflow_dir=paths.WORKFLOW_DIR,
+          pretrained_records=()) -> dict:
     results_dir = Path(results_dir)
     record = {
         "format": PROVENANCE_FORMAT,
@@ -73,6 +75,10 @@ def build(results_dir, images_path, cases_path, config, outputs=(), workflow_dir
         "config": dict(config),
         "inputs": _inputs(images_path, cases_path),
         "outputs": _outputs(results_dir, outputs),
+        # Initial weights of the models (rule pretrained_weights): source and sha256 of the
+        # file per backbone; backbones not listed started from random initialisation.
+        "pretrained_weights": {record["backbone"]: {k: record.get(k) for k in ("source", "file", "sha256", "bytes")}
+                               for record in (json.loads(Path(p).read_text()) for p in pretrained_records)},
     }
     if config["audit"]["bundle"]:
         bundle_dir = config["audit"]["bundle"]
@@ -84,8 +90,8 @@ def write(record: dict, path) -> None:
     write_text(json.dumps(record, indent=1) + "\n", path)
 
 
-def main_stage(config, outputs, images_path, cases_path, results_dir, out) -> dict:
-    record = build(results_dir, images_path, cases_path, config, outputs)
+def main_stage(config, outputs, images_path, cases_path, results_dir, out, pretrained_records=()) -> dict:
+    record = build(results_dir, images_path, cases_path, config, outputs, pretrained_records=pretrained_records)
     write(record, out)
     log.info("%d outputs, %d input images -> %s", len(record["outputs"]), len(record["inputs"]["images"]), out)
     return record

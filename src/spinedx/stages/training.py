@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 import yaml
 
 from spinedx import paths
+from spinedx.config import pretrained_request
 from spinedx.imaging.augmentation import augment
 from spinedx.imaging.cache import align, read_cache
 from spinedx.imaging.volume_cache import read_volume_cache
@@ -31,6 +33,7 @@ from spinedx.input_modes import volume_study
 from spinedx.io import write_csv, write_text
 from spinedx.models.backbones import build_model, to_model_input
 from spinedx.models.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
+from spinedx.models import pretrained
 from spinedx.models.device import Acceleration, set_up
 from spinedx.models.volumetric import VolumeInputs, VolumeJob
 from spinedx.records import environment
@@ -59,7 +62,7 @@ class FoldTrainer:
 
     def __init__(self, images_u8: torch.Tensor, labels: torch.Tensor, train_idx, val_idx,
                  backbone: str, n_classes: int, config: dict, seed: int, device: torch.device,
-                 acceleration: Acceleration, build=None, inputs=None):
+                 acceleration: Acceleration, pretrained_file: str | None = None, build=None, inputs=None):
         settings = config["training"]
         self.settings = settings
         self.device = device
@@ -71,8 +74,8 @@ class FoldTrainer:
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
         if build is None:
-            pretrained = settings["pretrained"].get(backbone)
-            model = build_model(backbone, n_classes, settings["in_chans"], pretrained).to(device)
+            # Initial weights: a resolved, hash-checked file (spinedx.models.pretrained) or none.
+            model = build_model(backbone, n_classes, settings["in_chans"], pretrained_file).to(device)
         else:  # volume studies: the mode's network (spinedx.models.volumetric), built after the seed
             model = build().to(device)
         self.model = self.acceleration.prepare(model)
@@ -214,9 +217,21 @@ def load_job_data(cache_path, images_path, folds_path, fold: int, read=read_cach
     return images, pixels, labels, train_idx, val_idx
 
 
+def initial_weights(settings: dict, backbone: str, record_path=None) -> dict | None:
+    """The pretrained-weights record of ``backbone`` (None: random initialisation): the
+    one the workflow resolved before training (rule pretrained_weights), else resolved
+    here (a job run by hand)."""
+    if pretrained_request(settings["pretrained"], backbone) is None:
+        return None
+    if record_path is not None:
+        return json.loads(Path(record_path).read_text())
+    return pretrained.resolve(settings["pretrained"], backbone, settings["in_chans"])
+
+
 def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fold: int,
-          config: dict, out_dir) -> dict:
-    """Train one fold model; write best.pt, history.tsv and config.yaml into ``out_dir``."""
+          config: dict, out_dir, pretrained_record=None) -> dict:
+    """Train one fold model; write best.pt, history.tsv and config.yaml into ``out_dir``.
+    ``pretrained_record``: the resolved initial weights (rule pretrained_weights)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = config["training"]
@@ -229,17 +244,20 @@ def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fol
         acceleration = volume.acceleration(acceleration)
         images, pixels, labels, train_idx, val_idx = load_job_data(cache_path, images_path, folds_path, fold,
                                                                    read_volume_cache)
-        options = {"build": lambda: volume.build(pixels.shape[1:], len(config["classes"]),
-                                                 settings["pretrained"].get(volume.network)),
+        # Volume models start from random weights (training.pretrained names timm backbones).
+        options = {"build": lambda: volume.build(pixels.shape[1:], len(config["classes"])),
                    "inputs": VolumeInputs(volume.mode, settings, device)}
     seed = job_seed(settings["seed"], backbone, sequence, fold)
+    weights = None if volume is not None else initial_weights(settings, backbone, pretrained_record)
     trainer = FoldTrainer(pixels, labels, train_idx, val_idx, backbone, len(config["classes"]),
-                          config, seed, device, acceleration, **options)
+                          config, seed, device, acceleration,
+                          pretrained.verified_file(weights, pretrained_record) if weights else None, **options)
 
     # Resume only a run of exactly the same job and settings.
     signature = yaml.safe_dump({"backbone": backbone, "sequence": sequence, "fold": fold,
                                 "training": settings, "preprocessing": config["preprocessing"],
-                                "classes": config["classes"]}, sort_keys=True)
+                                "classes": config["classes"],
+                                **({"initial_weights": weights["sha256"]} if weights else {})}, sort_keys=True)
     resume_path = out_dir / paths.RESUME_FILE
     if resume_path.is_file():
         state = _load_resume(resume_path)
@@ -274,12 +292,14 @@ def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fol
     if volume is not None:
         checkpoint.update(volume.checkpoint_fields(pixels.shape[1:], config["preprocessing"],
                                                    intensity_recipe(config["preprocessing"])))
+    if weights:  # only then: checkpoints of randomly initialised models keep their bytes
+        checkpoint["pretrained"] = pretrained.summary(weights)
     save_checkpoint(checkpoint, out_dir / paths.CHECKPOINT_FILE)
     history = pd.DataFrame(trainer.history, columns=HISTORY_COLUMNS[:-1])
     history["selected"] = history["epoch"] == best["epoch"]
     write_csv(history, out_dir / paths.HISTORY_FILE, sep="\t")
     write_resolved_config(out_dir / paths.JOB_CONFIG_FILE, config, backbone, sequence, fold, seed, device,
-                          images, train_idx, val_idx, best, acceleration)
+                          images, train_idx, val_idx, best, acceleration, weights)
     resume_path.unlink(missing_ok=True)
     log.info("selected epoch %d (validation accuracy %.3f)", best["epoch"], best["val_accuracy"])
     return best
@@ -294,7 +314,7 @@ def _load_resume(path: Path) -> dict | None:
 
 
 def write_resolved_config(path, config, backbone, sequence, fold, seed, device, images,
-                          train_idx, val_idx, best, acceleration: Acceleration) -> None:
+                          train_idx, val_idx, best, acceleration: Acceleration, weights: dict | None = None) -> None:
     """Everything needed to rerun this job, beside its outputs (as timm's train.py does)."""
     def describe(index):
         subset = images.iloc[index]
@@ -309,4 +329,6 @@ def write_resolved_config(path, config, backbone, sequence, fold, seed, device, 
         "environment": environment(device),
         "acceleration": dataclasses.asdict(acceleration),
     }
+    if weights:
+        resolved["pretrained"] = {key: weights[key] for key in ("source", "file", "sha256", "bytes")}
     write_text(yaml.safe_dump(resolved, sort_keys=False), path)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from spinedx.errors import InputError
 from spinedx.imaging.lesions import box_from_row, check_aligned, lesion_box, lesion_centroid
-from spinedx.io import sha256_file, write_parquet
+from spinedx.io import sha256_file, write_csv, write_parquet
 from spinedx.readers.cases import read_cases
 from spinedx.readers.tree import check_tree
 from spinedx.readers.volume import read_mask, read_volume
@@ -121,8 +121,16 @@ def check_duplicates(table: pd.DataFrame, images_dir: Path) -> None:
                              "so no image is both trained and tested on")
 
 
-def main_stage(config, images_dir, cases_path, sequence, out) -> pd.DataFrame:
+# The participant flow's exclusion record (the columns of stages.annotations' record).
+EXCLUSION_COLUMNS = ["patient_id", "sequence", "level", "item", "reason"]
+
+
+def main_stage(config, images_dir, cases_path, sequence, out, exclusions_out=None) -> pd.DataFrame:
     table = tabulate(images_dir, cases_path, config, sequence)
     write_parquet(table, out)
     log.info("%d volumes of %d patients -> %s", len(table), table["patient_id"].nunique(), out)
+    if exclusions_out is not None:
+        # A volume that cannot be read is refused (InputError), never left out silently:
+        # the record of what the table leaves out is empty.
+        write_csv(pd.DataFrame(columns=EXCLUSION_COLUMNS), exclusions_out)
     return table

@@ -23,7 +23,7 @@ from spinedx.stats.delong import paired_delong_test
 from spinedx.stats.mcnemar import paired_accuracy
 from spinedx.stats.multiplicity import adjust_pvalues
 
-__all__ = ["COLUMNS", "METRICS", "paired_comparison_table"]
+__all__ = ["COLUMNS", "METRICS", "adjust_family", "paired_comparison_table"]
 
 METRICS = ("auc", "sensitivity", "specificity")
 COLUMNS = ["comparison", "model_a", "model_b", "metric", "test", "n", "estimate_a",
@@ -110,8 +110,17 @@ def paired_comparison_table(labels, scores: Mapping[str, Sequence[float]],
                                  difference=result["difference"], ci_lo=result["ci_lo"],
                                  ci_hi=result["ci_hi"], statistic=math.nan, p=result["p"],
                                  only_a_correct=result["b"], only_b_correct=result["c"]))
-    table = pd.DataFrame(rows).reindex(columns=COLUMNS)
-    table["adjustment"] = f"{adjust} ({'all rows' if family == 'all' else 'within metric'})"
+    return adjust_family(pd.DataFrame(rows).reindex(columns=COLUMNS), adjust, family)
+
+
+def adjust_family(table: pd.DataFrame, adjust: str = "holm", family: str = "all", label: str = "") -> pd.DataFrame:
+    """Fill ``p_adjusted`` and ``adjustment`` of a comparison table (in place; returned):
+    ``family="all"`` adjusts over every row, ``"metric"`` within each metric. ``label``
+    names the family in ``adjustment`` (e.g. "of cohort external")."""
+    if family not in ("all", "metric"):
+        raise InputError(f"family must be 'all' or 'metric', got {family!r}")
+    scope = "all rows" if family == "all" else "within metric"
+    table["adjustment"] = f"{adjust} ({scope}{' ' + label if label else ''})"
     if family == "all":
         table["p_adjusted"] = adjust_pvalues(table["p"].to_numpy(float), adjust)
     else:

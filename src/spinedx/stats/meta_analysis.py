@@ -3,12 +3,18 @@
 The statistics live in R (``R/meta_analysis.R``, model ``R/bivariate.stan``); this module
 sources that file through rpy2 (:mod:`spinedx.stats.r_bridge`) and calls
 ``meta_analysis_table()`` with the fold 2x2 table as an R data.frame. Settings are passed
-as typed arguments, never as R code. The stage (figures 4 and 5, the table) is
+as typed arguments, never as R code. R decides every fit's verdict
+(``convergence_verdict()``: R-hat, bulk and tail ESS, divergences, after the escalation
+ladder); :func:`verdict_summary` reads it back from a result table for the end of a stage
+or a workflow run. The stage (figures 4 and 5, the table) is
 :mod:`spinedx.stages.meta_analysis`.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pandas as pd
 
 from spinedx import paths
@@ -21,7 +27,8 @@ STAN_FILE = paths.R_DIR / "bivariate.stan"
 
 ON_NONCONVERGENCE = ("error", "flag")
 ENGINES = ("stan", "meta4diag", "auto")
-COLUMNS = ["backbone", "input", "parameter", "mean", "sd", "q025", "q50", "q975", "rhat", "ess_bulk"]
+COLUMNS = ["backbone", "input", "parameter", "mean", "sd", "q025", "q50", "q975", "rhat", "ess_bulk",
+           "ess_tail", "verdict"]
 REQUIRED = ["backbone", "input", "fold", "tp", "fp", "fn", "tn"]
 #: Keys of the config section that are not settings of a fit.
 STAGE_KEYS = ("enabled",)
@@ -44,8 +51,10 @@ def resolve_settings(settings: dict | None) -> dict:
     if resolved["on_nonconvergence"] not in ON_NONCONVERGENCE:
         raise MetaAnalysisError(f"meta_analysis.on_nonconvergence must be one of {ON_NONCONVERGENCE}, "
                                 f"got {resolved['on_nonconvergence']!r}")
-    for key in ("iter", "warmup", "chains", "seed"):
+    for key in ("iter", "warmup", "chains", "seed", "max_escalations"):
         resolved[key] = int(resolved[key])
+    if resolved["max_escalations"] < 0:
+        raise MetaAnalysisError(f"meta_analysis.max_escalations must be >= 0, got {resolved['max_escalations']}")
     for key in ("rhat_max", "ess_min", "adapt_delta"):
         resolved[key] = float(resolved[key])
     if not 0 < resolved["adapt_delta"] < 1:
@@ -96,14 +105,61 @@ def run_meta_analysis(fold_2x2: pd.DataFrame, settings: dict | None = None) -> p
     result = function(r_table, engine=settings["engine"], iter=settings["iter"],
                       warmup=settings["warmup"], chains=settings["chains"], seed=settings["seed"],
                       adapt_delta=settings["adapt_delta"], rhat_max=settings["rhat_max"],
-                      ess_min=settings["ess_min"], stan_file=str(STAN_FILE),
-                      stop_on_failure=settings["on_nonconvergence"] == "error")
+                      ess_min=settings["ess_min"], max_escalations=settings["max_escalations"],
+                      on_nonconvergence=settings["on_nonconvergence"], stan_file=str(STAN_FILE))
     parts = dict(zip(result.names, result))
     if not bool(parts["ok"][0]):
         raise MetaAnalysisError(f"meta-analysis: {parts['message'][0]}")
     with localconverter(ro.default_converter + pandas2ri.converter):
         out = ro.conversion.get_conversion().rpy2py(parts["table"])
     out = pd.DataFrame(out).reset_index(drop=True)[COLUMNS]
-    for column in COLUMNS[3:]:
+    for column in COLUMNS[3:-1]:
         out[column] = pd.to_numeric(out[column], errors="coerce").astype(float)
+    out["verdict"] = out["verdict"].astype(str)
     return out
+
+
+# --------------------------------------------------------------------------- verdict summary
+# Read back from the written table (the verdict itself is decided in R, convergence_verdict()).
+
+def fit_verdicts(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per backbone x input: verdict (text), converged, estimable (1/0)."""
+    def value(rows, parameter, default):
+        hit = rows.loc[rows.parameter == parameter, "mean"]
+        return int(hit.iloc[0]) if len(hit) and np.isfinite(hit.iloc[0]) else default
+
+    out = []
+    for (backbone, input_), rows in results.groupby(["backbone", "input"], sort=False):
+        verdict = str(rows["verdict"].iloc[0]) if "verdict" in rows else ""
+        out.append({"backbone": backbone, "input": input_, "verdict": verdict,
+                    "converged": value(rows, "converged", 1), "estimable": value(rows, "estimable", 1)})
+    return pd.DataFrame(out, columns=["backbone", "input", "verdict", "converged", "estimable"])
+
+
+def verdict_summary(results: pd.DataFrame, table_path=None) -> list[str]:
+    """Lines for the end of a run: how many fits are trustworthy and which are flagged."""
+    verdicts = fit_verdicts(results)
+    where = f" ({table_path})" if table_path else ""
+    flagged = verdicts[(verdicts.converged != 1) | (verdicts.estimable != 1)]
+    if flagged.empty:
+        return [f"meta-analysis{where}: all {len(verdicts)} fits converged"]
+    lines = [f"meta-analysis{where}: {len(verdicts) - len(flagged)} of {len(verdicts)} fits converged; "
+             f"{len(flagged)} flagged (kept in the table with converged = 0 and marked in figures 4-5; "
+             "do not use their pooled numbers as they are):"]
+    lines += [f"  backbone {row.backbone}, input {row.input}: {row.verdict}" for row in flagged.itertuples()]
+    return lines
+
+
+def verdict_summary_of_table(table_csv) -> list[str]:
+    """verdict_summary() of a written meta_analysis.csv; [] when there is none (stage not run)."""
+    table_csv = Path(table_csv)
+    if not table_csv.is_file():
+        return []
+    try:
+        results = pd.read_csv(table_csv, keep_default_na=False, na_values=[""])
+    except (OSError, ValueError, pd.errors.ParserError) as error:
+        return [f"meta-analysis: could not read {table_csv}: {error}"]
+    if not {"backbone", "input", "parameter", "mean"} <= set(results.columns):
+        return []
+    results["mean"] = pd.to_numeric(results["mean"], errors="coerce")
+    return verdict_summary(results, table_csv)

@@ -1,0 +1,54 @@
+"""The study's final system and the case-level predictions every evaluation reads.
+
+The final system is one backbone (config ``figures.final_backbone``, else the best
+external case-level AUC of the ALL input in table 3; ties: the first in ``backbones``)
+with the ALL input at case level. Each cohort is scored by the predictions that never
+saw it: the external cohort by the ensemble of the fold models, the internal cohort by
+the out-of-fold predictions. Figures, reader study, calibration, subgroups and the
+paired comparisons select their rows through :func:`evaluated_cases`, so they all read
+the same predictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from spinedx import paths
+from spinedx.aggregation import ALL_INPUT
+from spinedx.errors import InputError
+from spinedx.input_modes import model_names
+
+#: The model whose predictions score each cohort (ensembling stage's ``model`` column).
+EVALUATED_MODEL = {"external": "ensemble", "internal": "oof"}
+
+
+def choose_final_backbone(table3: pd.DataFrame, config: Mapping) -> str:
+    """figures.final_backbone, or the best external case-level ALL AUC (ties: config order)."""
+    if config["figures"]["final_backbone"]:
+        return config["figures"]["final_backbone"]
+    all_rows = table3[table3["input"] == ALL_INPUT].set_index("backbone")
+    ranked = [(all_rows.loc[b, "auc"] if b in all_rows.index else np.nan, -i, b)
+              for i, b in enumerate(model_names(config))]
+    ranked = [r for r in ranked if np.isfinite(r[0])]
+    if not ranked:
+        raise InputError(f"{paths.table_file(paths.TABLE3_CASE_LEVEL)}: no finite AUC of the ALL input "
+                         "for any backbone; set figures.final_backbone")
+    return max(ranked)[2]
+
+
+def evaluated_cases(case_predictions: pd.DataFrame, backbone: str | None = None,
+                    input_: str | None = ALL_INPUT, cohorts=("external", "internal")) -> pd.DataFrame:
+    """Case-level rows of ``cohorts`` scored by their evaluated model (:data:`EVALUATED_MODEL`),
+    of one backbone and input (None: all of them), in the table's order."""
+    keep = np.zeros(len(case_predictions), dtype=bool)
+    for cohort in cohorts:
+        keep |= ((case_predictions["cohort"] == cohort)
+                 & (case_predictions["model"] == EVALUATED_MODEL[cohort])).to_numpy()
+    if backbone is not None:
+        keep &= (case_predictions["backbone"] == backbone).to_numpy()
+    if input_ is not None:
+        keep &= (case_predictions["input"] == input_).to_numpy()
+    return case_predictions[keep].reset_index(drop=True)

@@ -1,0 +1,189 @@
+"""Calibration and clinical-utility stage: are the probabilities right, and is acting on
+them worth it?
+
+* ``calibration.csv``: per cohort (external: ensemble; internal: out-of-fold) x backbone
+  x input, case level: Brier and scaled Brier score, calibration intercept
+  (calibration-in-the-large) and slope with patient-bootstrap percentile intervals
+  (:func:`spinedx.stats.calibration.calibration_summary`, evaluation.bootstrap_replicates
+  and seed); ``final_system`` marks the final system's rows.
+* ``calibration_curve.csv``: the final system's reliability curve per cohort: binned
+  (config calibration.n_bins, strategy; Wilson intervals of the observed fraction) and
+  LOWESS-smoothed (calibration.lowess_frac) on a grid of probabilities.
+* ``decision_curve.csv``: net benefit of every backbone x input on the external cohort's
+  cases that every one of them scored, against treat all and treat none
+  (:func:`spinedx.stats.decision_curve.decision_curve`, i.e. dcurves), thresholds from
+  0.01 to calibration.dca_max_threshold in steps of calibration.dca_step.
+* Figures ``calibration_curve`` (final system, a panel per cohort) and ``decision_curve``
+  (the final backbone's inputs, the final system highlighted).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from spinedx.aggregation import ALL_INPUT
+from spinedx.final_system import EVALUATED_MODEL, choose_final_backbone, evaluated_cases
+from spinedx.io import read_parquets, write_csv
+from spinedx.plotting import COLUMN_WIDTH, PAGE_WIDTH, PALETTE, colors, pyplot, save_figure
+from spinedx.stats.calibration import calibration_summary, reliability_curve, smoothed_calibration
+from spinedx.stats.decision_curve import TREAT_ALL, TREAT_NONE, decision_curve
+from spinedx.task import BinaryTask
+
+log = logging.getLogger(__name__)
+
+COHORTS = tuple(EVALUATED_MODEL)
+SUMMARY_KEYS = ["n", "n_positive", "brier", "brier_lo", "brier_hi", "scaled_brier", "scaled_brier_lo",
+                "scaled_brier_hi", "intercept", "intercept_lo", "intercept_hi", "slope", "slope_lo", "slope_hi",
+                "intercept_se", "slope_se", "interval", "n_boot_valid"]
+CURVE_COLUMNS = ["cohort", "curve", "bin", "lower", "upper", "n", "n_positive", "predicted", "observed",
+                 "observed_lo", "observed_hi"]
+
+
+def calibration_table(case_predictions: pd.DataFrame, backbones, score_col: str, final_backbone: str,
+                      n_boot: int, seed: int, level: float) -> pd.DataFrame:
+    rows = []
+    for cohort in COHORTS:
+        cases = evaluated_cases(case_predictions, input_=None, cohorts=(cohort,))
+        for (backbone, input_), group in cases.groupby(["backbone", "input"], sort=False):
+            if backbone not in backbones or group["label"].nunique() < 2:
+                continue  # one class: calibration slope and scaled Brier undefined
+            summary = calibration_summary(group["label"].to_numpy(), group[score_col].to_numpy(),
+                                          group["patient_id"].to_numpy(), n_boot=n_boot, seed=seed, level=level)
+            rows.append({"cohort": cohort, "backbone": backbone, "input": input_,
+                         "final_system": backbone == final_backbone and input_ == ALL_INPUT,
+                         **{key: summary[key] for key in SUMMARY_KEYS}})
+    return pd.DataFrame(rows, columns=["cohort", "backbone", "input", "final_system", *SUMMARY_KEYS])
+
+
+def curve_table(final_cases: pd.DataFrame, score_col: str, settings: dict, level: float) -> pd.DataFrame:
+    parts = []
+    for cohort, group in final_cases.groupby("cohort", sort=False):
+        labels, probs = group["label"].to_numpy(), group[score_col].to_numpy()
+        n_bins = min(int(settings["n_bins"]), len(group))
+        binned = reliability_curve(labels, probs, n_bins=n_bins, strategy=settings["strategy"], level=level)
+        parts.append(binned.rename(columns={"mean_predicted": "predicted"}).assign(cohort=cohort, curve="binned"))
+        grid = np.linspace(probs.min(), probs.max(), 50)
+        smooth = smoothed_calibration(labels, probs, frac=settings["lowess_frac"], grid=grid)
+        parts.append(smooth.assign(cohort=cohort, curve="lowess"))
+    if not parts:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    return pd.concat(parts, ignore_index=True).reindex(columns=CURVE_COLUMNS)
+
+
+def decision_curve_table(case_predictions: pd.DataFrame, backbones, score_col: str, settings: dict) -> pd.DataFrame:
+    """Net benefit of every backbone x input on the external cases all of them scored."""
+    cases = evaluated_cases(case_predictions, input_=None, cohorts=("external",))
+    cases = cases[cases["backbone"].isin(backbones)]
+    if cases.empty:
+        return pd.DataFrame()
+    wide = cases.pivot_table(index=["patient_id", "label"], columns=["backbone", "input"], values=score_col)
+    wide = wide.dropna()
+    thresholds = np.round(np.arange(0.01, settings["dca_max_threshold"] + 1e-9, settings["dca_step"]), 6)
+    models = {f"{backbone}/{input_}": wide[(backbone, input_)].to_numpy()
+              for backbone, input_ in cases[["backbone", "input"]].drop_duplicates().itertuples(index=False)}
+    return decision_curve(wide.index.get_level_values("label").to_numpy(), models, thresholds)
+
+
+def _summary_text(row: pd.Series) -> str:
+    def interval(name):
+        lo, hi = row[f"{name}_lo"], row[f"{name}_hi"]
+        return f" ({lo:.2f} to {hi:.2f})" if np.isfinite(lo) and np.isfinite(hi) else ""
+
+    return (f"intercept {row['intercept']:.2f}{interval('intercept')}\n"
+            f"slope {row['slope']:.2f}{interval('slope')}\n"
+            f"Brier {row['brier']:.3f}{interval('brier')}")
+
+
+def calibration_figure(final_cases: pd.DataFrame, curves: pd.DataFrame, summary: pd.DataFrame, score_col: str,
+                       backbone: str, positive: str):
+    plt = pyplot()
+    cohorts = [c for c in COHORTS if c in set(final_cases["cohort"])]
+    fig, axes = plt.subplots(2, max(len(cohorts), 1), figsize=(PAGE_WIDTH if len(cohorts) > 1 else COLUMN_WIDTH * 1.25,
+                                                                4.6), squeeze=False,
+                             gridspec_kw={"height_ratios": [4, 1]}, sharex="col")
+    for column, cohort in enumerate(cohorts):
+        ax, rug = axes[0][column], axes[1][column]
+        ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":", label="ideal")
+        binned = curves[(curves["cohort"] == cohort) & (curves["curve"] == "binned")]
+        smooth = curves[(curves["cohort"] == cohort) & (curves["curve"] == "lowess")]
+        ax.plot(smooth["predicted"], smooth["observed"].clip(0, 1), color=PALETTE[0], label="LOWESS")
+        ax.errorbar(binned["predicted"], binned["observed"],
+                    yerr=[binned["observed"] - binned["observed_lo"], binned["observed_hi"] - binned["observed"]],
+                    fmt="o", color=PALETTE[1], ms=4, capsize=2, lw=1, label="binned (Wilson 95% CI)")
+        row = summary[(summary["cohort"] == cohort) & summary["final_system"]]
+        if len(row):
+            ax.text(0.03, 0.97, _summary_text(row.iloc[0]), transform=ax.transAxes, va="top", ha="left", fontsize=7)
+        ax.set_xlim(-0.01, 1.01)
+        ax.set_ylim(-0.01, 1.01)
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_ylabel(f"Observed fraction {positive}")
+        group = final_cases[final_cases["cohort"] == cohort]
+        ax.set_title(f"{cohort} cohort ({EVALUATED_MODEL[cohort]}), {int(group['label'].sum())} + "
+                     f"{int((1 - group['label']).sum())} cases")
+        if column == 0:
+            ax.legend(loc="lower right", frameon=False)
+        for label, color in ((0, PALETTE[2]), (1, PALETTE[3])):
+            values = group.loc[group["label"] == label, score_col]
+            rug.hist(values, bins=np.linspace(0, 1, 21), color=color, alpha=0.6,
+                     label=positive if label else f"not {positive}")
+        rug.set_xlabel("Predicted probability (case mean)")
+        rug.set_ylabel("Cases")
+        rug.legend(loc="upper center", frameon=False, ncol=2, fontsize=6)
+    fig.suptitle(f"Calibration of the final system ({backbone}, {ALL_INPUT} input, case level)")
+    fig.tight_layout()
+    return fig
+
+
+def decision_curve_figure(curve: pd.DataFrame, backbone: str, inputs):
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH * 1.5, COLUMN_WIDTH * 1.1))
+    names = [f"{backbone}/{input_}" for input_ in inputs if f"{backbone}/{input_}" in set(curve["model"])]
+    palette = colors(names)
+    prevalence = float(curve["prevalence"].iloc[0]) if len(curve) else 0.5
+    for name in names:
+        rows = curve[curve["model"] == name]
+        final = name.endswith(f"/{ALL_INPUT}")
+        ax.plot(rows["threshold"], rows["net_benefit"], color=palette[name], lw=2.0 if final else 1.0,
+                label=name.split("/", 1)[1] + (" (final system)" if final else ""), zorder=3 if final else 2)
+    for strategy, style in ((TREAT_ALL, dict(color="0.4", ls="--")), (TREAT_NONE, dict(color="0.2", ls="-", lw=0.8))):
+        rows = curve[curve["model"] == strategy]
+        ax.plot(rows["threshold"], rows["net_benefit"], label=strategy, **style)
+    ax.set_ylim(-0.05, max(prevalence, 0.05) * 1.15)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("Threshold probability")
+    ax.set_ylabel("Net benefit")
+    ax.set_title(f"Decision curves, {backbone}, external cohort")
+    ax.legend(loc="upper right", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def main_stage(config, case_prediction_paths, table3_path, out_summary, out_curve, out_decision_curve,
+               calibration_stem, decision_curve_stem) -> dict:
+    task = BinaryTask.from_config(config)
+    settings, evaluation = config["calibration"], config["evaluation"]
+    predictions = read_parquets(case_prediction_paths)
+    backbones = list(config["backbones"])
+    backbone = choose_final_backbone(pd.read_csv(table3_path), config)
+    score_col = task.positive_column
+    summary = calibration_table(predictions, backbones, score_col, backbone, int(evaluation["bootstrap_replicates"]),
+                                int(evaluation["seed"]), evaluation["ci_level"])
+    final_cases = evaluated_cases(predictions, backbone)
+    final_cases = final_cases[final_cases.groupby("cohort")["label"].transform("nunique") == 2]
+    curves = curve_table(final_cases, score_col, settings, evaluation["ci_level"])
+    curve = decision_curve_table(predictions, backbones, score_col, settings)
+    write_csv(summary, out_summary)
+    write_csv(curves, out_curve)
+    write_csv(curve, out_decision_curve)
+    written = save_figure(calibration_figure(final_cases, curves, summary, score_col, backbone, task.positive_class),
+                          Path(calibration_stem))
+    inputs = list(dict.fromkeys(predictions["input"]))
+    written += save_figure(decision_curve_figure(curve, backbone, inputs), Path(decision_curve_stem))
+    for row in summary[summary["final_system"]].itertuples():
+        log.info("calibration of the final system, %s cohort: intercept %.2f, slope %.2f, Brier %.3f",
+                 row.cohort, row.intercept, row.slope, row.brier)
+    return {"summary": summary, "curves": curves, "decision_curve": curve, "figures": written}

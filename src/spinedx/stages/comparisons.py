@@ -1,0 +1,133 @@
+"""Paired-comparisons stage: every pair of backbones (per input), every pair of inputs (per
+backbone) and, when the study fuses clinical data, fusion against image only, compared
+on the same cases.
+
+One table (``paired_comparisons.csv``) of :func:`spinedx.stats.comparisons.paired_comparison_table`
+rows: AUC by DeLong's test for correlated AUCs, sensitivity and specificity by McNemar's
+exact test with Newcombe's interval of the paired difference (decisions: the study's
+rule, probability > decision.threshold), differences ``model_a - model_b``. Each pair is
+compared on the cases both models scored (a patient lacking a sequence has no
+prediction of that input). Case level; per cohort: the external cohort scored by the
+ensemble of the fold models and the internal cohort by its out-of-fold predictions
+(:mod:`spinedx.final_system`). p-values are adjusted within each cohort
+(:func:`spinedx.stats.comparisons.adjust_family`, config ``comparisons.adjust``) over
+every row (``family: all``) or per metric (``family: metric``).
+
+Fusion: case-level tables of the fusion stage (columns ``patient_id``, ``label``,
+``prediction_set``, ``model`` with ``image`` and ``image+clinical``, and the probability
+columns) compare ``image+clinical`` with ``image`` (the same learner without the
+covariates: the fair baseline) on every test set (prediction sets that did not fit the
+stacker, :data:`spinedx.stats.fusion.FIT_SETS`).
+"""
+
+from __future__ import annotations
+
+import logging
+from itertools import combinations
+
+import pandas as pd
+
+from spinedx.errors import InputError
+from spinedx.final_system import evaluated_cases
+from spinedx.io import read_parquets, write_csv
+from spinedx.stats.comparisons import COLUMNS, adjust_family, paired_comparison_table
+from spinedx.task import BinaryTask
+
+log = logging.getLogger(__name__)
+
+TABLE_COLUMNS = ["cohort", "kind", *COLUMNS]
+FUSED, IMAGE_ONLY = "image+clinical", "image"
+
+
+def model_name(backbone: str, input_: str) -> str:
+    return f"{backbone}/{input_}"
+
+
+def _pairs(backbones, inputs) -> list[tuple[str, tuple[str, str], tuple[str, str]]]:
+    """(kind, (backbone, input) a, b): backbones per input, then inputs per backbone."""
+    pairs = [("backbones", (a, input_), (b, input_)) for input_ in inputs for a, b in combinations(backbones, 2)]
+    pairs += [("inputs", (backbone, a), (backbone, b)) for backbone in backbones for a, b in combinations(inputs, 2)]
+    return pairs
+
+
+def _compare(kind: str, name_a: str, cases_a: pd.DataFrame, name_b: str, cases_b: pd.DataFrame,
+             score_col: str, threshold: float, level: float) -> pd.DataFrame:
+    """One pair on the cases both scored (``patient_id``, ``label``, ``score_col``)."""
+    both = cases_a[["patient_id", "label", score_col]].merge(
+        cases_b[["patient_id", "label", score_col]], on="patient_id", suffixes=("_a", "_b"))
+    if (both["label_a"] != both["label_b"]).any():
+        raise InputError(f"{name_a} and {name_b} disagree on the labels of patient(s) "
+                         f"{both.loc[both['label_a'] != both['label_b'], 'patient_id'].tolist()[:5]}; rerun case_level")
+    if both.empty:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    table = paired_comparison_table(both["label_a"].to_numpy(), {name_a: both[f"{score_col}_a"].to_numpy(),
+                                                                 name_b: both[f"{score_col}_b"].to_numpy()},
+                                    [(name_a, name_b)], threshold=threshold, level=level)
+    return table.assign(kind=kind)
+
+
+def comparisons_table(case_predictions: pd.DataFrame, backbones, inputs, score_col: str, threshold: float,
+                      level: float, adjust: str, family: str, fusion: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every comparison of every cohort, p adjusted within each cohort's family."""
+    tables = []
+    for cohort in ("external", "internal"):
+        cases = evaluated_cases(case_predictions, input_=None, cohorts=(cohort,))
+        if cases.empty:
+            continue
+        parts = []
+        for kind, (backbone_a, input_a), (backbone_b, input_b) in _pairs(backbones, inputs):
+            a = cases[(cases["backbone"] == backbone_a) & (cases["input"] == input_a)]
+            b = cases[(cases["backbone"] == backbone_b) & (cases["input"] == input_b)]
+            parts.append(_compare(kind, model_name(backbone_a, input_a), a, model_name(backbone_b, input_b), b,
+                                  score_col, threshold, level))
+        tables.append(_adjusted(parts, cohort, adjust, family))
+    if fusion is not None and not fusion.empty:
+        tables += _fusion_tables(fusion, score_col, threshold, level, adjust, family)
+    tables = [t for t in tables if not t.empty]
+    if not tables:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    return pd.concat(tables, ignore_index=True)[TABLE_COLUMNS]
+
+
+def _adjusted(parts: list[pd.DataFrame], cohort: str, adjust: str, family: str) -> pd.DataFrame:
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    table = pd.concat(parts, ignore_index=True).assign(cohort=cohort)
+    return adjust_family(table, adjust, family, f"of cohort {cohort}")
+
+
+def _fusion_tables(fusion: pd.DataFrame, score_col: str, threshold: float, level: float, adjust: str,
+                   family: str) -> list[pd.DataFrame]:
+    from spinedx.stats.fusion import FIT_SETS, PREDICTION_SET_COLUMN
+
+    required = ["patient_id", "label", PREDICTION_SET_COLUMN, "model", score_col]
+    missing = [c for c in required if c not in fusion.columns]
+    if missing:
+        raise InputError(f"fusion predictions lack column(s) {missing}; rerun the fusion stage")
+    tables = []
+    for prediction_set, rows in fusion.groupby(PREDICTION_SET_COLUMN, sort=False):
+        if prediction_set in FIT_SETS:
+            continue  # these rows fitted the stacker: no test of it
+        fused, image = rows[rows["model"] == FUSED], rows[rows["model"] == IMAGE_ONLY]
+        if fused.empty or image.empty:
+            continue
+        part = _compare("fusion", FUSED, fused, IMAGE_ONLY, image, score_col, threshold, level)
+        tables.append(_adjusted([part], f"{prediction_set} (fusion)", adjust, family))
+    return tables
+
+
+def main_stage(config, case_prediction_paths, out, fusion_paths=()) -> pd.DataFrame:
+    task = BinaryTask.from_config(config)
+    settings = config["comparisons"]
+    predictions = read_parquets(case_prediction_paths)
+    inputs = list(dict.fromkeys(predictions["input"]))
+    fusion = read_parquets(fusion_paths) if fusion_paths else None
+    table = comparisons_table(predictions, list(config["backbones"]), inputs, task.positive_column,
+                              task.threshold, config["evaluation"]["ci_level"], settings["adjust"],
+                              settings["family"], fusion)
+    write_csv(table, out)
+    significant = table[table["p_adjusted"] < 1 - config["evaluation"]["ci_level"]]
+    log.info("paired comparisons: %d rows, %d with adjusted p < %.2g -> %s", len(table), len(significant),
+             1 - config["evaluation"]["ci_level"], out)
+    return table

@@ -1,0 +1,40 @@
+"""Demo reader-study stage: the built-in synthetic readers (:mod:`spinedx.demo.reader_study`)
+rate the demo's external cases without and with the final system's help, written as the
+``readers.csv`` a real reader study brings (README "Reader studies")."""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from spinedx.config import ConfigError
+from spinedx.demo.reader_study import simulate_readers
+from spinedx.errors import InputError
+from spinedx.final_system import choose_final_backbone, evaluated_cases
+from spinedx.io import read_parquets, write_csv
+from spinedx.task import BinaryTask
+
+log = logging.getLogger(__name__)
+
+
+def main_stage(config, case_prediction_paths, table3_path, out) -> pd.DataFrame:
+    task = BinaryTask.from_config(config)
+    backbone = choose_final_backbone(pd.read_csv(table3_path), config)
+    predictions = read_parquets(case_prediction_paths)
+    # The readers read the external cohort (the internal one when a demo has none).
+    cases = evaluated_cases(predictions, backbone, cohorts=("external",))
+    if cases.empty:
+        cases = evaluated_cases(predictions, backbone, cohorts=("internal",))
+    if cases.empty:
+        raise InputError("the demo reader study found no case-level predictions of the final system; rerun case_level")
+    cases = cases.assign(model_probability=cases[task.positive_column]).sort_values("patient_id")
+    try:
+        readers = simulate_readers(cases, config["reader_study"]["demo"], task.classes,
+                                   config["reader_study"]["conditions"])
+    except ValueError as error:  # settings the schema allows but the simulation cannot honour
+        raise ConfigError(f"reader_study.demo: {error}") from error
+    write_csv(readers, out)
+    log.info("demo reader study: %d readers x %d cases x %d conditions -> %s", readers["reader"].nunique(),
+             readers["patient_id"].nunique(), readers["condition"].nunique(), out)
+    return readers

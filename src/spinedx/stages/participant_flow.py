@@ -1,0 +1,197 @@
+"""Participant-flow stage (STARD 2015 item 19): how many patients and images the study
+found, left out (and why), split, and analysed, from the pipeline's own records.
+
+Records read: the cases table (patients listed), the image table of the annotations
+stage (annotated images found), the annotations stage's exclusion records (patients
+without an image of a sequence, image files without an annotation), the folds of the
+splits stage (internal cohort; absent in audit mode), the case-level predictions (the
+cases analysed, per input, by the predictions that score each cohort) and, when the
+study has one, the reader study (cases read, cases without reader ratings).
+
+``participant_flow.csv``: one row per count: step, cohort, group (a fold, an input, a
+class, a reason), patients, images. ``participant_flow`` figure: the STARD diagram, boxes
+and arrows, one column per cohort.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from spinedx.aggregation import ALL_INPUT
+from spinedx.final_system import EVALUATED_MODEL, evaluated_cases
+from spinedx.io import read_parquets, write_csv
+from spinedx.plotting import PAGE_WIDTH, PALETTE, pyplot, save_figure
+from spinedx.readers.cases import COHORTS, read_cases
+from spinedx.splitting import read_folds
+
+log = logging.getLogger(__name__)
+
+FLOW_COLUMNS = ["step", "cohort", "group", "patients", "images"]
+LISTED, WITH_IMAGES, EXCLUDED, SPLIT, ANALYSED, READ = (
+    "listed in the cases table", "with annotated images", "excluded", "split", "analysed", "reader study")
+NO_ANNOTATED_IMAGE = "no annotated image of any sequence"
+LACKING = "lacking a sequence (still analysed in the others and ALL)"
+NO_RATINGS = "no reader ratings"
+
+
+def flow_table(cases: pd.DataFrame, images: pd.DataFrame, excluded: pd.DataFrame, folds: pd.DataFrame | None,
+               case_predictions: pd.DataFrame, classes, readers: pd.DataFrame | None = None) -> pd.DataFrame:
+    rows = []
+
+    def add(step, cohort, group, patients, images_=None):
+        rows.append({"step": step, "cohort": cohort, "group": group, "patients": int(patients),
+                     "images": None if images_ is None else int(images_)})
+
+    for cohort in COHORTS:
+        listed = cases[cases["cohort"] == cohort]
+        if listed.empty:
+            continue
+        ids = set(listed["patient_id"])
+        their_images = images[images["patient_id"].isin(ids)]
+        add(LISTED, cohort, "all", len(listed))
+        for name in classes:
+            add(LISTED, cohort, name, int((listed["diagnosis"] == name).sum()))
+        with_images = set(their_images["patient_id"])
+        add(WITH_IMAGES, cohort, "all", len(with_images), len(their_images))
+        for name in classes:
+            add(WITH_IMAGES, cohort, name, int(listed[listed["patient_id"].isin(with_images)]["diagnosis"].eq(name).sum()))
+        add(EXCLUDED, cohort, NO_ANNOTATED_IMAGE, len(ids - with_images), 0)
+        theirs = excluded[excluded["patient_id"].isin(ids)]
+        lacking = theirs[(theirs["level"] == "patient") & theirs["patient_id"].isin(with_images)]
+        for sequence, group in lacking.groupby("sequence", sort=False):
+            add(EXCLUDED, cohort, f"{LACKING}: {sequence}", group["patient_id"].nunique(), 0)
+        files = theirs[theirs["level"] == "image"]
+        for (sequence, reason), group in files.groupby(["sequence", "reason"], sort=False):
+            add(EXCLUDED, cohort, f"{reason}: {sequence}", group["patient_id"].nunique(), len(group))
+        if cohort == "internal" and folds is not None:
+            for fold, group in folds.groupby("fold"):
+                fold_ids = set(group["patient_id"])
+                add(SPLIT, cohort, f"fold {fold}", len(fold_ids & with_images),
+                    int(their_images["patient_id"].isin(fold_ids).sum()))
+        else:
+            add(SPLIT, cohort, "test" if cohort == "external" else "all", len(with_images), len(their_images))
+        scored = evaluated_cases(case_predictions, input_=None, cohorts=(cohort,))
+        scored = scored[scored["backbone"] == scored["backbone"].iloc[0]] if len(scored) else scored
+        for input_, group in scored.groupby("input", sort=False):
+            add(ANALYSED, cohort, input_, group["patient_id"].nunique(), int(group["n_images"].sum()))
+        all_input = scored[scored["input"] == ALL_INPUT]
+        for label, name in enumerate(classes):
+            add(ANALYSED, cohort, f"{ALL_INPUT}: {name}", int((all_input["label"] == label).sum()))
+        if readers is not None:
+            read = set(readers["patient_id"]) & ids
+            if read or cohort == "external":
+                add(READ, cohort, f"read by {readers['reader'].nunique()} readers", len(read))
+                add(READ, cohort, NO_RATINGS, len(with_images - read))
+    return pd.DataFrame(rows, columns=FLOW_COLUMNS).astype({"patients": int, "images": "Int64"})
+
+
+def _count(table: pd.DataFrame, step: str, cohort: str, group: str, what: str = "patients") -> int:
+    rows = table[(table["step"] == step) & (table["cohort"] == cohort) & (table["group"] == group)]
+    return int(rows[what].iloc[0]) if len(rows) and pd.notna(rows[what].iloc[0]) else 0
+
+
+def _short(reason: str) -> str:
+    """The figure's short form of an exclusion reason (the table keeps the long one)."""
+    if reason.startswith(LACKING):
+        return f"lacking {reason.rsplit(': ', 1)[1]} (analysed in other inputs)"
+    if reason == NO_ANNOTATED_IMAGE:
+        return "no annotated image"
+    head, _, sequence = reason.rpartition(": ")
+    return f"{head.split(' (')[0]} ({sequence})" if sequence else reason
+
+
+def flow_figure(table: pd.DataFrame, classes, n_folds: int | None):
+    """STARD-style diagram: listed -> with images (left out beside) -> one column per
+    cohort: split -> analysed -> reader study. Arrows run from box edge to box edge."""
+    plt = pyplot()
+    cohorts = [c for c in COHORTS if ((table["cohort"] == c) & (table["step"] == LISTED)).any()]
+    fig = plt.figure(figsize=(PAGE_WIDTH, 6.4))
+    ax = fig.add_axes((0, 0, 1, 0.96))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.axis("off")
+
+    def box(x, y, text, color="white", edge="0.2"):
+        return ax.text(x, y, text, ha="center", va="center", fontsize=7,
+                       bbox=dict(boxstyle="round,pad=0.45", facecolor=color, edgecolor=edge, lw=0.8))
+
+    def arrow(source, target):
+        """From the bottom of ``source`` (a box, or an (x, y) point) to the top of ``target``."""
+        start = dict(xytext=(0.5, 0), textcoords=source) if not isinstance(source, tuple) else dict(
+            xytext=source, textcoords="data")
+        ax.annotate("", xy=(0.5, 1), xycoords=target, **start,
+                    arrowprops=dict(arrowstyle="-|>", color="0.25", lw=0.9, shrinkA=2, shrinkB=2))
+
+    listed = {c: _count(table, LISTED, c, "all") for c in cohorts}
+    with_images = {c: _count(table, WITH_IMAGES, c, "all") for c in cohorts}
+    n_images = {c: _count(table, WITH_IMAGES, c, "all", "images") for c in cohorts}
+    top = box(0.5, 0.95, f"Patients listed in the cases table: n = {sum(listed.values())}\n"
+                         + ", ".join(f"{c} {n}" for c, n in listed.items()))
+    found = box(0.5, 0.74, f"Patients with annotated images: n = {sum(with_images.values())}\n"
+                           f"annotated images: {sum(n_images.values())}")
+    arrow(top, found)
+    lines = []
+    for reason, group in table[table["step"] == EXCLUDED].groupby("group", sort=False):
+        patients = int(group["patients"].sum())
+        images = int(group["images"].fillna(0).sum())
+        if patients or images:
+            lines.append(f"{_short(reason)}: n = {patients}" + (f" ({images} files)" if images else ""))
+    left_out = ax.text(0.6, 0.845, "Left out (patients)\n" + ("\n".join(lines) if lines else "none"), ha="left",
+                       va="center", fontsize=7, bbox=dict(boxstyle="round,pad=0.45", facecolor="#f4f4f4",
+                                                          edgecolor="0.2", lw=0.8))
+    ax.annotate("", xy=(0, 0.5), xycoords=left_out, xytext=(0.5, 0.845), textcoords="data",
+                arrowprops=dict(arrowstyle="-|>", color="0.25", lw=0.9, shrinkA=0, shrinkB=2))
+    columns = {c: x for c, x in zip(cohorts, (0.25, 0.75) if len(cohorts) == 2 else (0.5,))}
+    for cohort, x in columns.items():
+        color = PALETTE[0] if cohort == "internal" else PALETTE[1]
+        per_class = ", ".join(f"{name} {_count(table, WITH_IMAGES, cohort, name)}" for name in classes)
+        if cohort == "internal":
+            folds = table[(table["step"] == SPLIT) & (table["cohort"] == cohort)]
+            split = ("\n".join(f"{r.group}: n = {r.patients} ({r.images} images)" for r in folds.itertuples())
+                     if len(folds) and str(folds["group"].iloc[0]).startswith("fold") else "no folds (audit)")
+            title = f"Internal cohort (cross-validation{f', {n_folds} folds' if n_folds else ''})"
+        else:
+            split = "test set: never used for training\nor model selection"
+            title = "External cohort (test)"
+        cohort_box = box(x, 0.57, f"{title}\nn = {with_images[cohort]} ({per_class})\n{n_images[cohort]} images",
+                         color=color + "22", edge=color)
+        arrow(found, cohort_box)
+        split_box = box(x, 0.41, split, edge=color)
+        arrow(cohort_box, split_box)
+        analysed = table[(table["step"] == ANALYSED) & (table["cohort"] == cohort)
+                         & ~table["group"].str.contains(":")]
+        text = (f"Analysed ({EVALUATED_MODEL[cohort]} predictions, case level)\n"
+                + "\n".join(f"{r.group}: n = {r.patients} ({r.images} images)" for r in analysed.itertuples())
+                + "\n" + ", ".join(f"{name} {_count(table, ANALYSED, cohort, f'{ALL_INPUT}: {name}')}"
+                                   for name in classes))
+        analysed_box = box(x, 0.22, text, color=color + "22", edge=color)
+        arrow(split_box, analysed_box)
+        read = table[(table["step"] == READ) & (table["cohort"] == cohort)]
+        if len(read):
+            read_box = box(x, 0.05, "Reader study\n" + "\n".join(f"{r.group}: n = {r.patients}"
+                                                                   for r in read.itertuples()),
+                           color="#f4f4f4", edge=color)
+            arrow(analysed_box, read_box)
+    fig.suptitle("Participant flow (STARD 2015 item 19)", y=0.995)
+    return fig
+
+
+def main_stage(config, cases_path, images_path, exclusion_paths, case_prediction_paths, out, figure_stem,
+               folds_path=None, readers_path=None) -> pd.DataFrame:
+    classes = list(config["classes"])
+    cases = read_cases(cases_path, classes, all_external=bool(config["audit"]["bundle"]))
+    images = pd.read_parquet(images_path)
+    excluded = pd.concat([pd.read_csv(p, dtype=str) for p in exclusion_paths], ignore_index=True)
+    folds = read_folds(folds_path) if folds_path else None
+    readers = pd.read_csv(readers_path, dtype=str) if readers_path else None
+    if readers is not None and "patient_id" not in readers.columns and "case" in readers.columns:
+        readers = readers.rename(columns={"case": "patient_id"})
+    table = flow_table(cases, images, excluded, folds, read_parquets(case_prediction_paths), classes, readers)
+    write_csv(table, out)
+    n_folds = int(folds["fold"].nunique()) if folds is not None else None
+    save_figure(flow_figure(table, classes, n_folds), Path(figure_stem))
+    log.info("participant flow: %d counts -> %s", len(table), out)
+    return table

@@ -1,0 +1,264 @@
+"""Reader-study stage: readers (and the model) per condition, the multi-reader multi-case
+comparison of the conditions and of the model against the readers, and the figure.
+
+* ``reader_study_metrics.csv``: per reader x condition, and the model: AUC of the
+  ratings with DeLong's interval (:func:`spinedx.stats.delong.auc_confidence_interval`),
+  sensitivity, specificity and accuracy of the decisions with Wilson intervals
+  (:func:`spinedx.stats.binary.metrics_from_counts`). The model's decisions are the
+  study's rule (positive class's probability > decision.threshold).
+* ``reader_study_mrmc.csv``: Obuchowski-Rockette analyses with Hillis' ddf
+  (:func:`spinedx.stats.mrmc.obuchowski_rockette`) of config ``reader_study.analyses``
+  (RRRC, FRRC, RRFC) with ``reader_study.covariance`` covariances: the conditions
+  compared with each other (differences: a later condition minus an earlier one), and,
+  with ``model_vs_readers``, the model against the readers of each condition. The model
+  is a second modality whose rating of a case is its case-level probability, duplicated
+  for every reader (RJafroc's "2T" approach; its reader AUCs are all equal, so the model
+  modality adds case variance but no reader variance). Rows: ``modality`` (mean AUC and
+  interval), ``difference`` (difference of mean AUCs, its test and interval), ``global``
+  (the F or chi-square test and the OR variance components), ``reader difference``
+  (FRRC, each reader's own difference).
+* ``reader_study_decisions.csv``: each reader's (and the model's) decisions against the
+  truth, per condition: class x class counts (the 2x2 for two classes, the confusion
+  table for more).
+* ``reader_study_roc``: the model's ROC curve on the read cases with every reader's
+  operating point in each condition and arrows from the first condition to the last.
+
+The model's ratings are the final system's (:mod:`spinedx.final_system`): case-level ALL
+input of the final backbone, the external cohort's ensemble and the internal cohort's
+out-of-fold predictions. With more than two classes, ratings, truth and the MRMC analysis
+are those of the binary contrast ``reader_study.positive_classes``; decisions stay class
+names (accuracy and confusion tables); the model's rating of the contrast is the sum of
+its probabilities of the positive classes and its decision the class of highest
+probability.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from spinedx.errors import InputError
+from spinedx.final_system import choose_final_backbone, evaluated_cases
+from spinedx.io import read_parquets, write_csv
+from spinedx.plotting import PAGE_WIDTH, colors, pyplot, roc_axis, roc_points, save_figure
+from spinedx.readers.cases import read_cases
+from spinedx.readers.reader_study import positive_set, read_reader_study
+from spinedx.stats.binary import confusion_counts, metrics_from_counts, positive_calls, wilson_interval
+from spinedx.stats.delong import auc_confidence_interval
+from spinedx.stats.mrmc import obuchowski_rockette
+from spinedx.task import PROBABILITY_PREFIX
+
+log = logging.getLogger(__name__)
+
+MODEL = "model"
+METRIC_COLUMNS = ["reader", "experience", "condition", "n_cases", "n_pos", "n_neg", "auc", "auc_se", "auc_lo",
+                  "auc_hi", "tp", "fp", "fn", "tn", "sensitivity", "sensitivity_lo", "sensitivity_hi",
+                  "specificity", "specificity_lo", "specificity_hi", "accuracy", "accuracy_lo", "accuracy_hi"]
+MRMC_COLUMNS = ["contrast", "analysis", "covariance", "row_type", "modality", "comparison", "reader", "estimate",
+                "se", "df", "statistic", "p", "ci_lo", "ci_hi", "df1", "df2", "var_R", "var_TR", "var_E", "cov1",
+                "cov2", "cov3", "n_readers", "n_cases", "n_positive"]
+
+
+def model_ratings(case_predictions: pd.DataFrame, backbone: str, classes, positives, threshold: float) -> pd.DataFrame:
+    """The final system's rating (probability of the positive contrast), decision and
+    decided class per case: patient_id, rating, called_positive, decision."""
+    rows = evaluated_cases(case_predictions, backbone)
+    columns = [f"{PROBABILITY_PREFIX}{name}" for name in classes]
+    missing = [c for c in columns if c not in rows.columns]
+    if missing:
+        raise InputError(f"case-level predictions lack {missing}; rerun case_level with config `classes` {list(classes)}")
+    probabilities = rows[columns].to_numpy(dtype=float)
+    rating = probabilities[:, [classes.index(name) for name in positives]].sum(axis=1)
+    if len(classes) == 2:
+        called = positive_calls(rating, threshold).astype(int)
+        decision = np.where(called == 1, classes[1], classes[0])
+    else:
+        decision = np.asarray(classes)[probabilities.argmax(axis=1)]
+        called = np.isin(decision, positives).astype(int)
+    return pd.DataFrame({"patient_id": rows["patient_id"].to_numpy(), "rating": rating,
+                         "called_positive": called, "decision": decision})
+
+
+def _metrics_row(reader, experience, condition, truth, rating, called, correct, level) -> dict:
+    counts = confusion_counts(truth, called.astype(float), 0.5)
+    row = {"reader": reader, "experience": experience, "condition": condition, "n_cases": int(truth.size)}
+    row.update(metrics_from_counts(**counts, level=level))
+    interval = auc_confidence_interval(truth, rating, level)
+    row.update(auc=interval["auc"], auc_se=interval["se"], auc_lo=interval["auc_lo"], auc_hi=interval["auc_hi"])
+    # Accuracy of the decided class (equals the 2x2 accuracy for two classes).
+    n_correct = int(np.sum(correct))
+    row["accuracy"] = n_correct / truth.size
+    row["accuracy_lo"], row["accuracy_hi"] = wilson_interval(n_correct, int(truth.size), level)
+    return row
+
+
+def reader_metrics(study: pd.DataFrame, model: pd.DataFrame, conditions, level: float) -> pd.DataFrame:
+    """Per reader x condition metrics, then the model's on the read cases it scored."""
+    rows = []
+    for condition in conditions:
+        for reader, readings in study[study["condition"] == condition].groupby("reader", sort=True):
+            rows.append(_metrics_row(reader, readings["experience"].iloc[0], condition,
+                                     readings["truth"].to_numpy(), readings["rating"].to_numpy(),
+                                     readings["called_positive"].to_numpy(),
+                                     readings["decision_label"].to_numpy() == readings["label"].to_numpy(), level))
+    scored = study.drop_duplicates("patient_id")[["patient_id", "truth", "diagnosis"]].merge(model, on="patient_id")
+    if len(scored):
+        rows.append(_metrics_row(MODEL, "", MODEL, scored["truth"].to_numpy(), scored["rating"].to_numpy(),
+                                 scored["called_positive"].to_numpy(),
+                                 scored["decision"].to_numpy() == scored["diagnosis"].to_numpy(), level))
+    return pd.DataFrame(rows).reindex(columns=METRIC_COLUMNS)
+
+
+def decision_table(study: pd.DataFrame, model: pd.DataFrame, classes) -> pd.DataFrame:
+    """Counts of (true class, decided class) per reader x condition, then the model's."""
+    rows = []
+    for (condition, reader), readings in study.groupby(["condition", "reader"], sort=False):
+        counts = readings.groupby(["diagnosis", "decision"]).size()
+        for truth in classes:
+            for decided in classes:
+                rows.append({"reader": reader, "condition": condition, "true_class": truth,
+                             "decided_class": decided, "n": int(counts.get((truth, decided), 0))})
+    scored = study.drop_duplicates("patient_id")[["patient_id", "diagnosis"]].merge(model, on="patient_id")
+    counts = scored.groupby(["diagnosis", "decision"]).size()
+    for truth in classes:
+        for decided in classes:
+            rows.append({"reader": MODEL, "condition": MODEL, "true_class": truth, "decided_class": decided,
+                         "n": int(counts.get((truth, decided), 0))})
+    return pd.DataFrame(rows, columns=["reader", "condition", "true_class", "decided_class", "n"])
+
+
+def _df(value: float) -> float:
+    """Degrees of freedom as reported: the model modality's reader AUCs are identical, so
+    its reader mean square is 0 and Hillis' df infinite; rounding leaves ~1e-33 instead of
+    0 and a df of ~1e60. Beyond 1e6 the t and normal quantiles agree to 6 digits."""
+    return math.inf if value > 1e6 else value
+
+
+def _or_rows(data: pd.DataFrame, contrast: str, modalities, settings: dict, level: float, source: str) -> list[dict]:
+    rows = []
+    for analysis in settings["analyses"]:
+        result = obuchowski_rockette(data, analysis=analysis, covariance=settings["covariance"], level=level,
+                                     modalities=modalities, source=source)
+        base = {"contrast": contrast, "analysis": analysis, "covariance": result.covariance_method,
+                "n_readers": result.n_readers, "n_cases": result.n_cases, "n_positive": result.n_positive}
+        for row in result.modality_auc.itertuples():
+            rows.append({**base, "row_type": "modality", "modality": row.modality, "estimate": row.auc,
+                         "se": row.se, "df": _df(row.df), "ci_lo": row.ci_lo, "ci_hi": row.ci_hi})
+        for row in result.differences.itertuples():
+            rows.append({**base, "row_type": "difference", "comparison": row.comparison, "estimate": row.difference,
+                         "se": row.se, "df": _df(row.df), "statistic": row.statistic, "p": row.p,
+                         "ci_lo": row.ci_lo, "ci_hi": row.ci_hi})
+        test, components = result.global_test, result.variance_components
+        if len(modalities) > 1:
+            rows.append({**base, "row_type": "global", "comparison": f"{test['name']} test of equal AUCs",
+                         "statistic": test["statistic"], "df1": test["df1"], "df2": _df(test["df2"]), "p": test["p"],
+                         **{key: components[key] for key in ("var_R", "var_TR", "var_E", "cov1", "cov2", "cov3")}})
+        for row in result.reader_differences.itertuples():
+            rows.append({**base, "row_type": "reader difference", "comparison": row.comparison, "reader": row.reader,
+                         "estimate": row.difference, "se": row.se, "statistic": row.z, "p": row.p,
+                         "ci_lo": row.ci_lo, "ci_hi": row.ci_hi, "df": np.inf})
+    return rows
+
+
+def mrmc_table(study: pd.DataFrame, model: pd.DataFrame, settings: dict, level: float, source: str) -> pd.DataFrame:
+    """The OR analyses of the conditions and of the model against each condition's readers."""
+    conditions = list(settings["conditions"])
+    long = study.rename(columns={"patient_id": "case", "condition": "modality"})
+    rows = []
+    if len(conditions) > 1:
+        # Later conditions first: the library reports "first minus second", i.e. later minus earlier.
+        rows += _or_rows(long, "conditions", conditions[::-1], settings, level, source)
+    if settings["model_vs_readers"]:
+        scored = long[long["case"].isin(model["patient_id"])]
+        unscored = sorted(set(long["case"]) - set(model["patient_id"]))
+        if unscored:
+            log.warning("reader study: %d read case(s) have no model prediction and are left out of the "
+                        "model-vs-readers analysis: %s", len(unscored), unscored[:10])
+        duplicated = scored[scored["modality"] == conditions[0]].drop(columns=["rating", "modality"]).merge(
+            model[["patient_id", "rating"]].rename(columns={"patient_id": "case"}), on="case").assign(modality=MODEL)
+        for condition in conditions:
+            data = pd.concat([duplicated, scored[scored["modality"] == condition]], ignore_index=True)
+            rows += _or_rows(data, f"model vs {condition}", [MODEL, condition], settings, level, source)
+    return pd.DataFrame(rows).reindex(columns=MRMC_COLUMNS)
+
+
+def reader_roc_figure(study: pd.DataFrame, model: pd.DataFrame, metrics: pd.DataFrame, conditions, positive: str,
+                      backbone: str):
+    """The model's ROC on the read cases, every reader's operating point per condition,
+    arrows from the first condition's point to the last's."""
+    plt = pyplot()
+    cases = study.drop_duplicates("patient_id")[["patient_id", "truth"]].merge(model, on="patient_id")
+    readers = sorted(set(study["reader"]))
+    palette = colors(readers)
+    markers = ["o", "s", "^", "D", "v"]
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH * 0.62, PAGE_WIDTH * 0.62))
+    roc_axis(ax, positive)
+    model_row = metrics[metrics["reader"] == MODEL]
+    if len(cases):
+        fpr, tpr = roc_points(cases["truth"], cases["rating"])
+        label = f"model ({backbone}), AUC {model_row['auc'].iloc[0]:.2f}" if len(model_row) else "model"
+        ax.plot(fpr, tpr, color="0.25", drawstyle="steps-post", label=label, zorder=2)
+    by_reader = metrics[metrics["reader"] != MODEL].set_index(["reader", "condition"])
+    for reader in readers:
+        points = [(1 - by_reader.loc[(reader, c), "specificity"], by_reader.loc[(reader, c), "sensitivity"])
+                  for c in conditions]
+        for index, (x, y) in enumerate(points):
+            filled = index == len(points) - 1 and len(points) > 1
+            ax.plot(x, y, markers[index % len(markers)], ms=6, color=palette[reader], zorder=4,
+                    mfc=palette[reader] if filled else "white", mew=1.3, clip_on=False)
+        if len(points) > 1:
+            (x0, y0), (x1, y1) = points[0], points[-1]
+            if (x0, y0) != (x1, y1):
+                ax.annotate("", xy=(x1, y1), xytext=(x0, y0), zorder=3,
+                            arrowprops=dict(arrowstyle="-|>", color=palette[reader], lw=1.0, shrinkA=4, shrinkB=4))
+    from matplotlib.lines import Line2D
+
+    handles, _ = ax.get_legend_handles_labels()
+    for index, condition in enumerate(conditions):
+        mean_auc = by_reader.xs(condition, level="condition")["auc"].mean()
+        filled = index == len(conditions) - 1 and len(conditions) > 1
+        handles.append(Line2D([], [], ls="", marker=markers[index % len(markers)], color="0.3",
+                              mfc="0.3" if filled else "white", mew=1.3,
+                              label=f"readers, {condition} (mean AUC {mean_auc:.2f})"))
+    handles += [Line2D([], [], ls="", marker="o", color=palette[r], label=f"{r}"
+                       + (f" ({by_reader.loc[(r, conditions[0]), 'experience']})"
+                          if by_reader.loc[(r, conditions[0]), "experience"] else "")) for r in readers]
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    n_pos = int(cases["truth"].sum()) if len(cases) else int(study.drop_duplicates("patient_id")["truth"].sum())
+    n_all = len(cases) if len(cases) else study["patient_id"].nunique()
+    ax.set_title(f"Readers and model, {n_pos} + {n_all - n_pos} cases"
+                 + (f"\narrows: {conditions[0]} → {conditions[-1]}" if len(conditions) > 1 else ""))
+    fig.tight_layout()
+    return fig
+
+
+def main_stage(config, readers_path, cases_path, case_prediction_paths, table3_path, out_metrics, out_mrmc,
+               out_decisions, figure_stem) -> dict:
+    settings = config["reader_study"]
+    classes = list(config["classes"])
+    positives = positive_set(classes, settings["positive_classes"])
+    level = config["evaluation"]["ci_level"]
+    cases = read_cases(cases_path, classes, all_external=bool(config["audit"]["bundle"]))
+    study = read_reader_study(readers_path, cases, classes, settings["conditions"], settings["rating_scale"],
+                              settings["positive_classes"])
+    backbone = choose_final_backbone(pd.read_csv(table3_path), config)
+    model = model_ratings(read_parquets(case_prediction_paths), backbone, classes, positives,
+                          config["decision"]["threshold"])
+    model = model[model["patient_id"].isin(study["patient_id"])].reset_index(drop=True)
+    metrics = reader_metrics(study, model, settings["conditions"], level)
+    mrmc = mrmc_table(study, model, settings, level, str(readers_path))
+    write_csv(metrics, out_metrics)
+    write_csv(mrmc, out_mrmc)
+    write_csv(decision_table(study, model, classes), out_decisions)
+    positive = positives[0] if len(positives) == 1 else " or ".join(positives)
+    written = save_figure(reader_roc_figure(study, model, metrics, settings["conditions"], positive, backbone),
+                          Path(figure_stem))
+    primary = mrmc[(mrmc["row_type"] == "difference") & (mrmc["analysis"] == settings["analyses"][0])]
+    for row in primary.itertuples():
+        log.info("reader study %s (%s, %s): %s = %.3f (%.3f to %.3f), p = %.3g", row.contrast, row.analysis,
+                 row.covariance, row.comparison, row.estimate, row.ci_lo, row.ci_hi, row.p)
+    return {"metrics": metrics, "mrmc": mrmc, "figure": written}

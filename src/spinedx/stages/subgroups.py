@@ -1,0 +1,190 @@
+"""Subgroups stage: the final system's accuracy per level of each subgroup variable, and
+a forest plot.
+
+Variables (config ``subgroups.variables``) are columns of the cases table (sex, centre,
+scanner, ...), ``age_band`` (from ``age`` and ``subgroups.age_bands``), or the DICOM
+acquisition attributes ``vendor``, ``scanner_model`` and ``field_strength`` when the
+cases table has no such column: read from the headers of the patient's images through
+the DICOM reader's allow-list (:func:`spinedx.readers.dicom.acquisition_attributes`; no
+other header value is read), the most frequent value over the patient's images. A
+patient without a value is in level ``missing`` (``not DICOM`` for header variables of
+non-DICOM images).
+
+Rows (``subgroups.csv``): the final system (:mod:`spinedx.final_system`), case level,
+external cohort scored by the ensemble (the internal cohort's out-of-fold predictions
+when a study has no external cohort); one row for all cases, then one per variable and
+level, with :data:`spinedx.stats.tables.METRIC_COLUMNS` (Wilson intervals; AUC and kappa
+with the patient bootstrap, evaluation.bootstrap_replicates). A level with one class
+has no AUC and only one of sensitivity and specificity.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from spinedx.errors import InputError
+from spinedx.final_system import EVALUATED_MODEL, choose_final_backbone, evaluated_cases
+from spinedx.io import read_parquets, write_csv
+from spinedx.plotting import PAGE_WIDTH, PALETTE, pyplot, save_figure
+from spinedx.readers.cases import read_cases
+from spinedx.readers.dicom import ACQUISITION_ATTRIBUTES, acquisition_attributes, is_dicom
+from spinedx.stats.tables import METRIC_COLUMNS, metrics_table
+from spinedx.task import BinaryTask
+
+log = logging.getLogger(__name__)
+
+AGE_BAND = "age_band"
+MISSING, NOT_DICOM = "missing", "not DICOM"
+ALL_CASES = "all cases"
+DICOM_VARIABLES = tuple(ACQUISITION_ATTRIBUTES.values())
+
+
+def age_bands(ages: pd.Series, cuts) -> pd.Series:
+    """Age band labels: cuts [50, 65] give "<50", "50 to <65", ">=65"; no age: missing."""
+    cuts = [float(c) for c in cuts]
+    if sorted(cuts) != cuts or len(set(cuts)) != len(cuts):
+        raise InputError(f"subgroups.age_bands must be ascending distinct cut points, got {cuts}")
+
+    def fmt(value: float) -> str:
+        return f"{value:g}"
+
+    labels = [f"<{fmt(cuts[0])}"] + [f"{fmt(a)} to <{fmt(b)}" for a, b in zip(cuts, cuts[1:])] + [f">={fmt(cuts[-1])}"]
+    values = pd.to_numeric(ages, errors="coerce").to_numpy(dtype=float)
+    index = np.searchsorted(cuts, values, side="right")
+    return pd.Series(np.where(np.isnan(values), MISSING, np.asarray(labels, dtype=object)[index]), index=ages.index)
+
+
+def dicom_values(images: pd.DataFrame, images_dir: Path, variables) -> pd.DataFrame:
+    """Per patient, the most frequent value of each DICOM acquisition variable over their
+    images (ties: the alphabetically first); NOT_DICOM for patients without DICOM images."""
+    counts: dict[str, dict[str, Counter]] = {}
+    for row in images[["patient_id", "image_path"]].drop_duplicates().itertuples(index=False):
+        path = images_dir / row.image_path
+        per_patient = counts.setdefault(row.patient_id, {name: Counter() for name in variables})
+        if not path.is_file() or not is_dicom(path):
+            continue
+        attributes = acquisition_attributes(path)
+        for name in variables:
+            per_patient[name][attributes[name] or MISSING] += 1
+    rows = []
+    for patient_id, per_variable in counts.items():
+        row = {"patient_id": patient_id}
+        for name, counter in per_variable.items():
+            row[name] = (min(counter, key=lambda value: (-counter[value], value)) if counter else NOT_DICOM)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["patient_id", *variables])
+
+
+def subgroup_values(cases: pd.DataFrame, variables, age_cuts, images: pd.DataFrame | None, images_dir,
+                    cases_path) -> pd.DataFrame:
+    """patient_id and one text column per variable (its level for each patient)."""
+    values = cases[["patient_id"]].copy()
+    from_dicom = [v for v in variables if v not in cases.columns and v in DICOM_VARIABLES]
+    for variable in variables:
+        if variable in cases.columns:
+            column = cases[variable].astype("string").str.strip()
+            values[variable] = column.fillna(MISSING).replace("", MISSING).astype(str).to_numpy()
+        elif variable == AGE_BAND:
+            if "age" not in cases.columns:
+                raise InputError(f"{cases_path}: subgroup variable {AGE_BAND} needs an `age` column; add it "
+                                 "or remove age_band from config subgroups.variables")
+            values[variable] = age_bands(cases["age"], age_cuts).to_numpy()
+        elif variable not in from_dicom:
+            raise InputError(f"{cases_path}: subgroup variable {variable!r} is not a column of the cases table "
+                             f"(columns: {list(cases.columns)}) nor one of {AGE_BAND}, {', '.join(DICOM_VARIABLES)}; "
+                             "add the column or correct config subgroups.variables")
+    if from_dicom:
+        if images is None:
+            raise InputError(f"subgroup variable(s) {from_dicom} come from DICOM headers: give the image table")
+        read = dicom_values(images, Path(images_dir), from_dicom)
+        values = values.merge(read, on="patient_id", how="left")
+        values[from_dicom] = values[from_dicom].fillna(NOT_DICOM)
+    return values
+
+
+def subgroup_table(cases: pd.DataFrame, values: pd.DataFrame, variables, score_col: str, threshold: float,
+                   evaluation: dict) -> pd.DataFrame:
+    """One row for all cases, then one per variable x level (levels sorted, missing last)."""
+    options = dict(threshold=threshold, n_boot=int(evaluation["bootstrap_replicates"]), seed=int(evaluation["seed"]),
+                   level=evaluation["ci_level"], score_col=score_col)
+    frame = cases.merge(values, on="patient_id", how="left")
+    parts = [metrics_table(frame.assign(variable=ALL_CASES, level=ALL_CASES), ["variable", "level"], **options)]
+    for variable in variables:
+        levels = sorted(set(frame[variable]), key=lambda v: (v in (MISSING, NOT_DICOM), _natural(v)))
+        frame["level"] = pd.Categorical(frame[variable], categories=levels)
+        part = metrics_table(frame.sort_values("level").assign(variable=variable, level=lambda f: f["level"].astype(str)),
+                             ["variable", "level"], **options)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _natural(value: str):
+    """Numbers by value (age bands, field strengths), text alphabetically."""
+    head = value.lstrip("<>=").split(" ")[0]
+    side = 0 if value.startswith("<") else 2 if value.startswith(">") else 1  # "<50" before "50 to <65"
+    try:
+        return (0, float(head), side, value)
+    except ValueError:
+        return (1, 0.0, 0, value)
+
+
+def forest_figure(table: pd.DataFrame, backbone: str, cohort: str):
+    """Sensitivity, specificity and AUC with their intervals, one row per subgroup level."""
+    plt = pyplot()
+    rows = table.reset_index(drop=True)
+    labels = [ALL_CASES if r.variable == ALL_CASES else f"{r.variable}: {r.level}" for r in rows.itertuples()]
+    counts = [f"{int(r.n_pos)}/{int(r.n_neg)}" for r in rows.itertuples()]
+    height = 1.2 + 0.24 * len(rows)
+    fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH, height), sharey=True)
+    y = np.arange(len(rows))[::-1]
+    for ax, (metric, title), color in zip(axes, (("sensitivity", "Sensitivity"), ("specificity", "Specificity"),
+                                                 ("auc", "AUC")), PALETTE):
+        estimate = rows[metric].to_numpy(dtype=float)
+        lo, hi = rows[f"{metric}_lo"].to_numpy(dtype=float), rows[f"{metric}_hi"].to_numpy(dtype=float)
+        shown = np.isfinite(estimate)
+        err = np.vstack([np.where(np.isfinite(lo), estimate - lo, 0), np.where(np.isfinite(hi), hi - estimate, 0)])
+        ax.errorbar(estimate[shown], y[shown], xerr=err[:, shown], fmt="s", color=color, ms=4, capsize=2, lw=1)
+        overall = estimate[0]
+        if np.isfinite(overall):
+            ax.axvline(overall, color="0.5", lw=0.8, ls="--", zorder=0)
+        for yy in y[~shown]:
+            ax.text(0.5, yy, "n/a", ha="center", va="center", fontsize=6, color="0.4")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_title(title)
+        ax.grid(axis="y", visible=False)
+    axes[0].set_yticks(y, [f"{label}  ({count})" for label, count in zip(labels, counts)])
+    axes[0].set_ylim(-0.7, len(rows) - 0.3)
+    fig.suptitle(f"Subgroups of the final system ({backbone}, case level, {cohort} cohort)")
+    fig.text(0.01, 0.0, "(positive/negative cases) per level; 95% intervals; dashed line: all cases; "
+             "n/a: the level lacks a class", fontsize=6, color="0.3", va="bottom")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def main_stage(config, cases_path, images_path, images_dir, case_prediction_paths, table3_path, out,
+               figure_stem) -> pd.DataFrame:
+    task = BinaryTask.from_config(config)
+    settings = config["subgroups"]
+    variables = list(settings["variables"])
+    cases = read_cases(cases_path, task.classes, all_external=bool(config["audit"]["bundle"]))
+    backbone = choose_final_backbone(pd.read_csv(table3_path), config)
+    predictions = read_parquets(case_prediction_paths)
+    cohort = "external"
+    final = evaluated_cases(predictions, backbone, cohorts=(cohort,))
+    if final.empty:
+        cohort = "internal"
+        final = evaluated_cases(predictions, backbone, cohorts=(cohort,))
+    images = pd.read_parquet(images_path) if images_path else None
+    values = subgroup_values(cases, variables, settings["age_bands"], images, images_dir, cases_path)
+    table = subgroup_table(final, values, variables, task.positive_column, task.threshold, config["evaluation"])
+    table.insert(0, "cohort", f"{cohort} ({EVALUATED_MODEL[cohort]})")
+    table.insert(1, "backbone", backbone)
+    write_csv(table[["cohort", "backbone", "variable", "level", *METRIC_COLUMNS]], out)
+    save_figure(forest_figure(table, backbone, cohort), Path(figure_stem))
+    log.info("subgroups: %d levels of %s -> %s", len(table) - 1, variables, out)
+    return table

@@ -1,0 +1,97 @@
+"""Calibration and clinical-utility stage: the rows it picks and its numbers against
+scikit-learn (Brier, calibration_curve), statsmodels (logistic intercept and slope) and
+the net-benefit formula computed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spinedx import config as configuration
+from spinedx.stages import calibration as stage
+from test_comparisons_stage import BACKBONES, case_predictions
+
+
+@pytest.fixture
+def settings():
+    return configuration.resolve({})["calibration"]
+
+
+def final_rows(predictions, cohort="external", backbone="netB", input_="ALL"):
+    model = "ensemble" if cohort == "external" else "oof"
+    return predictions[(predictions["cohort"] == cohort) & (predictions["model"] == model)
+                       & (predictions["backbone"] == backbone) & (predictions["input"] == input_)]
+
+
+def test_summary_matches_scikit_learn_and_statsmodels():
+    import statsmodels.api as sm
+    from sklearn.metrics import brier_score_loss
+
+    predictions = case_predictions(n_internal=40, n_external=40)
+    summary = stage.calibration_table(predictions, BACKBONES, "prob_schwannoma", "netB", 200, 0, 0.95)
+    assert len(summary) == 2 * 2 * 3 and summary["final_system"].sum() == 2
+    assert set(summary[summary["final_system"]]["backbone"] + summary[summary["final_system"]]["input"]) == {"netBALL"}
+    for cohort in ("external", "internal"):
+        # netA/T1 overlaps (netB/ALL separates the classes: no slope exists, NaN)
+        rows = final_rows(predictions, cohort, "netA", "T1")
+        row = summary[(summary["cohort"] == cohort) & (summary["backbone"] == "netA")
+                      & (summary["input"] == "T1")].iloc[0]
+        labels, probs = rows["label"].to_numpy(), rows["prob_schwannoma"].to_numpy()
+        assert row["brier"] == pytest.approx(brier_score_loss(labels, probs), rel=1e-12)
+        logit = np.log(probs / (1 - probs))
+        intercept = sm.GLM(labels, np.ones((labels.size, 1)), family=sm.families.Binomial(), offset=logit).fit()
+        slope = sm.GLM(labels, sm.add_constant(logit), family=sm.families.Binomial()).fit()
+        assert row["intercept"] == pytest.approx(intercept.params[0], abs=1e-6)
+        assert row["slope"] == pytest.approx(slope.params[1], abs=1e-6)
+        assert row["intercept_lo"] < row["intercept"] < row["intercept_hi"]
+        assert row["n"] == len(rows) and row["interval"].startswith("patient bootstrap (percentile, 200")
+
+
+def test_binned_curve_is_scikit_learns_and_lowess_spans_the_predictions(settings):
+    from sklearn.calibration import calibration_curve
+
+    predictions = case_predictions(n_internal=40, n_external=40)
+    final = pd.concat([final_rows(predictions, "external"), final_rows(predictions, "internal")])
+    curves = stage.curve_table(final, "prob_schwannoma", settings, 0.95)
+    for cohort in ("external", "internal"):
+        rows = final[final["cohort"] == cohort]
+        observed, predicted = calibration_curve(rows["label"], rows["prob_schwannoma"], n_bins=settings["n_bins"],
+                                                strategy="quantile")
+        binned = curves[(curves["cohort"] == cohort) & (curves["curve"] == "binned")]
+        assert binned["observed"].to_numpy() == pytest.approx(observed, abs=1e-12)
+        assert binned["predicted"].to_numpy() == pytest.approx(predicted, abs=1e-12)
+        smooth = curves[(curves["cohort"] == cohort) & (curves["curve"] == "lowess")]
+        assert smooth["predicted"].min() == pytest.approx(rows["prob_schwannoma"].min())
+        assert smooth["predicted"].max() == pytest.approx(rows["prob_schwannoma"].max())
+
+
+def test_net_benefit_is_the_formula_on_the_cases_every_model_scored(settings):
+    predictions = case_predictions(n_external=40)
+    curve = stage.decision_curve_table(predictions, BACKBONES, "prob_schwannoma", settings)
+    external = predictions[(predictions["cohort"] == "external") & (predictions["model"] == "ensemble")]
+    common = set(external[external["input"] == "T2"]["patient_id"])  # one patient lacks T2
+    assert curve["n"].eq(len(common)).all()
+    rows = final_rows(predictions)
+    rows = rows[rows["patient_id"].isin(common)]
+    labels, probs = rows["label"].to_numpy(), rows["prob_schwannoma"].to_numpy()
+    for threshold in (0.1, 0.25, 0.5, 0.8):
+        called = probs >= threshold
+        expected = ((called & (labels == 1)).sum() - (called & (labels == 0)).sum() * threshold / (1 - threshold)) / len(labels)
+        got = curve[(curve["model"] == "netB/ALL") & np.isclose(curve["threshold"], threshold)]["net_benefit"]
+        assert float(got.iloc[0]) == pytest.approx(expected, abs=1e-12)
+    assert set(curve["model"]) == {f"{b}/{i}" for b in BACKBONES for i in ("T1", "T2", "ALL")} | {"treat all", "treat none"}
+    assert curve["threshold"].max() == pytest.approx(settings["dca_max_threshold"])
+
+
+def test_figures_draw_the_final_system(settings):
+    predictions = case_predictions(n_internal=40, n_external=40)
+    final = pd.concat([final_rows(predictions, "external"), final_rows(predictions, "internal")])
+    curves = stage.curve_table(final, "prob_schwannoma", settings, 0.95)
+    summary = stage.calibration_table(predictions, BACKBONES, "prob_schwannoma", "netB", 50, 0, 0.95)
+    fig = stage.calibration_figure(final, curves, summary, "prob_schwannoma", "netB", "schwannoma")
+    assert len(fig.axes) == 4 and "slope" in fig.axes[0].texts[0].get_text()
+    curve = stage.decision_curve_table(predictions, BACKBONES, "prob_schwannoma", settings)
+    fig = stage.decision_curve_figure(curve, "netB", ["T1", "T2", "ALL"])
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["T1", "T2", "ALL (final system)", "treat all", "treat none"]

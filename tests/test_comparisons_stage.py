@@ -1,0 +1,120 @@
+"""Paired-comparisons stage: which pairs, on which cases, and each row against an
+independent computation (scikit-learn AUCs, a direct DeLong variance, scipy's exact
+binomial test, statsmodels' Holm adjustment)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spinedx.stages import comparisons as stage
+
+BACKBONES, INPUTS = ["netA", "netB"], ["T1", "T2", "ALL"]
+
+
+def case_predictions(seed=0, n_internal=30, n_external=24, drop_t2=("E001",)) -> pd.DataFrame:
+    """Case-level rows of two backbones x three inputs, both cohorts; one external patient
+    lacks T2 (no T2 prediction)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for cohort, model, n, prefix in (("internal", "oof", n_internal, "I"), ("external", "ensemble", n_external, "E")):
+        labels = np.arange(n) % 2
+        for backbone_index, backbone in enumerate(BACKBONES):
+            for input_index, input_ in enumerate(INPUTS):
+                skill = 1.0 + 0.5 * input_index + 0.3 * backbone_index
+                prob = 1 / (1 + np.exp(-(skill * (2 * labels - 1) + rng.normal(0, 1.2, n))))
+                for k in range(n):
+                    patient = f"{prefix}{k:03d}"
+                    if input_ == "T2" and patient in drop_t2:
+                        continue
+                    rows.append({"backbone": backbone, "input": input_, "model": model, "patient_id": patient,
+                                 "cohort": cohort, "label": int(labels[k]), "prob_ependymoma": 1 - prob[k],
+                                 "prob_schwannoma": prob[k], "n_images": 2})
+        # Fold models' rows must be ignored.
+        rows.append({"backbone": "netA", "input": "ALL", "model": "fold0", "patient_id": f"{prefix}000",
+                     "cohort": cohort, "label": 0, "prob_ependymoma": 0.0, "prob_schwannoma": 1.0, "n_images": 2})
+    return pd.DataFrame(rows)
+
+
+def direct_delong(labels, a, b):
+    def components(score):
+        positive, negative = score[labels == 1], score[labels == 0]
+        psi = (positive[:, None] > negative[None, :]) + 0.5 * (positive[:, None] == negative[None, :])
+        return psi.mean(axis=1), psi.mean(axis=0)
+
+    (a10, a01), (b10, b01) = components(a), components(b)
+    m, n = a10.size, a01.size
+    variance = (np.var(a10 - b10, ddof=1) / m) + (np.var(a01 - b01, ddof=1) / n)
+    return a10.mean() - b10.mean(), math.sqrt(variance)
+
+
+def test_pairs_cases_and_every_row_against_independent_computations():
+    from scipy.stats import binomtest, norm
+    from sklearn.metrics import roc_auc_score
+    from statsmodels.stats.multitest import multipletests
+
+    predictions = case_predictions()
+    table = stage.comparisons_table(predictions, BACKBONES, INPUTS, "prob_schwannoma", 0.5, 0.95, "holm", "all")
+    # 3 inputs x 1 backbone pair + 2 backbones x 3 input pairs = 9 comparisons x 3 metrics, per cohort.
+    assert len(table) == 2 * 9 * 3 and list(table["cohort"].unique()) == ["external", "internal"]
+    assert set(table["kind"]) == {"backbones", "inputs"}
+    for row in table.itertuples():
+        cohort_rows = predictions[(predictions["cohort"] == row.cohort)
+                                  & (predictions["model"] == ("ensemble" if row.cohort == "external" else "oof"))]
+        (backbone_a, input_a), (backbone_b, input_b) = (name.split("/") for name in (row.model_a, row.model_b))
+        a = cohort_rows[(cohort_rows["backbone"] == backbone_a) & (cohort_rows["input"] == input_a)]
+        b = cohort_rows[(cohort_rows["backbone"] == backbone_b) & (cohort_rows["input"] == input_b)]
+        both = a.merge(b, on=["patient_id", "label"], suffixes=("_a", "_b"))
+        assert row.n == (len(both) if row.metric == "auc" else
+                         int((both["label"] == (1 if row.metric == "sensitivity" else 0)).sum()))
+        labels = both["label"].to_numpy()
+        score_a, score_b = both["prob_schwannoma_a"].to_numpy(), both["prob_schwannoma_b"].to_numpy()
+        if row.metric == "auc":
+            difference, se = direct_delong(labels, score_a, score_b)
+            assert row.estimate_a == pytest.approx(roc_auc_score(labels, score_a), abs=1e-12)
+            assert row.difference == pytest.approx(difference, abs=1e-12)
+            assert row.p == pytest.approx(2 * norm.sf(abs(difference / se)), rel=1e-9)
+        else:
+            keep = labels == (1 if row.metric == "sensitivity" else 0)
+            correct_a = (score_a[keep] > 0.5) == (row.metric == "sensitivity")
+            correct_b = (score_b[keep] > 0.5) == (row.metric == "sensitivity")
+            only_a, only_b = int((correct_a & ~correct_b).sum()), int((~correct_a & correct_b).sum())
+            assert (row.only_a_correct, row.only_b_correct) == (only_a, only_b)
+            expected = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+            assert row.p == pytest.approx(expected, rel=1e-9)
+    # The patient without T2 is left out of T2's comparisons only.
+    external = table[table["cohort"] == "external"]
+    assert (external[external["comparison"].str.contains("T2") & (external["metric"] == "auc")]["n"] == 23).all()
+    assert (external[~external["comparison"].str.contains("T2") & (external["metric"] == "auc")]["n"] == 24).all()
+    for cohort, rows in table.groupby("cohort"):
+        assert rows["p_adjusted"].to_numpy() == pytest.approx(multipletests(rows["p"], method="holm")[1], rel=1e-12)
+
+
+def test_family_per_metric_and_bonferroni():
+    from statsmodels.stats.multitest import multipletests
+
+    table = stage.comparisons_table(case_predictions(seed=2), BACKBONES, INPUTS, "prob_schwannoma", 0.5, 0.95,
+                                    "bonferroni", "metric")
+    for (_, _), rows in table.groupby(["cohort", "metric"]):
+        assert rows["p_adjusted"].to_numpy() == pytest.approx(multipletests(rows["p"], method="bonferroni")[1])
+    assert table["adjustment"].str.startswith("bonferroni (within metric").all()
+
+
+def test_fusion_is_compared_with_image_only_on_test_sets_only():
+    rng = np.random.default_rng(1)
+    labels = np.arange(20) % 2
+    rows = []
+    for prediction_set in ("oof", "external"):
+        for model, skill in (("image", 1.0), ("image+clinical", 2.0), ("clinical", 0.5)):
+            prob = 1 / (1 + np.exp(-(skill * (2 * labels - 1) + rng.normal(0, 1, 20))))
+            rows += [{"patient_id": f"P{k}", "label": int(labels[k]), "prediction_set": prediction_set,
+                      "model": model, "prob_schwannoma": prob[k]} for k in range(20)]
+    fusion = pd.DataFrame(rows)
+    table = stage.comparisons_table(case_predictions(), BACKBONES, INPUTS, "prob_schwannoma", 0.5, 0.95, "holm",
+                                    "all", fusion)
+    fused = table[table["kind"] == "fusion"]
+    assert set(fused["cohort"]) == {"external (fusion)"} and len(fused) == 3  # oof rows fitted the stacker
+    assert (fused["model_a"] == "image+clinical").all() and (fused["model_b"] == "image").all()

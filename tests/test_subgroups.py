@@ -1,0 +1,131 @@
+"""Subgroups stage: variables from the cases table, age bands and DICOM acquisition
+attributes (allow-listed, de-identified), per-level metrics against hand counts and
+statsmodels' Wilson intervals, the forest plot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spinedx.errors import InputError
+from spinedx.readers.dicom import ACQUISITION_ATTRIBUTES, acquisition_attributes
+from spinedx.stages import subgroups as stage
+
+IDENTIFYING = {"PatientName": "Doe^Jane^Subgroup", "PatientID": "ID-5550123", "PatientBirthDate": "19510704",
+               "InstitutionName": "St Example Hospital", "StationName": "MRI-ROOM-7",
+               "ReferringPhysicianName": "Welby^Marcus", "DeviceSerialNumber": "SN-424242"}
+
+
+def evaluation():
+    return {"bootstrap_replicates": 100, "seed": 0, "ci_level": 0.95}
+
+
+def cases_and_predictions(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    label = np.arange(n) % 2
+    cases = pd.DataFrame({"patient_id": [f"E{k:03d}" for k in range(n)], "diagnosis": "x", "cohort": "external",
+                          "label": label, "age": rng.integers(20, 90, n).astype(float),
+                          "sex": rng.choice(["F", "M"], n), "centre": rng.choice(["A", "B", "C"], n)})
+    cases.loc[3, "age"] = np.nan
+    cases.loc[5, "centre"] = None
+    prob = 1 / (1 + np.exp(-(1.5 * (2 * label - 1) + rng.normal(0, 1, n))))
+    predictions = pd.DataFrame({"backbone": "net", "input": "ALL", "model": "ensemble", "cohort": "external",
+                                "patient_id": cases["patient_id"], "label": label, "prob_schwannoma": prob})
+    return cases, predictions
+
+
+def test_age_bands():
+    bands = stage.age_bands(pd.Series([10, 49.9, 50, 64, 65, 90, None]), [50, 65])
+    assert bands.tolist() == ["<50", "<50", "50 to <65", "50 to <65", ">=65", ">=65", "missing"]
+    with pytest.raises(InputError, match="ascending"):
+        stage.age_bands(pd.Series([1]), [65, 50])
+
+
+def test_levels_and_metrics_match_hand_counts_and_statsmodels():
+    from sklearn.metrics import roc_auc_score
+    from statsmodels.stats.proportion import proportion_confint
+
+    cases, predictions = cases_and_predictions()
+    values = stage.subgroup_values(cases, ["sex", "age_band", "centre"], [50, 65], None, ".", "cases.csv")
+    table = stage.subgroup_table(predictions, values, ["sex", "age_band", "centre"], "prob_schwannoma", 0.5,
+                                 evaluation())
+    assert table.iloc[0]["variable"] == "all cases" and table.iloc[0]["n_patients"] == 40
+    assert table[table["variable"] == "age_band"]["level"].tolist() == ["<50", "50 to <65", ">=65", "missing"]
+    assert table[table["variable"] == "centre"]["level"].tolist() == ["A", "B", "C", "missing"]
+    merged = predictions.merge(values, on="patient_id")
+    for row in table.iloc[1:].itertuples():
+        group = merged[merged[row.variable] == row.level]
+        called, truth = group["prob_schwannoma"] > 0.5, group["label"] == 1
+        assert (row.tp, row.fn, row.tn, row.fp) == ((called & truth).sum(), (~called & truth).sum(),
+                                                    (~called & ~truth).sum(), (called & ~truth).sum())
+        if row.n_pos:
+            assert (row.sensitivity_lo, row.sensitivity_hi) == pytest.approx(
+                proportion_confint(row.tp, row.n_pos, method="wilson"), abs=1e-12)
+        if row.n_pos and row.n_neg:
+            assert row.auc == pytest.approx(roc_auc_score(group["label"], group["prob_schwannoma"]), abs=1e-12)
+        else:
+            assert np.isnan(row.auc)
+    fig = stage.forest_figure(table, "net", "external")
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels[0].startswith("all cases") and len(labels) == len(table)
+
+
+def test_unknown_variable_names_the_cases_table_and_the_fix():
+    cases, _ = cases_and_predictions()
+    with pytest.raises(InputError, match="not a column of the cases table.*correct config subgroups.variables"):
+        stage.subgroup_values(cases, ["scanner"], [50], None, ".", "cases.csv")
+    with pytest.raises(InputError, match="needs an `age` column"):
+        stage.subgroup_values(cases.drop(columns="age"), ["age_band"], [50], None, ".", "cases.csv")
+
+
+def write_dicom(path, manufacturer="SIEMENS", model="Skyra", strength="3"):
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    dataset = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    for key, value in IDENTIFYING.items():
+        setattr(dataset, key, value)
+    dataset.Manufacturer, dataset.ManufacturerModelName = manufacturer, model
+    dataset.MagneticFieldStrength = strength
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dataset.save_as(path)
+    return path
+
+
+def test_dicom_attributes_come_through_the_allow_list_only(tmp_path):
+    path = write_dicom(tmp_path / "a.dcm", manufacturer="GE MEDICAL SYSTEMS\u0007<script>", strength="1.5")
+    values = acquisition_attributes(path)
+    assert set(values) == set(ACQUISITION_ATTRIBUTES.values())
+    assert values == {"vendor": "GE MEDICAL SYSTEMSscript", "scanner_model": "Skyra", "field_strength": "1.5 T"}
+    for text in values.values():
+        assert not any(identifying in text for identifying in IDENTIFYING.values())
+    assert acquisition_attributes(tmp_path / "missing.dcm") == dict.fromkeys(ACQUISITION_ATTRIBUTES.values())
+
+
+def test_dicom_variables_fill_the_table_without_identifying_values(tmp_path):
+    cases, predictions = cases_and_predictions(n=8)
+    images_dir = tmp_path / "images"
+    rows = []
+    for k, patient in enumerate(cases["patient_id"]):
+        if k == 7:  # a PNG patient: not DICOM
+            rows.append({"patient_id": patient, "image_path": f"{patient}/T1/x.png"})
+            continue
+        vendor, strength = ("SIEMENS", "3") if k % 2 else ("Philips", "1.5")
+        for slice_ in range(2):
+            write_dicom(images_dir / patient / "T1" / f"{slice_}.dcm", vendor, "Model-1", strength)
+            rows.append({"patient_id": patient, "image_path": f"{patient}/T1/{slice_}.dcm"})
+    values = stage.subgroup_values(cases, ["vendor", "field_strength", "sex"], [50], pd.DataFrame(rows), images_dir,
+                                   "cases.csv")
+    assert values["vendor"].tolist() == ["Philips", "SIEMENS"] * 3 + ["Philips", "not DICOM"]
+    assert values["field_strength"].tolist()[:2] == ["1.5 T", "3 T"]
+    table = stage.subgroup_table(predictions, values, ["vendor", "field_strength"], "prob_schwannoma", 0.5,
+                                 evaluation())
+    text = table.to_csv()
+    assert "SIEMENS" in text and "not DICOM" in text
+    for identifying in IDENTIFYING.values():
+        assert identifying not in text and identifying.replace("^", " ") not in text
+    # A cases-table column wins over the header.
+    with_column = stage.subgroup_values(cases.assign(vendor="from table"), ["vendor"], [50], pd.DataFrame(rows),
+                                        images_dir, "cases.csv")
+    assert (with_column["vendor"] == "from table").all()

@@ -1,0 +1,36 @@
+# Calibration and clinical utility (stage calibration): calibration curves, intercept,
+# slope, Brier with patient-bootstrap intervals; decision curves (dcurves).
+if config["calibration"]["enabled"]:
+
+    rule calibration:
+        input:
+            case_predictions=CASE_LEVEL_FILES,
+            table3=EVALUATION_TABLES["table3"],
+        output:
+            summary=report(P.table(paths.CALIBRATION_TABLE), caption="../report/calibration.rst",
+                           category="4. Final system", subcategory="Calibration"),
+            curve=report(P.table(paths.CALIBRATION_CURVE_TABLE), caption="../report/calibration.rst",
+                         category="4. Final system", subcategory="Calibration"),
+            decision_curve=report(P.table(paths.DECISION_CURVE_TABLE), caption="../report/decision_curve.rst",
+                                  category="4. Final system", subcategory="Decision curves"),
+            calibration_figure=figure_report(P.figure(paths.CALIBRATION_FIGURE), "calibration.rst",
+                                             "4. Final system", "Calibration"),
+            decision_curve_figure=figure_report(P.figure(paths.DECISION_CURVE_FIGURE), "decision_curve.rst",
+                                                "4. Final system", "Decision curves"),
+        params:
+            settings=settings("classes", "decision", "evaluation", "calibration", "figures", "backbones"),
+            calibration_figure=lambda wildcards, output: paths.figure_stem(output.calibration_figure[0]),
+            decision_curve_figure=lambda wildcards, output: paths.figure_stem(output.decision_curve_figure[0]),
+        log:
+            P.log("calibration", "calibration"),
+        benchmark:
+            P.benchmark("calibration", "calibration")
+        localrule: True
+        conda:
+            "../../envs/figures.yaml"
+        shell:
+            "python -m spinedx calibration --settings {params.settings:q}"
+            " --case-predictions {input.case_predictions:q} --table3 {input.table3:q}"
+            " --summary {output.summary:q} --curve {output.curve:q} --decision-curve {output.decision_curve:q}"
+            " --calibration-figure {params.calibration_figure:q}"
+            " --decision-curve-figure {params.decision_curve_figure:q} 2> {log:q}"

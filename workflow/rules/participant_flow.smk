@@ -1,0 +1,32 @@
+# Participant flow (STARD 2015 item 19, stage participant_flow): from the cases table, the
+# image table, the annotations stage's exclusion records, the folds, the case-level
+# predictions and the reader study.
+rule participant_flow:
+    input:
+        cases=CASES,
+        images=P.images_table,
+        excluded=expand(P.annotation_exclusions("{sequence}"), sequence=SEQUENCES),
+        case_predictions=CASE_LEVEL_FILES,
+        folds=[] if AUDIT else P.folds,
+        readers=READERS_FILE or [],
+    output:
+        table=report(P.table(paths.FLOW_TABLE), caption="../report/participant_flow.rst",
+                     category="1. Cohort", subcategory="Participant flow (STARD 19)"),
+        figure=figure_report(P.figure(paths.FLOW_FIGURE), "participant_flow.rst", "1. Cohort",
+                             "Participant flow (STARD 19)"),
+    params:
+        settings=settings("classes", "audit"),
+        figure=lambda wildcards, output: paths.figure_stem(output.figure[0]),
+        folds=lambda wildcards, input: f"--folds {shlex.quote(input.folds)}" if input.folds else "",
+        readers=lambda wildcards, input: f"--readers {shlex.quote(input.readers)}" if input.readers else "",
+    log:
+        P.log("participant_flow", "participant_flow"),
+    benchmark:
+        P.benchmark("participant_flow", "participant_flow")
+    localrule: True
+    conda:
+        "../../envs/figures.yaml"
+    shell:
+        "python -m spinedx participant_flow --settings {params.settings:q} --cases {input.cases:q}"
+        " --images {input.images:q} --excluded {input.excluded:q} --case-predictions {input.case_predictions:q}"
+        " {params.folds} {params.readers} --out {output.table:q} --figure {params.figure:q} 2> {log:q}"
