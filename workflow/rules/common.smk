@@ -181,7 +181,8 @@ _FUSION_OWNER = getattr(P, "fusion_predictions", None)
 FUSION_CASE_PREDICTIONS = ([_FUSION_OWNER] if isinstance(_FUSION_OWNER, str)
                            and config.get("fusion", {}).get("enabled", False) else [])
 # The reader study: the user's readers.csv, or the demo's simulated one.
-DEMO_READERS = DEMO and not config["reader_study"]["readers"] and config["reader_study"]["demo"]["enabled"]
+# (the simulated readers are the spine demo's: none for a volume demo yet)
+DEMO_READERS = DEMO and not VOLUMES and not config["reader_study"]["readers"] and config["reader_study"]["demo"]["enabled"]
 READERS_FILE = P.demo_readers if DEMO_READERS else config["reader_study"]["readers"]
 READER_STUDY_OUTPUTS = ([P.table(paths.READER_METRICS_TABLE), P.table(paths.READER_MRMC_TABLE),
                          P.table(paths.READER_DECISIONS_TABLE), *figures_of(paths.READER_ROC_FIGURE)]
