@@ -38,6 +38,7 @@ include: "workflow/rules/detection_data.smk"
 include: "workflow/rules/detection_models.smk"
 include: "workflow/rules/detection_evaluation.smk"
 include: "workflow/rules/detection_release.smk"
+include: "workflow/rules/volumes.smk"
 # Issue 15: reader studies and the statistics a reviewer asks for.
 include: "workflow/rules/reader_study.smk"
 include: "workflow/rules/comparisons.smk"

@@ -7,6 +7,9 @@ results/ is not touched) and samples the resident memory of the whole process tr
 commit, the load average before and after, and the study's headline table.
 
     .venv/bin/python benchmarks/demo.py [--cores 2] [--configfile config/ismf.yaml] [--keep DIR]
+
+``--configfile`` runs another built-in study (config/ismf.yaml, config/canine.yaml,
+config/vertebral_ct.yaml, config/brain_mets.yaml).
 """
 
 from __future__ import annotations
@@ -97,6 +100,13 @@ def main() -> int:
         table = pd.read_csv(overall)
         print(table[table["input"].isin(["ALL", "fusion_image", "fusion_clinical", "fusion_image+clinical"])][columns]
               .round(3).to_string(index=False))
+    modes = results / "tables/table4_input_modes.csv"
+    if modes.is_file():  # a volume study: the input modes compared
+        columns = ["cohort", "model", "auc", "auc_lo", "auc_hi", "sensitivity", "specificity", "f1", "f1_lo", "f1_hi"]
+        print(pd.read_csv(modes)[columns].round(3).to_string(index=False))
+        tests = pd.read_csv(results / "tables/table4_input_modes_delong.csv")
+        tests = tests[tests.metric == "auc"][["cohort", "comparison", "difference", "p", "p_adjusted"]]
+        print(tests.round(4).to_string(index=False))
     if not args.keep:
         shutil.rmtree(workdir)
     return 0

@@ -42,6 +42,8 @@ def test_every_stage_module_exists_and_no_stage_imports_another():
     assert stages == {"demo_cohort", "annotations", "preprocessing", "splits", "training", "inference",
                       "ensembling", "case_level", "evaluation", "meta_analysis", "figures", "gradcam",
                       "bundle", "provenance", "audit", "report_metadata", "pretrained_weights",
+                      # volume studies (issue 14)
+                      "volume_annotations", "volume_preprocessing", "mode_comparison", "volume_gradcam",
                       # issue 15
                       "demo_reader_study", "reader_study", "comparisons", "calibration", "subgroups",
                       "participant_flow", "reporting_checklist", "distribution_shift",

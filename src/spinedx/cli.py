@@ -33,6 +33,11 @@ def cmd_demo_cohort(args, config):
 
 
 def cmd_annotations(args, config):
+    if config["data"]["format"] == "volume":  # one row per case x sequence of a volume study
+        from spinedx.stages import volume_annotations
+
+        volume_annotations.main_stage(config, args.images_dir, args.cases, args.sequence, args.out, args.excluded)
+        return
     from spinedx.stages import annotations
     annotations.main_stage(config, args.images_dir, args.cases, args.sequence, args.out, args.excluded)
 
@@ -45,6 +50,16 @@ def cmd_merge_annotations(args, config):
 def cmd_preprocessing(args, config):
     from spinedx.stages import preprocessing
     preprocessing.main_stage(config, args.images, args.images_dir, args.out)
+
+
+def cmd_volume_preprocessing(args, config):
+    from spinedx.stages import volume_preprocessing
+    volume_preprocessing.main_stage(config, args.images, args.images_dir, args.mode, args.out, args.crops)
+
+
+def cmd_mode_comparison(args, config):
+    from spinedx.stages import mode_comparison
+    mode_comparison.main_stage(config, args.case_predictions, args.table, args.tests, args.figure)
 
 
 def cmd_splits(args, config):
@@ -150,7 +165,10 @@ def cmd_report_metadata(args, config):
 
 
 def cmd_gradcam(args, config):
-    from spinedx.stages import gradcam
+    if config["data"]["format"] == "volume":  # maps of 2d/2.5d/3d crops, shown in the volume
+        from spinedx.stages import volume_gradcam as gradcam
+    else:
+        from spinedx.stages import gradcam
     gradcam.main_stage(args.checkpoints, args.cache, args.images, args.ensemble_predictions, config,
                        args.images_dir, args.out, args.figure, args.backbone)
 
@@ -428,6 +446,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--images", required=True, help="image table (parquet) of the annotations stage")
     sub.add_argument("--images-dir", required=True)
     sub.add_argument("--out", required=True)
+    sub = stage("volume_preprocessing", cmd_volume_preprocessing,
+                "volume studies: resample, intensity recipe, crops of one input mode into a float32 cache")
+    sub.add_argument("--images", required=True, help="annotations table (parquet) of one sequence")
+    sub.add_argument("--images-dir", required=True)
+    sub.add_argument("--mode", required=True, choices=["2d", "2.5d", "3d"])
+    sub.add_argument("--out", required=True, help="cache (.npz) to write")
+    sub.add_argument("--crops", required=True, help="crops table (parquet) to write")
+    sub = stage("mode_comparison", cmd_mode_comparison,
+                "volume studies: input modes compared on the same cases (table 4, DeLong, ROC figure)")
+    sub.add_argument("--case-predictions", nargs="+", required=True, help="case_level outputs (parquet)")
+    sub.add_argument("--table", required=True, help=f"{paths.table_file(paths.INPUT_MODES_TABLE)} to write")
+    sub.add_argument("--tests", required=True, help=f"{paths.table_file(paths.INPUT_MODES_TESTS_TABLE)} to write")
+    sub.add_argument("--figure", required=True, help="figure stem (PDF and PNG)")
     sub = stage("splits", cmd_splits, "patient-grouped stratified folds of the internal cohort")
     sub.add_argument("--cases", required=True)
     sub.add_argument("--out", required=True)

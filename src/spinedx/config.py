@@ -97,8 +97,15 @@ def check_semantics(config: dict, source: str = "config", sections: Iterable[str
         named += [("gradcam.target_layers", b) for b in config["gradcam"]["target_layers"]]
     if "figures" in given and config["figures"]["final_backbone"] is not None:
         named.append(("figures.final_backbone", config["figures"]["final_backbone"]))
+    known = set(config["backbones"])
+    if {"data", "input_modes", "networks_3d"} <= given and config["data"]["format"] == "volume":
+        # Volume studies: the final system is a model (<mode>_<network>); pretrained
+        # weights and Grad-CAM layers may name a 3-D network too.
+        from spinedx.input_modes import model_names
+
+        known |= set(model_names(config)) | set(config["networks_3d"])
     for key, backbone in named:
-        if backbone not in config["backbones"]:
+        if backbone not in known:
             raise ConfigError(f"{source}: {key} names {backbone!r}, which is not in backbones")
 
 

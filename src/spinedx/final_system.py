@@ -19,6 +19,7 @@ import pandas as pd
 from spinedx import paths
 from spinedx.aggregation import ALL_INPUT
 from spinedx.errors import InputError
+from spinedx.input_modes import model_names
 
 #: The model whose predictions score each cohort (ensembling stage's ``model`` column).
 EVALUATED_MODEL = {"external": "ensemble", "internal": "oof"}
@@ -30,7 +31,7 @@ def choose_final_backbone(table3: pd.DataFrame, config: Mapping) -> str:
         return config["figures"]["final_backbone"]
     all_rows = table3[table3["input"] == ALL_INPUT].set_index("backbone")
     ranked = [(all_rows.loc[b, "auc"] if b in all_rows.index else np.nan, -i, b)
-              for i, b in enumerate(config["backbones"])]
+              for i, b in enumerate(model_names(config))]
     ranked = [r for r in ranked if np.isfinite(r[0])]
     if not ranked:
         raise InputError(f"{paths.table_file(paths.TABLE3_CASE_LEVEL)}: no finite AUC of the ALL input "

@@ -66,6 +66,10 @@ FUSION_FIGURE = "fig_fusion_comparison"
 #: Model names of each split scheme (config splits.scheme): fold<k> or holdout<r>; the
 #: model folders, the bundle's files and the prediction tables' ``model`` column use them.
 MODEL_PREFIX = {"kfold": "fold", "holdout": "holdout"}
+#: Volume studies (issue 14): the comparison of input modes (stage mode_comparison).
+INPUT_MODES_TABLE = "table4_input_modes"
+INPUT_MODES_TESTS_TABLE = "table4_input_modes_delong"
+ROC_INPUT_MODES_FIGURE = "fig8_roc_input_modes"
 
 #: Folders of the results whose every file the provenance record hashes.
 RECORDED_FOLDERS = ("tables", "figures")
@@ -141,6 +145,20 @@ def gradcam_figure(backbone: str, sequence: str) -> str:
     return f"fig7_gradcam_{backbone}_{sequence}"
 
 
+def volume_model_name(mode: str, network: str) -> str:
+    """A volume study's model: input mode and network in one name (``2.5d_resnet10t``),
+    used where a labelme study uses the backbone name (folders, tables, wildcards)."""
+    return f"{mode}_{network}"
+
+
+def split_volume_model_name(name: str) -> tuple[str, str]:
+    """(mode, network) of a :func:`volume_model_name`."""
+    mode, separator, network = name.partition("_")
+    if not separator or not network:
+        raise ValueError(f"{name!r} is not a volume model name (<mode>_<network>, e.g. 2.5d_resnet10t)")
+    return mode, network
+
+
 def shift_reference(backbone: str, sequence: str) -> str:
     """A backbone x sequence's distribution-shift reference inside a bundle (relative)."""
     return f"{BUNDLE_SHIFT_DIR}/{backbone}/{sequence}.npz"
@@ -204,6 +222,14 @@ class StudyPaths:
 
     def preprocessing_cache(self, sequence: str) -> str:
         return self._join("preprocessing", f"{sequence}.npz")
+
+    def volume_cache(self, sequence: str, mode: str) -> str:
+        """Volume studies: the model inputs of one sequence in one input mode (float32)."""
+        return self._join("preprocessing", sequence, f"{mode}.npz")
+
+    def volume_crops(self, sequence: str, mode: str) -> str:
+        """Volume studies: one row per cached crop (case, slice, window in the volume)."""
+        return self._join("preprocessing", sequence, f"{mode}.parquet")
 
     @property
     def folds(self) -> str:

@@ -2,6 +2,7 @@ rule annotations:
     input:
         files=sequence_inputs,
         cases=CASES,
+        boxes=BOXES,
     output:
         table=P.annotations("{sequence}"),
         # What the table leaves out, and why (read by the participant flow).
@@ -13,7 +14,8 @@ rule annotations:
         P.log("annotations", "{sequence}"),
     benchmark:
         P.benchmark("annotations", "{sequence}")
-    localrule: True
+    # Volume studies read every volume here: a job for the cluster, not the head node.
+    localrule: not VOLUMES
     conda:
         "../../envs/data.yaml"
     shell:

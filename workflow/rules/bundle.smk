@@ -15,7 +15,7 @@ rule bundle:
         card_md=P.bundle.card_md,
         manifest=P.bundle.manifest,
     params:
-        settings=settings(*BUNDLE_CONFIG_SECTIONS),
+        settings=settings(*BUNDLE_CONFIG_SECTIONS, *VOLUME_SECTIONS),
         out_dir=subpath(output.manifest, parent=True),
         metrics=lambda wildcards, input: (
             f"--external-metrics {shlex.quote(input.metrics[0])} --internal-metrics {shlex.quote(input.metrics[1])}"

@@ -17,6 +17,7 @@ from spinedx import paths
 from spinedx.aggregation import ALL_INPUT
 from spinedx.config import PRETRAINED_HUB, check_semantics, pretrained_request, settings_json
 from spinedx.demo.plan import demo_settings, planned_files
+from spinedx.input_modes import VOLUME_SECTIONS as VOLUME_CONFIG_SECTIONS, model_mode, model_names
 from spinedx.readers.bundle import CARD_CONFIG_SECTIONS as BUNDLE_CONFIG_SECTIONS, apply_bundle
 from spinedx.readers.tree import sequence_files
 from spinedx.runtime import prepare_job_environment
@@ -37,7 +38,13 @@ if AUDIT:
 
 RESULTS = config["results_dir"]
 SEQUENCES = list(config["sequences"])
-BACKBONES = config["backbones"]
+# Volume studies (data.format volume): a model is an input mode x network (2.5d_resnet10t)
+# and takes a backbone's place in every path and table (spinedx.input_modes).
+VOLUMES = config["data"]["format"] == "volume"
+BACKBONES = model_names(config)
+MODES = list(config["input_modes"]) if VOLUMES else []
+# The config sections model stages of a volume study read besides their own.
+VOLUME_SECTIONS = VOLUME_CONFIG_SECTIONS if VOLUMES else ()
 # Models per backbone x sequence: folds (k-fold) or hold-out repeats (config splits.scheme);
 # the {fold} wildcard is the model's index either way, paths.py names it fold<k>/holdout<r>.
 SPLIT_SCHEME = config["splits"]["scheme"]
@@ -77,6 +84,7 @@ wildcard_constraints:
     sequence="|".join(map(re.escape, SEQUENCES)),
     backbone="|".join(map(re.escape, BACKBONES)),
     fold=r"\d+",
+    mode="|".join(map(re.escape, MODES or ["2d"])),
 
 
 def settings(*sections):
@@ -90,6 +98,34 @@ def sequence_inputs(wildcards):
     if DEMO:
         return [f"{IMAGES_DIR}/{path}" for path in DEMO_FILES[wildcards.sequence]]
     return [str(f) for f in sequence_files(IMAGES_DIR, config["sequences"], wildcards.sequence)]
+
+
+def model_cache(wildcards):
+    """The cache a model reads: its sequence's (labelme) or its sequence and input mode's."""
+    if VOLUMES:
+        return P.volume_cache(wildcards.sequence, model_mode(wildcards.backbone)[0])
+    return P.preprocessing_cache(wildcards.sequence)
+
+
+def model_images(wildcards):
+    """The table of the cache's rows: annotations (labelme) or the crops table (volumes)."""
+    if VOLUMES:
+        return P.volume_crops(wildcards.sequence, model_mode(wildcards.backbone)[0])
+    return P.annotations(wildcards.sequence)
+
+
+def model_memory(wildcards):
+    """Memory (MB) a model's job declares: training.mem_mb_3d for 3d models."""
+    if VOLUMES and model_mode(wildcards.backbone)[0] == "3d":
+        return config["training"]["mem_mb_3d"]
+    return config["training"]["mem_mb"]
+
+
+def model_runtime(wildcards):
+    """Minutes a training job declares: training.runtime_3d for 3d models."""
+    if VOLUMES and model_mode(wildcards.backbone)[0] == "3d":
+        return config["training"]["runtime_3d"]
+    return config["training"]["runtime"]
 
 
 def figures_of(*names):
@@ -152,7 +188,12 @@ STUDY_OUTPUTS = [
        for path in [P.gradcam_table(backbone, sequence), *figures_of(paths.gradcam_figure(backbone, sequence))]]
       if config["gradcam"]["enabled"] else []),
     *([P.audit_verified] if AUDIT else BUNDLE_FILES),
+    # Volume studies: the input modes compared on the same cases (workflow/rules/volumes.smk).
+    *([P.table(paths.INPUT_MODES_TABLE), P.table(paths.INPUT_MODES_TESTS_TABLE),
+       *figures_of(paths.ROC_INPUT_MODES_FIGURE)] if VOLUMES else []),
 ]
+# Volume studies: a boxes CSV (data.boxes) is an input of the annotations.
+BOXES = [config["data"]["boxes"]] if VOLUMES and config["data"]["boxes"] else []
 
 # ------------------------------------------------------------------------------------
 # Issue 15: reader study, paired comparisons, calibration and clinical utility, subgroups,
@@ -166,7 +207,8 @@ _FUSION_OWNER = getattr(P, "fusion_predictions", None)
 FUSION_CASE_PREDICTIONS = ([_FUSION_OWNER] if isinstance(_FUSION_OWNER, str)
                            and config.get("fusion", {}).get("enabled", False) else [])
 # The reader study: the user's readers.csv, or the demo's simulated one.
-DEMO_READERS = DEMO and not config["reader_study"]["readers"] and config["reader_study"]["demo"]["enabled"]
+# (the simulated readers are the spine demo's: none for a volume demo yet)
+DEMO_READERS = DEMO and not VOLUMES and not config["reader_study"]["readers"] and config["reader_study"]["demo"]["enabled"]
 READERS_FILE = P.demo_readers if DEMO_READERS else config["reader_study"]["readers"]
 READER_STUDY_OUTPUTS = ([P.table(paths.READER_METRICS_TABLE), P.table(paths.READER_MRMC_TABLE),
                          P.table(paths.READER_DECISIONS_TABLE), *figures_of(paths.READER_ROC_FIGURE)]
@@ -177,7 +219,8 @@ READER_STUDY_OUTPUTS = ([P.table(paths.READER_METRICS_TABLE), P.table(paths.READ
 # These analyses are built for the reference shape (two classes per case, k-fold, one external
 # cohort); other study shapes do not get them yet (README "Study shapes").
 READER_ANALYSES = REFERENCE_SHAPE
-SHIFT_ENABLED = config["distribution_shift"]["enabled"] and READER_ANALYSES
+# Volume studies: no shift reference yet (it reads 2-D caches); their models start from random weights.
+SHIFT_ENABLED = config["distribution_shift"]["enabled"] and READER_ANALYSES and not VOLUMES
 SHIFT_JOBS = [(backbone, sequence) for backbone in BACKBONES for sequence in SEQUENCES]
 SHIFT_REFERENCES = [P.shift_reference(b, s) for b, s in SHIFT_JOBS] if SHIFT_ENABLED and not AUDIT else []
 AUDIT_SHIFT_REFERENCES = ([paths.BundlePaths(AUDIT_BUNDLE).shift_reference(b, s) for b, s in SHIFT_JOBS]
@@ -235,7 +278,7 @@ def report_meta_analysis_verdicts():
 # starts from them has its weights fetched or checked once by rule pretrained_weights
 # (a local rule: the submitting node) before any of its training jobs starts; the jobs
 # load the recorded, hash-checked file. Audit mode trains nothing.
-PRETRAINED_BACKBONES = [] if AUDIT else [
+PRETRAINED_BACKBONES = [] if AUDIT or VOLUMES else [
     backbone for backbone in BACKBONES if pretrained_request(config["training"]["pretrained"], backbone)]
 PRETRAINED_RECORDS = [P.pretrained_record(backbone) for backbone in PRETRAINED_BACKBONES]
 

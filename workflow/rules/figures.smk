@@ -25,7 +25,8 @@ rule figures:
         table1=report(P.table(paths.COHORT_TABLE), caption="../report/table1.rst",
                       category="1. Cohort", subcategory="Table 1"),
     params:
-        settings=settings("classes", "sequences", "backbones", "splits", "decision", "figures", "audit", "data"),
+        settings=settings("classes", "sequences", "backbones", "splits", "decision", "figures", "audit", "data",
+                          *VOLUME_SECTIONS),
         # Audit mode of more than two classes draws no figure here: any folder will do.
         out_dir=lambda wildcards, output: os.path.dirname((output.binary or output.curves or [P.figure("-")])[0]),
         binary=lambda wildcards, input: (

@@ -4,8 +4,8 @@ rule gradcam:
     input:
         checkpoints=FOLD_CHECKPOINTS,
         verified=MODELS_VERIFIED,
-        cache=P.preprocessing_cache("{sequence}"),
-        images=P.annotations("{sequence}"),
+        cache=model_cache,
+        images=model_images,
         # This sequence's ensemble only (not case_level, which mixes all sequences): a
         # changed T2 image reruns the T2 maps only.
         ensemble_predictions=P.ensembling("{backbone}", "{sequence}"),
@@ -18,7 +18,7 @@ rule gradcam:
                              "6. Interpretability", "Figure 7", backbone="{backbone}", sequence="{sequence}"),
     params:
         settings=settings("classes", "data", "preprocessing", "training", "inference", "decision", "gradcam",
-                          "labels"),
+                          "labels", *VOLUME_SECTIONS),
         images_dir=IMAGES_DIR,
         figure=lambda wildcards, output: paths.figure_stem(output.figure[0]),
     log:
@@ -28,6 +28,7 @@ rule gradcam:
     threads: config["training"]["threads"]
     resources:
         gpu=config["training"]["gpus"],
+        mem_mb=model_memory,
     conda:
         "../../envs/torch.yaml"
     shell:

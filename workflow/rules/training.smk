@@ -1,7 +1,8 @@
 rule training:
     input:
-        cache=P.preprocessing_cache("{sequence}"),
-        images=P.annotations("{sequence}"),
+        # Volume studies: the cache and crops table of the model's input mode.
+        cache=model_cache,
+        images=model_images,
         folds=P.splits,
         pretrained=pretrained_record,
     output:
@@ -9,7 +10,7 @@ rule training:
         history=P.history("{backbone}", "{sequence}", "{fold}"),
         config=P.job_config("{backbone}", "{sequence}", "{fold}"),
     params:
-        settings=settings("classes", "preprocessing", "splits", "training"),
+        settings=settings("classes", "preprocessing", "splits", "training", *VOLUME_SECTIONS),
         out_dir=subpath(output.checkpoint, parent=True),
         pretrained=pretrained_record_option,
     log:
@@ -19,8 +20,8 @@ rule training:
     threads: config["training"]["threads"]
     resources:
         gpu=config["training"]["gpus"],
-        mem_mb=config["training"]["mem_mb"],
-        runtime=config["training"]["runtime"],
+        mem_mb=model_memory,
+        runtime=model_runtime,
     conda:
         "../../envs/torch.yaml"
     shell:

@@ -9,16 +9,17 @@ if TRAINING_FOLDS_TOGETHER:
 
     rule training_folds:
         input:
-            cache=P.preprocessing_cache("{sequence}"),
-            images=P.annotations("{sequence}"),
-            folds=P.folds,
+            # Volume studies: the cache and crops table of the model's input mode.
+            cache=model_cache,
+            images=model_images,
+            folds=P.splits,
             pretrained=pretrained_record,
         output:
             checkpoints=expand(P.checkpoint("{backbone}", "{sequence}", "{fold}"), fold=FOLDS, allow_missing=True),
             histories=expand(P.history("{backbone}", "{sequence}", "{fold}"), fold=FOLDS, allow_missing=True),
             configs=expand(P.job_config("{backbone}", "{sequence}", "{fold}"), fold=FOLDS, allow_missing=True),
         params:
-            settings=settings("classes", "preprocessing", "splits", "training"),
+            settings=settings("classes", "preprocessing", "splits", "training", *VOLUME_SECTIONS),
             fold_ids=" ".join(map(str, FOLDS)),
             out_dirs=lambda wildcards, output: [os.path.dirname(path) for path in output.checkpoints],
             training_threads=config["training"]["threads"],

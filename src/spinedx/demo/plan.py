@@ -32,6 +32,7 @@ RENDERERS = {
     "ismf": "spinedx.demo.ismf",
     "canine": "spinedx.demo.canine",
     "brain_mets": "spinedx.demo.brain_mets",
+    "vertebral_ct": "spinedx.demo.vertebral_ct",
 }
 
 
@@ -83,6 +84,8 @@ def demo_settings(config) -> dict:
     study = config["demo_cohort"].get("study", SPINE)
     if study == BRAIN_METS:  # detection (issue 16): volumes, its own settings
         return brain_mets_settings(config)
+    if study == "vertebral_ct":  # CT volumes (issue 14): its own settings
+        return vertebral_ct_settings(config)
     if study != SPINE:
         return study_settings(config, study)
     # The spine's keys are the flat ones (the other studies' subsections are left out).
@@ -157,4 +160,15 @@ def brain_mets_settings(config) -> dict:
     if unmapped:
         raise ConfigError(f"the brain_mets demo writes sequence folders {unmapped}, which config `sequences` "
                           "does not map; e.g. sequences: {black_blood: [BB], bright_blood: [DB]}")
+    return settings
+
+
+def vertebral_ct_settings(config) -> dict:
+    """Settings of the vertebral CT study (config ``demo_cohort.vertebral_ct``); its CT
+    folder must be one of config ``sequences``' folder names."""
+    settings = {"study": "vertebral_ct", **config["demo_cohort"]["vertebral_ct"]}
+    folders = {name.lower() for names in config["sequences"].values() for name in names}
+    if settings["sequence"].lower() not in folders:
+        raise ConfigError(f"the vertebral CT demo writes its volumes into folders {settings['sequence']!r}; "
+                          f"map that folder to a sequence in config `sequences` (e.g. CT: [CT])")
     return settings

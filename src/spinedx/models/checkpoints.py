@@ -40,6 +40,10 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
 
 def model_from_checkpoint(payload: dict, device: torch.device):
+    if "mode" in payload:  # a volume study's model (2d/2.5d/3d input): spinedx.models.volumetric
+        from spinedx.models import volumetric
+
+        return volumetric.model_from_checkpoint(payload, device)
     model = build_model(payload["backbone"], payload["n_classes"], payload["in_chans"])
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval()

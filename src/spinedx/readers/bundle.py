@@ -108,6 +108,12 @@ def apply_bundle(config: dict) -> dict:
     for key in ("n_folds", "scheme", "repeats"):
         if key in released["splits"]:
             config["splits"][key] = released["splits"][key]
+    # Volume studies: the models' input modes, 3-D networks and volume input.
+    for section in ("input_modes", "networks_3d"):
+        if section in released:
+            config[section] = released[section]
+    if "data_format" in released:
+        config["data"]["format"] = released["data_format"]
     for key in ("mean", "std", "in_chans"):
         config["training"][key] = released["training"][key]
     return config

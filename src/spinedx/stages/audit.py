@@ -34,7 +34,10 @@ def check_cohort(bundle_dir, images_path) -> dict:
     the summary that the audit_verify rule writes."""
     card = verify(bundle_dir)
     images = pd.read_parquet(images_path)
-    seen = images[images["image_sha256"].isin(set(card["training_images_sha256"]))]
+    trained = set(card["training_images_sha256"])
+    # Volumes: the voxels' hash too (a training volume stored as DICOM instead of NIfTI).
+    seen = images[images["image_sha256"].isin(trained)
+                  | images.get("voxels_sha256", pd.Series(index=images.index, dtype=str)).isin(trained)]
     if not seen.empty:
         raise InputError(
             f"{images_path}: {len(seen)} image(s) of the audit cohort are training images of the "

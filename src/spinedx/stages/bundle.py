@@ -20,6 +20,8 @@ import pandas as pd
 from spinedx import paths
 from spinedx.aggregation import ALL_INPUT
 from spinedx.errors import InputError
+from spinedx.imaging.volume_inputs import intensity_recipe
+from spinedx.input_modes import model_mode, released_settings, volume_study
 from spinedx.io import atomic_output, sha256_file, write_text
 from spinedx.models.checkpoints import load_checkpoint
 from spinedx.readers.bundle import BUNDLE_FORMAT, CARD_CONFIG_SECTIONS
@@ -76,6 +78,34 @@ def _patient_classes(patients: pd.DataFrame, classes: list[str]) -> pd.Series:
     if "diagnosis" in patients.columns:
         return patients["diagnosis"]
     return patients["label"].map(dict(enumerate(classes)))
+# Volume studies (data.format volume): what the models read, and their use.
+VOLUME_INTENDED_USE = (
+    "Research use: to reproduce and externally validate the study's diagnostic-accuracy "
+    "estimates for the two classes named here, on 3-D images (NIfTI or DICOM series) with the "
+    "lesion given as a mask (or a box) on the image's grid, preprocessed exactly as recorded "
+    "under `input` (resampling, intensity recipe, crops of each input mode). Not a medical "
+    "device; not for diagnosing individual patients."
+)
+VOLUME_LIMITATIONS = (
+    "Only the two listed classes exist for the models: any other lesion is forced into one "
+    "of them. The input is cut around the annotated lesion, so results depend on how masks or "
+    "boxes are drawn; the intensity recipe assumes the recorded units (Hounsfield units for CT "
+    "windows). Performance was estimated on the cohorts summarised here (see metrics); "
+    "scanners, reconstruction kernels, protocols, populations and prevalence unlike them may "
+    "lower it, which is what an external validation with `spinedx audit` measures."
+)
+
+
+def _volume_input(config, models: list[str]) -> dict:
+    """A volume study's model input: the exact recipe, grid and crops, per model its mode."""
+    settings = config["preprocessing"]
+    return {"data_format": "volume",
+            "image_formats": "NIfTI (.nii, .nii.gz) or a DICOM series (one folder of single-frame slices)",
+            "input_modes": {name: model_mode(name)[0] for name in models},
+            "intensity_recipe": intensity_recipe(settings),
+            "preprocessing": {key: settings[key] for key in ("spacing", "plane", "neighbours", "crop_mm",
+                                                            "max_slices", "intensity")},
+            "mean": config["training"]["mean"], "std": config["training"]["std"]}
 
 
 def _cohort_summary(images: pd.DataFrame, classes: list[str]) -> dict:
@@ -134,12 +164,22 @@ def build_card(checkpoints: list[dict], images: pd.DataFrame, external_metrics, 
     scored = {m["sequence"] for m in checkpoints}
     sequences = {name: list(folders) for name, folders in config["sequences"].items() if name in scored}
     released = {section: config[section] for section in CARD_CONFIG_SECTIONS}
-    released.update(sequences=sequences, backbones=list(dict.fromkeys(m["backbone"] for m in checkpoints)))
+    models = list(dict.fromkeys(m["backbone"] for m in checkpoints))
+    volumes = volume_study(config)
+    # The config values that rebuild exactly these model names in audit mode.
+    released.update(sequences=sequences, **released_settings(models, config))
+    if volumes:
+        released["data_format"] = "volume"
     scheme = config["splits"]["scheme"]
     if binary:
         task_text = ("binary classification of a spinal intradural lesion from the lesion box of "
                      f"one sagittal MR slice; case decision = mean positive-class probability over "
                      f"the case's images > {task.threshold}")
+        if volumes:
+            task_text = ("binary classification of the annotated lesion of a 3-D image, per model in its "
+                         "input mode (2d: each slice through the lesion; 2.5d: each slice with its "
+                         "neighbours as channels; 3d: the sub-volume); case decision = mean positive-class "
+                         f"probability over the case's crops > {task.threshold}")
         metrics = {"external_case_level": _metrics(external_metrics),
                    "internal_cv_case_level": _metrics(internal_metrics)}
     else:
@@ -155,26 +195,29 @@ def build_card(checkpoints: list[dict], images: pd.DataFrame, external_metrics, 
         "positive_class": task.positive_class if isinstance(task, BinaryTask) else None,
         "labels": dict(config["labels"]),
         "sequences": sequences,
-        "backbones": released["backbones"],
+        "backbones": models,
         # Models per backbone x sequence: folds (k-fold) or hold-out repeats.
         "n_folds": model_count(config["splits"]),
         "split_scheme": scheme,
-        "input": {"preprocessing": dict(config["preprocessing"]),
-                  "mean": config["training"]["mean"], "std": config["training"]["std"],
-                  "in_chans": config["training"]["in_chans"],
-                  "image_formats": "PNG/JPEG (any mode, to 8-bit gray) or DICOM (stored rescale and window)"},
+        "input": _volume_input(config, models) if volumes else {
+            "preprocessing": dict(config["preprocessing"]),
+            "mean": config["training"]["mean"], "std": config["training"]["std"],
+            "in_chans": config["training"]["in_chans"],
+            "image_formats": "PNG/JPEG (any mode, to 8-bit gray) or DICOM (stored rescale and window)"},
         "models": checkpoints,
         "initial_weights": _initial_weights(checkpoints),
         "training_cohort": _cohort_summary(images, classes),
         "metrics": metrics,
-        "intended_use": INTENDED_USE if binary else INTENDED_USE_MULTICLASS,
-        "limitations": LIMITATIONS if binary else LIMITATIONS_MULTICLASS,
+        "intended_use": VOLUME_INTENDED_USE if volumes else INTENDED_USE if binary else INTENDED_USE_MULTICLASS,
+        "limitations": VOLUME_LIMITATIONS if volumes else LIMITATIONS if binary else LIMITATIONS_MULTICLASS,
         "reproducibility": REPRODUCIBILITY,
         "software": environment(),
         "code": code_version(workflow_dir),
         "config": released,
         # Hashes only (no pixels, no names): the audit refuses a cohort holding these images.
-        "training_images_sha256": sorted(set(internal["image_sha256"])),
+        # Volumes add the voxels' hash: the same image as NIfTI or DICOM is recognised.
+        "training_images_sha256": sorted(set(internal["image_sha256"])
+                                         | set(internal.get("voxels_sha256", pd.Series(dtype=str)))),
     }
 
 
@@ -231,7 +274,7 @@ Internal ({'validation and internal test' if holdout else 'cross-validation, out
 Sequences (one model per backbone x sequence x {'repeat' if holdout else 'fold'}): {', '.join(card['sequences'])}.
 
 ## Input and preprocessing
-{json.dumps(card['input'], sort_keys=True)}
+{_input_text(card['input'])}
 
 ## Training cohort
 {cohort}
@@ -256,6 +299,29 @@ Initial weights: {initial}.
 Verify the files with `sha256sum -c {paths.BUNDLE_MANIFEST}` (or `spinedx audit --verify-only`);
 score a new cohort with `spinedx audit` (README, "Auditing a released model").
 """
+
+
+def _input_text(spec: dict) -> str:
+    """The card's input section for people: volume studies spell out modes and recipe."""
+    if spec.get("data_format") != "volume":
+        return json.dumps(spec, sort_keys=True)
+    settings = spec["preprocessing"]
+    modes = ", ".join(f"{name} ({mode})" for name, mode in spec["input_modes"].items())
+    recipe = spec["intensity_recipe"]
+    if recipe["kind"] == "ct_window":
+        channels = "; ".join(f"{w['name']} level {w['level']:g} / width {w['width']:g} HU" for w in recipe["windows"])
+        intensity = f"CT windows, one channel each, clip((HU - level + width/2) / width, 0, 1): {channels}"
+    else:
+        intensity = (f"percentiles {recipe['low']:g}-{recipe['high']:g} of the {recipe['region']}, "
+                     "clip((x - p_low) / (p_high - p_low), 0, 1)")
+    return (f"Images: {spec['image_formats']}, read into LPS millimetres (canonical axes superior, posterior, "
+            f"patient left), resampled to {settings['spacing']} mm (linear; masks nearest neighbour).\n\n"
+            f"Intensity recipe (re-applied identically by `spinedx audit`): {intensity}.\n\n"
+            f"Models and input modes: {modes}. Crops centred on the lesion's box, {settings['crop_mm']} mm "
+            f"(superior-inferior, anterior-posterior, left-right), 0 beyond the volume; 2d/2.5d: {settings['plane']} "
+            f"slices through the lesion (at most {settings['max_slices'] or 'all'}), 2.5d with {settings['neighbours']} "
+            f"neighbour(s) on either side as channels; inputs normalised (x - {spec['mean']}) / {spec['std']}.\n\n"
+            f"Exact values: {json.dumps(spec, sort_keys=True)}")
 
 
 def write_bundle(checkpoint_paths, images_path, external_metrics, internal_metrics, config,

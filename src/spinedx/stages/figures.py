@@ -34,6 +34,7 @@ from spinedx import paths
 from spinedx.aggregation import ALL_INPUT
 from spinedx.errors import InputError
 from spinedx.final_system import choose_final_backbone  # noqa: F401  (figures.choose_final_backbone)
+from spinedx.input_modes import model_names
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import PAGE_WIDTH, PALETTE, colors, pyplot, save_figure
 from spinedx.plotting import roc_axis as _roc_axis, roc_points  # noqa: F401  (figures.roc_points)
@@ -63,7 +64,7 @@ def fig3_roc_backbones(image_predictions: pd.DataFrame, table2: pd.DataFrame, co
     ``score_col``: the positive class's probability."""
     plt = pyplot()
     task = BinaryTask.from_config(config, decisions=False)
-    sequences, backbones = list(config["sequences"]), list(config["backbones"])
+    sequences, backbones = list(config["sequences"]), model_names(config)
     palette = colors(backbones)
     selected = image_predictions[(image_predictions["cohort"] != "internal")
                                  & (image_predictions["model"] == "ensemble")]
@@ -226,7 +227,7 @@ def main_stage(image_prediction_paths, case_prediction_paths, table2_path, table
     if history_paths:  # none in audit mode: the released models were trained elsewhere
         histories = read_histories(history_paths)
         prefix = paths.MODEL_PREFIX[config["splits"]["scheme"]]
-        for backbone_name in config["backbones"]:
+        for backbone_name in model_names(config):
             for sequence in config["sequences"]:
                 written += save_figure(training_curves(histories, backbone_name, sequence, prefix),
                                        out_dir / paths.training_curves_figure(backbone_name, sequence))

@@ -15,7 +15,10 @@ import torch
 
 from spinedx.errors import InputError
 from spinedx.imaging.cache import align, read_cache
+from spinedx.imaging.volume_cache import read_volume_cache
+from spinedx.input_modes import volume_study
 from spinedx.io import write_parquet
+from spinedx.models import volumetric
 from spinedx.models.backbones import to_model_input
 from spinedx.models.checkpoints import load_checkpoint, model_from_checkpoint
 from spinedx.models.device import Acceleration, set_up
@@ -57,9 +60,11 @@ def score_folds(checkpoint_paths, cache_path, images_path, folds_path, config) -
     images = pd.read_parquet(images_path)
     splits = None if folds_path is None else read_folds(folds_path)  # None: audit mode, all external
     external = (images["cohort"] != "internal").to_numpy()
-    cache = read_cache(cache_path)
+    volume = volume_study(config)  # crops of a volume study's input mode (spinedx.models.volumetric)
+    cache = (read_volume_cache if volume else read_cache)(cache_path)
     # Scoring never compiles: one pass per model does not repay the compile time.
-    device, acceleration = set_up(config["training"], compile=False)
+    device, acceleration = set_up(config["training"], compile=False,
+                                  **({"channels_last": False} if volume and cache["mode"] == "3d" else {}))
     pixels = torch.from_numpy(align(cache, images, cache_path)).to(device)
     tables = []
     for path in checkpoint_paths:
@@ -77,7 +82,11 @@ def score_folds(checkpoint_paths, cache_path, images_path, folds_path, config) -
         table["fold"] = int(fold)
         table["role"] = role[keep]
         rows = torch.from_numpy(np.flatnonzero(keep)).to(device)
-        probabilities = predict(model, pixels[rows], checkpoint, config["inference"]["batch_size"], acceleration)
+        if volume:
+            probabilities = volumetric.predict(model, pixels[rows], checkpoint, config["inference"]["batch_size"],
+                                               acceleration, cache_path)
+        else:
+            probabilities = predict(model, pixels[rows], checkpoint, config["inference"]["batch_size"], acceleration)
         tables.append(pd.concat([table[KEY_COLUMNS], task.probability_table(probabilities)], axis=1))
     scored = [int(t["fold"].iloc[0]) for t in tables if len(t)]
     if len(set(scored)) != len(tables):

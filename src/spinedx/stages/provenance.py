@@ -31,14 +31,20 @@ PROVENANCE_FORMAT = "spinedx-provenance/1"
 INPUT_COLUMNS = ["image_id", "json_path", "json_sha256", "image_path", "image_sha256"]
 
 
+#: Volume studies: the lesion mask (or boxes CSV) takes the labelme JSON's place.
+VOLUME_INPUT_COLUMNS = ["image_id", "annotation_path", "annotation_sha256", "image_path", "image_sha256"]
+
+
 def _inputs(images_path, cases_path) -> dict:
-    images = pd.read_parquet(images_path)[INPUT_COLUMNS].sort_values("image_id")
+    images = pd.read_parquet(images_path)
+    columns = INPUT_COLUMNS if "json_path" in images.columns else VOLUME_INPUT_COLUMNS
+    images = images[columns].sort_values("image_id")
     files = json.loads(images.to_json(orient="records"))
     cases = {"path": str(cases_path), "sha256": sha256_file(Path(cases_path))}
     # One digest for the whole input set: equal digests = byte-identical inputs.
     digest = hashlib.sha256(cases["sha256"].encode())
     for row in files:
-        digest.update(f"{row['json_path']}\0{row['json_sha256']}\0{row['image_path']}\0{row['image_sha256']}\n".encode())
+        digest.update("\0".join(str(row[c]) for c in columns[1:]).encode() + b"\n")
     return {"sha256": digest.hexdigest(), "cases": cases, "images": files}
 
 

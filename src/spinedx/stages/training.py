@@ -31,11 +31,15 @@ from spinedx import paths
 from spinedx.config import pretrained_request
 from spinedx.imaging.augmentation import augment
 from spinedx.imaging.cache import align, read_cache
+from spinedx.imaging.volume_cache import read_volume_cache
+from spinedx.imaging.volume_inputs import intensity_recipe
+from spinedx.input_modes import volume_study
 from spinedx.io import write_csv, write_text
 from spinedx.models.backbones import build_model, to_model_input
 from spinedx.models.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
 from spinedx.models import pretrained
 from spinedx.models.device import Acceleration, set_up
+from spinedx.models.volumetric import VolumeInputs, VolumeJob
 from spinedx.records import environment
 from spinedx.splitting import read_folds, split_indices
 from spinedx.stats.binary import roc_auc
@@ -62,7 +66,7 @@ class FoldTrainer:
 
     def __init__(self, images_u8: torch.Tensor, labels: torch.Tensor, train_idx, val_idx,
                  backbone: str, n_classes: int, config: dict, seed: int, device: torch.device,
-                 acceleration: Acceleration, pretrained_file: str | None = None):
+                 acceleration: Acceleration, pretrained_file: str | None = None, build=None, inputs=None):
         settings = config["training"]
         self.settings = settings
         self.device = device
@@ -73,9 +77,14 @@ class FoldTrainer:
         self.val_idx = torch.as_tensor(val_idx, dtype=torch.long).to(device)
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
-        # Initial weights: a resolved, hash-checked file (spinedx.models.pretrained) or none.
-        model = build_model(backbone, n_classes, settings["in_chans"], pretrained_file).to(device)
+        if build is None:
+            # Initial weights: a resolved, hash-checked file (spinedx.models.pretrained) or none.
+            model = build_model(backbone, n_classes, settings["in_chans"], pretrained_file).to(device)
+        else:  # volume studies: the mode's network (spinedx.models.volumetric), built after the seed
+            model = build().to(device)
         self.model = self.acceleration.prepare(model)
+        # Volume studies: float crops in [0, 1] -> model input (models.volumetric.VolumeInputs).
+        self.volume_inputs = inputs
         self.optimizer = self._optimizer()
         self.class_weight = class_weights(labels[self.train_idx], n_classes, settings["class_weights"], device)
         # Loss scaling only for fp16 (bf16 has fp32's exponent range).
@@ -93,6 +102,8 @@ class FoldTrainer:
     def _inputs(self, index: torch.Tensor, train: bool) -> torch.Tensor:
         """Normalised model input of the cached images at ``index`` (a device tensor);
         augmentation runs in fp32, outside autocast, exactly as in the safe path."""
+        if self.volume_inputs is not None:
+            return self.acceleration.layout(self.volume_inputs(self.images[index], train, self.generator))
         batch = self.images[index].float().div_(255).unsqueeze(1)
         if train:
             batch = augment(batch, self.generator, self.settings)
@@ -225,9 +236,9 @@ def validation_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
     return float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
 
 
-def load_job_data(cache_path, images_path, folds_path, fold: int):
+def load_job_data(cache_path, images_path, folds_path, fold: int, read=read_cache):
     images = pd.read_parquet(images_path)
-    cache = read_cache(cache_path)
+    cache = read(cache_path)
     pixels = torch.from_numpy(align(cache, images, cache_path))
     labels = torch.tensor(images["label"].to_numpy(copy=True), dtype=torch.long)
     train_idx, val_idx = split_indices(images, read_folds(folds_path), fold, folds_path)
@@ -253,16 +264,26 @@ def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fol
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = config["training"]
     device, acceleration = set_up(settings)
-    images, pixels, labels, train_idx, val_idx = load_job_data(cache_path, images_path, folds_path, fold)
+    volume = VolumeJob.of(backbone) if volume_study(config) else None
+    if volume is None:
+        images, pixels, labels, train_idx, val_idx = load_job_data(cache_path, images_path, folds_path, fold)
+        options = {}
+    else:  # a volume study's model: cached float crops of its input mode, its own network
+        acceleration = volume.acceleration(acceleration)
+        images, pixels, labels, train_idx, val_idx = load_job_data(cache_path, images_path, folds_path, fold,
+                                                                   read_volume_cache)
+        # Volume models start from random weights (training.pretrained names timm backbones).
+        options = {"build": lambda: volume.build(pixels.shape[1:], len(config["classes"])),
+                   "inputs": VolumeInputs(volume.mode, settings, device)}
     seed = job_seed(settings["seed"], backbone, sequence, fold)
-    weights = initial_weights(settings, backbone, pretrained_record)
+    weights = None if volume is not None else initial_weights(settings, backbone, pretrained_record)
     absent = [name for k, name in enumerate(config["classes"]) if not (labels[train_idx] == k).any()]
     if absent:  # a rare class may have no image in a sequence's training part
         log.warning("%s %s model %d: no training image of class(es) %s; the model cannot learn them",
                     backbone, sequence, fold, absent)
     trainer = FoldTrainer(pixels, labels, train_idx, val_idx, backbone, len(config["classes"]),
                           config, seed, device, acceleration,
-                          pretrained.verified_file(weights, pretrained_record) if weights else None)
+                          pretrained.verified_file(weights, pretrained_record) if weights else None, **options)
 
     # Resume only a run of exactly the same job and settings.
     signature = yaml.safe_dump({"backbone": backbone, "sequence": sequence, "fold": fold,
@@ -300,6 +321,9 @@ def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fol
         "mean": float(settings["mean"]), "std": float(settings["std"]),
         "state_dict": trainer.best_state,
     }
+    if volume is not None:
+        checkpoint.update(volume.checkpoint_fields(pixels.shape[1:], config["preprocessing"],
+                                                   intensity_recipe(config["preprocessing"])))
     if weights:  # only then: checkpoints of randomly initialised models keep their bytes
         checkpoint["pretrained"] = pretrained.summary(weights)
     save_checkpoint(checkpoint, out_dir / paths.CHECKPOINT_FILE)
