@@ -29,31 +29,8 @@ def read_cases(path: str | Path, classes: list[str], all_external: bool = False,
     internal: the annotations stage checks the names against the config).
     """
     path = Path(path)
-    try:
-        cases = pd.read_csv(path, dtype={"patient_id": str, "diagnosis": str, "cohort": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read the cases table: {error}") from error
-    if all_external and len(cases.columns):
-        cases["cohort"] = "external"
-    missing = [c for c in CASES_REQUIRED_COLUMNS if c not in cases.columns]
-    if missing:
-        raise InputError(
-            f"{path}: missing column(s) {missing}; the cases table needs "
-            f"{list(CASES_REQUIRED_COLUMNS)} (optional: age, sex)"
-        )
-    for column in CASES_REQUIRED_COLUMNS:
-        cases[column] = cases[column].astype("string").str.strip()
-        empty = cases[column].isna() | (cases[column] == "")
-        if empty.any():
-            raise InputError(f"{path}: empty {column} on line(s) {_lines(empty)}")
-    duplicated = cases["patient_id"].duplicated(keep=False)
-    if duplicated.any():
-        ids = sorted(set(cases.loc[duplicated, "patient_id"]))
-        raise InputError(
-            f"{path}: patient(s) listed more than once: {ids}; a patient belongs to one "
-            "cohort with one diagnosis (the same patient in both cohorts would leak); keep one "
-            "row per patient"
-        )
+    cases = read_patient_table(path, CASES_REQUIRED_COLUMNS, "the cases table", all_external,
+                               optional="age, sex")
     _check_values(cases, "diagnosis", list(classes), path, " (config key `classes`)")
     if external_cohorts is not None and not all_external:
         _check_values(cases, "cohort", [INTERNAL_COHORT, *external_cohorts], path,
@@ -61,6 +38,35 @@ def read_cases(path: str | Path, classes: list[str], all_external: bool = False,
     cases["label"] = cases["diagnosis"].map({name: i for i, name in enumerate(classes)})
     return cases.astype({"patient_id": str, "diagnosis": str, "cohort": str})
 
+
+def read_patient_table(path: Path, required, what: str, all_external: bool = False,
+                       optional: str = "") -> pd.DataFrame:
+    """A one-row-per-patient CSV (``what`` names it in errors): the ``required`` columns
+    present, stripped and non-empty, each patient once. ``all_external`` (audit mode):
+    every patient is external, whatever the cohort column says (it may be absent)."""
+    try:
+        table = pd.read_csv(path, dtype={column: str for column in required})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot read {what}: {error}") from error
+    if all_external and len(table.columns):
+        table["cohort"] = "external"
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {missing}; {what} needs {list(required)}"
+                         + (f" (optional: {optional})" if optional else ""))
+    for column in required:
+        table[column] = table[column].astype("string").str.strip()
+        empty = table[column].isna() | (table[column] == "")
+        if empty.any():
+            raise InputError(f"{path}: empty {column} on line(s) {_lines(empty)}")
+    duplicated = table["patient_id"].duplicated(keep=False)
+    if duplicated.any():
+        ids = sorted(set(table.loc[duplicated, "patient_id"]))
+        raise InputError(
+            f"{path}: patient(s) listed more than once: {ids}; a patient belongs to one "
+            "cohort (the same patient in both cohorts would leak); keep one row per patient"
+        )
+    return table
 
 def _check_values(cases: pd.DataFrame, column: str, allowed: list[str], path, hint: str = "") -> None:
     unknown = ~cases[column].isin(allowed)

@@ -29,7 +29,7 @@ import pandas as pd
 
 from spinedx.detection_task import LESIONS_NAME
 from spinedx.errors import InputError
-from spinedx.readers.cases import COHORTS
+from spinedx.readers.cases import COHORTS, read_patient_table
 
 DETECTION_CASES_REQUIRED = ("patient_id", "cohort")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -41,25 +41,8 @@ def read_detection_cases(path, all_external: bool = False) -> pd.DataFrame:
     ``all_external`` (audit mode): every patient is external; the cohort column is optional.
     """
     path = Path(path)
-    try:
-        cases = pd.read_csv(path, dtype={"patient_id": str, "cohort": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read the cases table: {error}") from error
-    if all_external and len(cases.columns):
-        cases["cohort"] = "external"
-    missing = [c for c in DETECTION_CASES_REQUIRED if c not in cases.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}; a detection study's cases table needs "
-                         f"{list(DETECTION_CASES_REQUIRED)} (optional: n_lesions, age, sex, ...)")
-    for column in DETECTION_CASES_REQUIRED:
-        cases[column] = cases[column].astype("string").str.strip()
-        empty = cases[column].isna() | (cases[column] == "")
-        if empty.any():
-            raise InputError(f"{path}: empty {column} on line(s) {_lines(empty)}")
-    duplicated = cases["patient_id"].duplicated(keep=False)
-    if duplicated.any():
-        raise InputError(f"{path}: patient(s) listed more than once: {sorted(set(cases.loc[duplicated, 'patient_id']))}; "
-                         "keep one row per patient")
+    cases = read_patient_table(path, DETECTION_CASES_REQUIRED, "a detection study's cases table", all_external,
+                               optional="n_lesions, age, sex, ...")
     unknown = ~cases["cohort"].isin(COHORTS)
     if unknown.any():
         raise InputError(f"{path}: unknown cohort {sorted(set(cases.loc[unknown, 'cohort']))} on line(s) "

@@ -39,6 +39,7 @@ from spinedx.io import write_csv, write_text
 from spinedx.models.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
 from spinedx.models.detection import build_detector, check_geometry, detection_loss, probability_map
 from spinedx.models.device import set_up
+from spinedx.models.optimizers import build_optimizer
 from spinedx.records import environment
 from spinedx.splitting import read_folds
 from spinedx.stats.froc import match_case, sensitivity_at_fp_rates
@@ -99,11 +100,7 @@ class DetectionTrainer:
         self.best_state: dict | None = None
 
     def _optimizer(self):
-        params, s = self.model.parameters(), self.settings
-        if s["optimizer"] == "sgd":
-            return torch.optim.SGD(params, lr=s["lr"], momentum=0.9, weight_decay=s["weight_decay"])
-        optimizer = torch.optim.AdamW if s["optimizer"] == "adamw" else torch.optim.Adam
-        return optimizer(params, lr=s["lr"], weight_decay=s["weight_decay"])
+        return build_optimizer(self.model.parameters(), self.settings)
 
     def epoch_patches(self) -> tuple[torch.Tensor, torch.Tensor]:
         """This epoch's patches from every training case, shuffled, left-right flipped at

@@ -39,6 +39,7 @@ from spinedx.models.backbones import build_model, to_model_input
 from spinedx.models.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
 from spinedx.models import pretrained
 from spinedx.models.device import Acceleration, set_up
+from spinedx.models.optimizers import build_optimizer
 from spinedx.models.volumetric import VolumeInputs, VolumeJob
 from spinedx.records import environment
 from spinedx.splitting import read_folds, split_indices
@@ -93,11 +94,7 @@ class FoldTrainer:
         self.best_state: dict | None = None
 
     def _optimizer(self):
-        params, s = self.model.parameters(), self.settings
-        if s["optimizer"] == "sgd":
-            return torch.optim.SGD(params, lr=s["lr"], momentum=0.9, weight_decay=s["weight_decay"])
-        optimizer = torch.optim.AdamW if s["optimizer"] == "adamw" else torch.optim.Adam
-        return optimizer(params, lr=s["lr"], weight_decay=s["weight_decay"])
+        return build_optimizer(self.model.parameters(), self.settings)
 
     def _inputs(self, index: torch.Tensor, train: bool) -> torch.Tensor:
         """Normalised model input of the cached images at ``index`` (a device tensor);
