@@ -195,16 +195,20 @@ def _card_inputs(tmp_path, config):
     return images, tmp_path / "metrics.csv", tmp_path / "metrics.csv", config, tmp_path
 
 
-def test_the_workflow_resolves_weights_once_before_every_training_job(tmp_path):
+@pytest.mark.parametrize("training_jobs, rule, n_jobs", [("per_fold", "training", 18),
+                                                         ("per_sequence", "training_folds", 6)])
+def test_the_workflow_resolves_weights_once_before_every_training_job(tmp_path, training_jobs, rule, n_jobs):
     """Dry run: one pretrained_weights job per pretrained backbone, a local rule every
-    training job of that backbone waits for and is told about; none for the others."""
-    (tmp_path / "pretrained.yaml").write_text("training:\n  pretrained: {resnet10t: true}\n")
+    training job of that backbone waits for and is told about; none for the others
+    (one job per fold, as under SLURM, or the folds of a backbone x sequence together)."""
+    (tmp_path / "pretrained.yaml").write_text(f"training_jobs: {training_jobs}\n"
+                                              "training:\n  pretrained: {resnet10t: true}\n")
     done = snakemake(tmp_path, "-n", "-p", "--cores", "2", extra_configs=[tmp_path / "pretrained.yaml"])
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", done.stdout, flags=re.MULTILINE))
-    assert counts["pretrained_weights"] == "1" and counts["training"] == "18"
+    assert counts["pretrained_weights"] == "1" and counts[rule] == str(n_jobs)
     record = ".test/results/pretrained/resnet10t.json"
-    commands = [line for line in done.stdout.splitlines() if "spinedx training" in line]
-    assert len(commands) == 18
+    commands = [line for line in done.stdout.splitlines() if f"spinedx {rule} " in line]
+    assert len(commands) == n_jobs
     for command in commands:
         assert (f"--pretrained-record {record}" in command) == ("--backbone resnet10t" in command), command
     assert f"--pretrained-records {record}" in done.stdout  # provenance records them

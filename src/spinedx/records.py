@@ -4,6 +4,8 @@ model (config.yaml), in the bundle's model card, in provenance.json and in the r
 from __future__ import annotations
 
 import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
 
 import pandas as pd
 
@@ -92,3 +94,21 @@ def output_records(results_dir, named=()) -> list[dict]:
             shown = path.as_posix()
         rows.append({"path": shown, "sha256": sha256_file(path), "bytes": path.stat().st_size})
     return rows
+
+
+#: The format of a study's provenance record (provenance.json), classification or detection.
+PROVENANCE_FORMAT = "spinedx-provenance/1"
+
+
+def provenance_record(config, workflow_dir, inputs: dict, results_dir, outputs=()) -> dict:
+    """The part of provenance.json every study writes: format, time, code, software, the
+    resolved config, the ``inputs`` (hashed by the caller) and the recorded outputs."""
+    return {
+        "format": PROVENANCE_FORMAT,
+        "written_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "code": code_version(workflow_dir),
+        "software": environment(),
+        "config": dict(config),
+        "inputs": inputs,
+        "outputs": output_records(Path(results_dir), outputs),
+    }

@@ -23,6 +23,7 @@ from spinedx.errors import InputError
 from spinedx.imaging.volume_inputs import intensity_recipe
 from spinedx.input_modes import model_mode, released_settings, volume_study
 from spinedx.io import atomic_output, sha256_file, write_text
+from spinedx.markdown import markdown_table
 from spinedx.models.checkpoints import load_checkpoint
 from spinedx.readers.bundle import BUNDLE_FORMAT, CARD_CONFIG_SECTIONS
 from spinedx.records import code_version, environment
@@ -223,15 +224,7 @@ def build_card(checkpoints: list[dict], images: pd.DataFrame, external_metrics, 
 
 def render_card(card: dict) -> str:
     """model_card.md: the card for people (the JSON is the reference)."""
-    def table(rows):
-        if not rows:
-            return "(none)\n"
-        keys = list(rows[0])
-        lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-        for row in rows:
-            lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
-        return "\n".join(lines) + "\n"
-
+    table = markdown_table
     cohort = "\n".join(f"- {name}: {info['patients']} patients {info['patients_per_class']}, "
                        f"images per sequence {info['images_per_sequence']}"
                        for name, info in card["training_cohort"].items())

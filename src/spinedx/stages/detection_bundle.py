@@ -28,6 +28,7 @@ from spinedx.detection_task import LESIONS_NAME, DetectionTask
 from spinedx.errors import InputError
 from spinedx.imaging.intensity import percentile_recipe
 from spinedx.io import atomic_output, sha256_file, write_text
+from spinedx.markdown import markdown_table
 from spinedx.models.checkpoints import load_checkpoint
 from spinedx.readers.bundle import BUNDLE_FORMAT, DETECTION_CARD_SECTIONS
 from spinedx.readers.detection_cases import read_cases_table, sha256_column
@@ -52,16 +53,6 @@ LIMITATIONS = (
 )
 
 
-def _table(rows) -> str:
-    if not rows:
-        return "(none)\n"
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    for row in rows:
-        lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def render_card(card: dict) -> str:
     """model_card.md: the card for people (the JSON is the reference)."""
     detection = card["detection"]
@@ -81,12 +72,12 @@ Inputs (channels): {inputs}.
 ## Candidates and operating points
 Candidates: {json.dumps(detection['candidates'], sort_keys=True)}; matching: {json.dumps(detection['matching'], sort_keys=True)}.
 
-{_table(detection['operating_points'])}
+{markdown_table(detection['operating_points'])}
 ## Training cohort
 {json.dumps(card['training_cohort'], sort_keys=True)}
 
 ## Metrics (lesion level)
-{_table(card['metrics'])}
+{markdown_table(card['metrics'])}
 ## Intended use
 {card['intended_use']}
 
@@ -94,7 +85,7 @@ Candidates: {json.dumps(detection['candidates'], sort_keys=True)}; matching: {js
 {card['limitations']}
 
 ## Models
-{_table([{k: m[k] for k in ('file', 'network', 'epoch', 'val_metric')} for m in card['models']])}
+{markdown_table([{k: m[k] for k in ('file', 'network', 'epoch', 'val_metric')} for m in card['models']])}
 ## Software
 {software}; code: spinedx {code['spinedx']}, git commit {code['git_commit']} (uncommitted changes: {code['git_dirty']}).
 

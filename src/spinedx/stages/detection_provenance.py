@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import datetime, timezone
 from pathlib import Path
 
 from spinedx import paths
@@ -16,11 +15,10 @@ from spinedx.detection_task import LESIONS_NAME, DetectionTask
 from spinedx.io import sha256_file, write_text
 from spinedx.readers.bundle import manifest_sha256
 from spinedx.readers.detection_cases import path_column, read_cases_table, sha256_column
-from spinedx.records import code_version, environment, output_records
+from spinedx.records import provenance_record
 
 log = logging.getLogger(__name__)
 
-PROVENANCE_FORMAT = "spinedx-provenance/1"
 
 
 def _inputs(config, detection_cases, cases_path, marks_path) -> dict:
@@ -43,15 +41,8 @@ def _inputs(config, detection_cases, cases_path, marks_path) -> dict:
 
 def main_stage(config, outputs, detection_cases, cases_path, marks_path, results_dir, out,
                workflow_dir=paths.WORKFLOW_DIR) -> dict:
-    record = {
-        "format": PROVENANCE_FORMAT,
-        "written_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "code": code_version(workflow_dir),
-        "software": environment(),
-        "config": dict(config),
-        "inputs": _inputs(config, detection_cases, cases_path, marks_path),
-        "outputs": output_records(Path(results_dir), outputs),
-    }
+    record = provenance_record(config, workflow_dir, _inputs(config, detection_cases, cases_path, marks_path),
+                               results_dir, outputs)
     if config["audit"]["bundle"]:
         bundle_dir = config["audit"]["bundle"]
         record["bundle"] = {"path": str(bundle_dir), "manifest_sha256": manifest_sha256(bundle_dir)}

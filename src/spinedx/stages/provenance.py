@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -23,11 +22,10 @@ import pandas as pd
 from spinedx import paths
 from spinedx.io import sha256_file, write_text
 from spinedx.readers.bundle import manifest_sha256
-from spinedx.records import code_version, environment, output_records
+from spinedx.records import provenance_record
 
 log = logging.getLogger(__name__)
 
-PROVENANCE_FORMAT = "spinedx-provenance/1"
 INPUT_COLUMNS = ["image_id", "json_path", "json_sha256", "image_path", "image_sha256"]
 
 
@@ -51,19 +49,13 @@ def _inputs(images_path, cases_path) -> dict:
 def build(results_dir, images_path, cases_path, config, outputs=(), workflow_dir=paths.WORKFLOW_DIR,
           pretrained_records=()) -> dict:
     results_dir = Path(results_dir)
-    record = {
-        "format": PROVENANCE_FORMAT,
-        "written_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "code": code_version(workflow_dir),
-        "software": environment(),
-        "config": dict(config),
-        "inputs": _inputs(images_path, cases_path),
-        "outputs": output_records(results_dir, outputs),
+    record = provenance_record(config, workflow_dir, _inputs(images_path, cases_path), results_dir, outputs)
+    record.update({
         # Initial weights of the models (rule pretrained_weights): source and sha256 of the
         # file per backbone; backbones not listed started from random initialisation.
-        "pretrained_weights": {record["backbone"]: {k: record.get(k) for k in ("source", "file", "sha256", "bytes")}
-                               for record in (json.loads(Path(p).read_text()) for p in pretrained_records)},
-    }
+        "pretrained_weights": {weights["backbone"]: {k: weights.get(k) for k in ("source", "file", "sha256", "bytes")}
+                               for weights in (json.loads(Path(p).read_text()) for p in pretrained_records)},
+    })
     if config["audit"]["bundle"]:
         bundle_dir = config["audit"]["bundle"]
         record["bundle"] = {"path": str(bundle_dir), "manifest_sha256": manifest_sha256(bundle_dir)}
