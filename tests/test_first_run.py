@@ -78,7 +78,8 @@ def test_the_bundle_verifies_with_the_readmes_command(demo):
     done = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=demo.clone / "results/bundle",
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count(": OK") == 15 + 2  # 15 fold models, model card JSON and Markdown
+    # 15 fold models, model card JSON and Markdown, 3 distribution-shift references (one per sequence)
+    assert done.stdout.count(": OK") == 15 + 2 + 3
 
 
 def test_provenance_names_the_clean_commit_and_the_run_leaves_the_clone_clean(demo):

@@ -74,7 +74,7 @@ def test_every_training_job_went_through_sbatch_with_a_gpu(slurm_run, cluster):
         assert note.group(2) == submitted[job_id] and (REPO / note.group(2)).is_file()
     # GPU stages are submitted; bookkeeping stages are localrules and are not.
     rules = {re.search(r"/rule_(\w+?)/", log).group(1) for log in submitted.values()}
-    assert rules == {"preprocessing", "training", "inference", "gradcam", "meta_analysis"}
+    assert rules == {"preprocessing", "training", "inference", "gradcam", "meta_analysis", "shift_reference"}
 
 
 def test_results_equal_a_local_run(slurm_run, tiny_reference):

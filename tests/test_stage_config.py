@@ -23,7 +23,7 @@ def test_a_section_the_rule_did_not_pass_is_an_error_naming_stage_and_section():
 
 def test_passed_sections_are_validated_and_completed_by_the_schema():
     stage = configuration.for_stage("splits", settings={"splits": {"n_folds": 3}})
-    assert stage["splits"] == {"n_folds": 3, "seed": 42}
+    assert stage["splits"] == {"n_folds": 3, "seed": 42, "scheme": "kfold", "ratios": [7, 1, 2], "repeats": 1}
     with pytest.raises(configuration.ConfigError, match="splits/n_folds"):
         configuration.for_stage("splits", settings={"splits": {"n_folds": 1}})
 

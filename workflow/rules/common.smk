@@ -217,8 +217,9 @@ READER_STUDY_OUTPUTS = ([P.table(paths.READER_METRICS_TABLE), P.table(paths.READ
 # audit mode scores the new cohort against the bundle's reference (when the bundle has one)
 # and the evaluation tables wait for it (SHIFT_CHECKED), so no AUC is read before it.
 # These analyses are built for the reference shape (two classes per case, k-fold, one external
-# cohort); other study shapes do not get them yet (README "Study shapes").
-READER_ANALYSES = REFERENCE_SHAPE
+# cohort, labelme slices); other study shapes and volume studies do not get them yet
+# (README "Study shapes", "Volumes").
+READER_ANALYSES = REFERENCE_SHAPE and not VOLUMES
 # Volume studies: no shift reference yet (it reads 2-D caches); their models start from random weights.
 SHIFT_ENABLED = config["distribution_shift"]["enabled"] and READER_ANALYSES and not VOLUMES
 SHIFT_JOBS = [(backbone, sequence) for backbone in BACKBONES for sequence in SEQUENCES]

@@ -130,7 +130,8 @@ def exclusions(images_dir: str | Path, cases_path: str | Path, config, sequence:
     stage (:func:`tabulate`). The participant-flow stage reads these records."""
     images_dir = Path(images_dir)
     sequences = [sequence] if sequence else list(config["sequences"])
-    cases = read_cases(cases_path, config["classes"], all_external=bool(config["audit"]["bundle"]))
+    cases = read_cases(cases_path, config["classes"], all_external=bool(config["audit"]["bundle"]),
+                       external_cohorts=None)  # names checked by tabulate
     rows = []
     for name in sequences:
         have = set(table.loc[table["sequence"] == name, "patient_id"])

@@ -182,7 +182,7 @@ def flow_figure(table: pd.DataFrame, classes, n_folds: int | None):
 def main_stage(config, cases_path, images_path, exclusion_paths, case_prediction_paths, out, figure_stem,
                folds_path=None, readers_path=None) -> pd.DataFrame:
     classes = list(config["classes"])
-    cases = read_cases(cases_path, classes, all_external=bool(config["audit"]["bundle"]))
+    cases = read_cases(cases_path, classes, all_external=bool(config["audit"]["bundle"]), external_cohorts=None)
     images = pd.read_parquet(images_path)
     excluded = pd.concat([pd.read_csv(p, dtype=str) for p in exclusion_paths], ignore_index=True)
     folds = read_folds(folds_path) if folds_path else None

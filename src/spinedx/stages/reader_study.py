@@ -242,7 +242,7 @@ def main_stage(config, readers_path, cases_path, case_prediction_paths, table3_p
     classes = list(config["classes"])
     positives = positive_set(classes, settings["positive_classes"])
     level = config["evaluation"]["ci_level"]
-    cases = read_cases(cases_path, classes, all_external=bool(config["audit"]["bundle"]))
+    cases = read_cases(cases_path, classes, all_external=bool(config["audit"]["bundle"]), external_cohorts=None)
     study = read_reader_study(readers_path, cases, classes, settings["conditions"], settings["rating_scale"],
                               settings["positive_classes"])
     backbone = choose_final_backbone(pd.read_csv(table3_path), config)

@@ -171,7 +171,8 @@ def main_stage(config, cases_path, images_path, images_dir, case_prediction_path
     task = BinaryTask.from_config(config)
     settings = config["subgroups"]
     variables = list(settings["variables"])
-    cases = read_cases(cases_path, task.classes, all_external=bool(config["audit"]["bundle"]))
+    cases = read_cases(cases_path, task.classes, all_external=bool(config["audit"]["bundle"]),
+                       external_cohorts=None)
     backbone = choose_final_backbone(pd.read_csv(table3_path), config)
     predictions = read_parquets(case_prediction_paths)
     cohort = "external"

@@ -87,7 +87,8 @@ def tabulate(images_dir, cases_path, config, sequence: str | None = None) -> pd.
     sequences, data = config["sequences"], config["data"]
     if sequence is not None and sequence not in sequences:
         raise InputError(f"unknown sequence {sequence!r}; use one of config `sequences`: {list(sequences)}")
-    cases = read_cases(cases_path, config["classes"], all_external=bool(config["audit"]["bundle"]))
+    cases = read_cases(cases_path, config["classes"], all_external=bool(config["audit"]["bundle"]),
+                       external_cohorts=config["data"]["external_cohorts"])
     check_tree(images_dir, sequences, cases, cases_path)
     boxes = read_boxes(data["boxes"], sequences) if data["boxes"] else {}
     by_patient = cases.set_index("patient_id")
