@@ -47,6 +47,7 @@ def test_every_stage_module_exists_and_no_stage_imports_another():
                       # issue 15
                       "demo_reader_study", "reader_study", "comparisons", "calibration", "subgroups",
                       "participant_flow", "reporting_checklist", "distribution_shift",
+                      "multiclass_reader_study",
                       # study shapes (issue 13)
                       "fusion", "multiclass_evaluation", "multiclass_figures",
                       # detection (issue 16)
@@ -96,6 +97,8 @@ OWNED = [
         paths.CALIBRATION_TABLE, paths.CALIBRATION_CURVE_TABLE, paths.DECISION_CURVE_TABLE, paths.SUBGROUP_TABLE,
         paths.FLOW_TABLE, paths.CHECKLIST_TABLE, paths.SHIFT_TABLE, paths.SHIFT_SUMMARY_TABLE]),
     paths.READER_ROC_FIGURE, paths.SUBGROUP_FIGURE,
+    paths.table_file(paths.READER_PER_CLASS_TABLE), paths.table_file(paths.READER_GAIN_TABLE),
+    paths.READER_ACCURACY_FIGURE,
     "holdout.tsv", *(paths.table_file(name) for name in [*paths.MULTICLASS_TABLES, paths.FUSION_COMPARISON,
                                                           paths.FUSION_COEFFICIENTS]),
     paths.MULTICLASS_ROC_FIGURE, paths.MULTICLASS_CONFUSION_FIGURE, paths.MULTICLASS_F1_FIGURE, paths.FUSION_FIGURE,

@@ -140,6 +140,78 @@ def test_ismf_figures_gradcam_and_bundle(ismf):
     assert "Classes: schwannoma, meningioma" in (results / "bundle/model_card.md").read_text()
 
 
+def test_ismf_reader_study_flow_subgroups_and_checklist(ismf):
+    """Issue 15 for the N-class hold-out shape: the simulated observer study (readers of
+    three experience levels, unaided and aided), its tables, MRMC on accuracy and figure;
+    the participant flow per cohort and hold-out partition; N-class subgroups; checklist."""
+    _, results = ismf
+    readers = pd.read_csv(results / "demo_reader_study/readers.csv")
+    assert set(readers.experience) == {"senior", "intermediate", "junior"}
+    assert len(readers) == 6 * 10 * 2 and set(readers.decision) <= set(ISMF_CLASSES)
+    metrics = pd.read_csv(results / "tables/reader_study_metrics.csv")
+    assert (metrics.row_type == "reader").sum() == 12
+    assert set(zip(metrics[metrics.row_type == "experience"].experience,
+                   metrics[metrics.row_type == "experience"].condition)) == {
+        (e, c) for e in ("senior", "intermediate", "junior") for c in ("unaided", "aided")}
+    # The model's row equals the study's own N-class table on the same (pooled external) cases.
+    overall = pd.read_csv(results / "tables/multiclass_overall.csv")
+    own = overall[(overall.level == "case") & (overall.input == "ALL")
+                  & (overall.prediction_set == "external_pooled")].iloc[0]
+    model = metrics[metrics.row_type == "model"].iloc[0]
+    assert model.n_cases == own.n == 10
+    for metric in ("accuracy", "macro_sensitivity", "macro_specificity", "macro_f1", "kappa", "macro_auc"):
+        for column in (metric, f"{metric}_lo", f"{metric}_hi"):
+            assert f"{model[column]:.3f}" == f"{own[column]:.3f}", column
+    for metric in ("accuracy", "macro_sensitivity", "kappa"):
+        shown = metrics[[metric, f"{metric}_lo", f"{metric}_hi"]].dropna()
+        assert (shown[f"{metric}_lo"] <= shown[metric] + 1e-12).all() and (shown[metric] <= shown[f"{metric}_hi"] + 1e-12).all()
+    per_class = pd.read_csv(results / "tables/reader_study_per_class.csv")
+    assert set(per_class["class"]) == set(ISMF_CLASSES) and per_class.sensitivity.between(0, 1).all()
+    gain = pd.read_csv(results / "tables/reader_study_gain.csv")
+    accuracy_gain = gain[gain.metric == "accuracy"].set_index("experience")
+    assert set(accuracy_gain.index) == {"senior", "intermediate", "junior", "all readers"}
+    groups = metrics[metrics.row_type == "experience"].set_index(["experience", "condition"])
+    for group in ("senior", "junior"):
+        assert accuracy_gain.loc[group, "gain"] == pytest.approx(
+            groups.loc[(group, "aided"), "accuracy"] - groups.loc[(group, "unaided"), "accuracy"], abs=1e-9)
+    mrmc = pd.read_csv(results / "tables/reader_study_mrmc.csv")
+    assert set(mrmc.figure_of_merit) == {"accuracy"} and set(mrmc.covariance) == {"jackknife"}
+    assert set(mrmc.contrast) == {"conditions", "model vs unaided", "model vs aided"}
+    assert set(mrmc.analysis) == {"RRRC", "FRRC", "RRFC"}
+    unaided = mrmc[(mrmc.contrast == "conditions") & (mrmc.analysis == "RRRC") & (mrmc.row_type == "modality")
+                   & (mrmc.modality == "unaided")]
+    readers_unaided = metrics[(metrics.row_type == "reader") & (metrics.condition == "unaided")]
+    assert unaided.estimate.iloc[0] == pytest.approx(readers_unaided.accuracy.mean(), abs=1e-9)
+    assert_figures(results, ["reader_study_accuracy", "participant_flow", "subgroups_forest"])
+    flow = pd.read_csv(results / "tables/participant_flow.csv")
+    assert set(flow.cohort) == {"internal", "external_centre2", "external_centre3"}
+    split = flow[(flow.step == "split") & (flow.cohort == "internal")].set_index("group").patients
+    assert split["repeat 0: train"] == 15 and split["repeat 1: internal_test"] == 5
+    analysed = flow[(flow.step == "analysed") & (flow.group == "ALL")].set_index("cohort").patients
+    assert analysed["external_centre2"] == analysed["external_centre3"] == 5
+    assert 5 <= analysed["internal"] <= 10  # the internal-test patients of either repeat
+    subgroups = pd.read_csv(results / "tables/subgroups.csv")
+    everyone = subgroups[subgroups.variable == "all cases"].iloc[0]
+    for column in ("accuracy", "accuracy_lo", "macro_f1", "macro_f1_hi", "kappa", "macro_auc"):
+        assert f"{everyone[column]:.3f}" == f"{own[column]:.3f}", column
+    assert set(subgroups[subgroups.variable == "cohort"].level) == {"external_centre2", "external_centre3"}
+    checklist = pd.read_csv(results / "tables/reporting_checklist.csv").fillna("")
+    assert checklist.files.str.contains("reader_study_gain.csv").any()
+    assert checklist.files.str.contains("splits/holdout.tsv").any()
+    assert checklist.files.str.contains("multiclass_overall.csv").any()
+    # Calibration: one-vs-rest per class and the multi-class Brier score (their sum) per test set.
+    calibration = pd.read_csv(results / "tables/calibration.csv")
+    pooled = calibration[calibration.test_set == "external_pooled"].set_index("class")
+    assert set(pooled.index) == {"all", *ISMF_CLASSES}
+    assert pooled.loc["all", "brier"] == pytest.approx(pooled.loc[ISMF_CLASSES, "brier"].sum(), abs=1e-9)
+    assert set(calibration.test_set) == {"internal_test", "external_centre2", "external_centre3", "external_pooled"}
+    assert set(pd.read_csv(results / "tables/calibration_curve.csv")["class"]) == set(ISMF_CLASSES)
+    assert_figures(results, ["calibration_curve"])
+    # Two-class analyses that are not done for N classes are absent, not half-made.
+    for name in ("decision_curve", "paired_comparisons", "reader_study_roc"):
+        assert not (results / f"tables/{name}.csv").exists() and not (results / f"figures/{name}.pdf").exists()
+
+
 @pytest.fixture(scope="module")
 def ismf_audit(ismf, tmp_path_factory):
     """``spinedx audit`` of the ISMF bundle on a copy of its two external centres."""

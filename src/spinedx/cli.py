@@ -323,6 +323,17 @@ def cmd_reader_study(args, config):
                             args.mrmc, args.decisions, args.figure)
 
 
+def cmd_demo_multiclass_reader_study(args, config):
+    from spinedx.stages import multiclass_reader_study
+    multiclass_reader_study.demo_stage(config, args.case_predictions, args.overall, args.out)
+
+
+def cmd_multiclass_reader_study(args, config):
+    from spinedx.stages import multiclass_reader_study
+    multiclass_reader_study.main_stage(config, args.readers, args.cases, args.case_predictions, args.overall,
+                                       args.metrics, args.per_class, args.gain, args.mrmc, args.decisions, args.figure)
+
+
 def cmd_comparisons(args, config):
     from spinedx.stages import comparisons
     comparisons.main_stage(config, args.case_predictions, args.out, args.fusion)
@@ -334,10 +345,16 @@ def cmd_calibration(args, config):
                            args.calibration_figure, args.decision_curve_figure)
 
 
+def cmd_multiclass_calibration(args, config):
+    from spinedx.stages import calibration
+    calibration.multiclass_main_stage(config, args.case_predictions, args.overall, args.summary, args.curve,
+                                      args.calibration_figure)
+
+
 def cmd_subgroups(args, config):
     from spinedx.stages import subgroups
     subgroups.main_stage(config, args.cases, args.images, args.images_dir, args.case_predictions, args.table3,
-                         args.out, args.figure)
+                         args.out, args.figure, args.overall)
 
 
 def cmd_participant_flow(args, config):
@@ -376,6 +393,19 @@ def add_issue15_stages(stage) -> None:
     sub.add_argument("--case-predictions", **predictions)
     sub.add_argument("--table3", **table3)
     sub.add_argument("--figure", required=True, help="figure stem (PDF and PNG)")
+    overall = dict(required=True, help=f"{paths.table_file(paths.MULTICLASS_OVERALL)} (chooses the final backbone)")
+    sub = stage("demo_multiclass_reader_study", cmd_demo_multiclass_reader_study,
+                "simulate the built-in N-class demo reader study (readers.csv)")
+    sub.add_argument("--case-predictions", **predictions)
+    sub.add_argument("--overall", **overall)
+    sub.add_argument("--out", required=True)
+    sub = stage("multiclass_reader_study", cmd_multiclass_reader_study,
+                "N-class reader study: per reader and experience group, gain, MRMC on accuracy, figure")
+    for option in ("--readers", "--cases", "--metrics", "--per-class", "--gain", "--mrmc", "--decisions"):
+        sub.add_argument(option, required=True)
+    sub.add_argument("--case-predictions", **predictions)
+    sub.add_argument("--overall", **overall)
+    sub.add_argument("--figure", required=True, help="figure stem (PDF and PNG)")
     sub = stage("comparisons", cmd_comparisons, "paired comparisons: DeLong, McNemar, adjusted p")
     sub.add_argument("--case-predictions", **predictions)
     sub.add_argument("--fusion", nargs="*", default=[], help="case-level fusion predictions (parquet), if any")
@@ -385,9 +415,19 @@ def add_issue15_stages(stage) -> None:
     sub.add_argument("--table3", **table3)
     for option in ("--summary", "--curve", "--decision-curve", "--calibration-figure", "--decision-curve-figure"):
         sub.add_argument(option, required=True)
-    sub = stage("subgroups", cmd_subgroups, "per-subgroup metrics of the final system and a forest plot")
-    for option in ("--cases", "--images", "--images-dir", "--table3", "--out", "--figure"):
+    sub = stage("multiclass_calibration", cmd_multiclass_calibration,
+                "N classes: one-vs-rest calibration per class, multi-class Brier score")
+    sub.add_argument("--case-predictions", **predictions)
+    sub.add_argument("--overall", **overall)
+    for option in ("--summary", "--curve", "--calibration-figure"):
         sub.add_argument(option, required=True)
+    sub = stage("subgroups", cmd_subgroups, "per-subgroup metrics of the final system and a forest plot")
+    for option in ("--cases", "--images", "--images-dir", "--out", "--figure"):
+        sub.add_argument(option, required=True)
+    sub.add_argument("--table3", help=f"{paths.table_file(paths.TABLE3_CASE_LEVEL)} (two classes: chooses the final "
+                     "backbone)")
+    sub.add_argument("--overall", help=f"{paths.table_file(paths.MULTICLASS_OVERALL)} (N classes: chooses the final "
+                     "backbone)")
     sub.add_argument("--case-predictions", **predictions)
     sub = stage("participant_flow", cmd_participant_flow, "STARD participant flow: table and diagram")
     for option in ("--cases", "--images", "--out", "--figure"):

@@ -17,10 +17,14 @@ import numpy as np
 import pandas as pd
 
 from spinedx import paths
-from spinedx.aggregation import ALL_INPUT
+from spinedx.aggregation import ALL_INPUT, ENSEMBLE, OUT_OF_FOLD, PREDICTION_SET
 from spinedx.errors import InputError
 from spinedx.input_modes import model_names
 
+#: The hold-out partition whose predictions score internal patients (never trained or validated on).
+INTERNAL_TEST = "internal_test"
+#: The prediction set of the N-class tables that pools every external cohort.
+EXTERNAL_POOLED = "external_pooled"
 #: The model whose predictions score each cohort (ensembling stage's ``model`` column).
 EVALUATED_MODEL = {"external": "ensemble", "internal": "oof"}
 
@@ -52,3 +56,33 @@ def evaluated_cases(case_predictions: pd.DataFrame, backbone: str | None = None,
     if input_ is not None:
         keep &= (case_predictions["input"] == input_).to_numpy()
     return case_predictions[keep].reset_index(drop=True)
+
+
+def choose_final_backbone_multiclass(overall: pd.DataFrame, config: Mapping, test_set: str) -> str:
+    """N-class studies: figures.final_backbone, or the best case-level macro-AUC of the ALL
+    input on ``test_set`` (a prediction set of the N-class overall table; ties: config
+    order)."""
+    if config["figures"]["final_backbone"]:
+        return config["figures"]["final_backbone"]
+    rows = overall[(overall["level"] == "case") & (overall["input"] == ALL_INPUT)
+                   & (overall[PREDICTION_SET] == test_set)].set_index("backbone")
+    ranked = [(rows.loc[b, "macro_auc"] if b in rows.index else np.nan, -i, b)
+              for i, b in enumerate(model_names(config))]
+    ranked = [r for r in ranked if np.isfinite(r[0])]
+    if not ranked:
+        raise InputError(f"{paths.table_file(paths.MULTICLASS_OVERALL)}: no finite case-level macro-AUC of the "
+                         f"ALL input on {test_set} for any backbone; set figures.final_backbone")
+    return max(ranked)[2]
+
+
+def scoring_predictions(case_predictions: pd.DataFrame, backbone: str, input_: str = ALL_INPUT) -> pd.DataFrame:
+    """One case-level row per patient: the prediction that never saw the patient, in the
+    table's order. External cohorts: the ensemble; internal: the out-of-fold prediction
+    (k-fold) or, with a hold-out split, the internal-test prediction of the first repeat
+    that tests the patient (validation patients chose the epoch: not a test)."""
+    rows = case_predictions[(case_predictions["backbone"] == backbone) & (case_predictions["input"] == input_)]
+    external = rows[(rows["cohort"] != "internal") & (rows["model"] == ENSEMBLE)]
+    internal = rows[(rows["cohort"] == "internal") & rows[PREDICTION_SET].isin((OUT_OF_FOLD, INTERNAL_TEST))]
+    internal = internal.assign(_repeat=internal["model"].str.extract(r"(\d+)$", expand=False).fillna("-1").astype(int))
+    internal = internal.sort_values("_repeat", kind="stable").drop_duplicates("patient_id").drop(columns="_repeat")
+    return pd.concat([external, internal.sort_index()]).reset_index(drop=True)

@@ -89,6 +89,11 @@ READER_METRICS_TABLE = "reader_study_metrics"
 READER_MRMC_TABLE = "reader_study_mrmc"
 READER_DECISIONS_TABLE = "reader_study_decisions"
 READER_ROC_FIGURE = "reader_study_roc"
+#: N-class reader studies besides the tables above: per-class sensitivity, the gain of a
+#: later condition (aided) over the first per experience group, the accuracy figure.
+READER_PER_CLASS_TABLE = "reader_study_per_class"
+READER_GAIN_TABLE = "reader_study_gain"
+READER_ACCURACY_FIGURE = "reader_study_accuracy"
 #: Paired comparisons of backbones, inputs and fusion (DeLong, McNemar, adjusted p).
 COMPARISONS_TABLE = "paired_comparisons"
 #: Calibration and clinical utility.

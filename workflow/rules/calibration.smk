@@ -1,6 +1,7 @@
 # Calibration and clinical utility (stage calibration): calibration curves, intercept,
 # slope, Brier with patient-bootstrap intervals; decision curves (dcurves).
-if config["calibration"]["enabled"]:
+# Two-class studies (N-class ones: rule multiclass_calibration below).
+if config["calibration"]["enabled"] and not NCLASS_READER_ANALYSES:
 
     rule calibration:
         input:
@@ -34,3 +35,35 @@ if config["calibration"]["enabled"]:
             " --summary {output.summary:q} --curve {output.curve:q} --decision-curve {output.decision_curve:q}"
             " --calibration-figure {params.calibration_figure:q}"
             " --decision-curve-figure {params.decision_curve_figure:q} 2> {log:q}"
+
+
+# N-class studies: one-vs-rest calibration per class and the multi-class Brier score (no
+# decision curve: it needs one treatment threshold on one probability).
+if config["calibration"]["enabled"] and NCLASS_READER_ANALYSES:
+
+    rule multiclass_calibration:
+        input:
+            case_predictions=CASE_LEVEL_FILES,
+            overall=MULTICLASS_TABLES[paths.MULTICLASS_OVERALL],
+        output:
+            summary=report(P.table(paths.CALIBRATION_TABLE), caption="../report/calibration.rst",
+                           category="4. Final system", subcategory="Calibration"),
+            curve=report(P.table(paths.CALIBRATION_CURVE_TABLE), caption="../report/calibration.rst",
+                         category="4. Final system", subcategory="Calibration"),
+            calibration_figure=figure_report(P.figure(paths.CALIBRATION_FIGURE), "calibration.rst",
+                                             "4. Final system", "Calibration"),
+        params:
+            settings=settings("classes", "evaluation", "calibration", "figures", "backbones", "data"),
+            calibration_figure=lambda wildcards, output: paths.figure_stem(output.calibration_figure[0]),
+        log:
+            P.log("calibration", "multiclass_calibration"),
+        benchmark:
+            P.benchmark("calibration", "multiclass_calibration")
+        localrule: True
+        conda:
+            "../../envs/figures.yaml"
+        shell:
+            "python -m spinedx multiclass_calibration --settings {params.settings:q}"
+            " --case-predictions {input.case_predictions:q} --overall {input.overall:q}"
+            " --summary {output.summary:q} --curve {output.curve:q}"
+            " --calibration-figure {params.calibration_figure:q} 2> {log:q}"

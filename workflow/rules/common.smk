@@ -264,6 +264,33 @@ if MULTICLASS:
     STUDY_OUTPUTS += [*MULTICLASS_TABLES.values(), *figures_of(*MULTICLASS_FIGURES),
                       *([P.table(paths.FUSION_COEFFICIENTS)] if FUSION else [])]
 
+# --- Issue 15 for N-class studies labelled per case (ISMF-Net shape; any split scheme and
+# external cohorts): their own reader study (stage multiclass_reader_study: class
+# decisions, accuracy compared by OR-Hillis), participant flow (hold-out partitions, every
+# cohort), subgroups (N-class metrics), calibration (one-vs-rest per class, multi-class
+# Brier) and the checklist. Not in audit mode, not for volume studies (two-class volume
+# studies: READER_ANALYSES above) nor image labels. Paired comparisons, decision curves
+# and distribution shift stay two-class (README).
+NCLASS_READER_ANALYSES = len(config["classes"]) > 2 and CASE_LEVEL and not VOLUMES and not AUDIT
+if NCLASS_READER_ANALYSES:
+    READER_STUDY_OUTPUTS = ([P.table(name) for name in (paths.READER_METRICS_TABLE, paths.READER_PER_CLASS_TABLE,
+                                                         paths.READER_GAIN_TABLE, paths.READER_MRMC_TABLE,
+                                                         paths.READER_DECISIONS_TABLE)]
+                            + figures_of(paths.READER_ACCURACY_FIGURE) if READERS_FILE else [])
+    ISSUE15_OUTPUTS = [
+        P.table(paths.FLOW_TABLE), *figures_of(paths.FLOW_FIGURE),
+        *([P.table(paths.SUBGROUP_TABLE), *figures_of(paths.SUBGROUP_FIGURE)] if config["subgroups"]["variables"] else []),
+        # one-vs-rest per class and the multi-class Brier score (rule multiclass_calibration)
+        *([P.table(paths.CALIBRATION_TABLE), P.table(paths.CALIBRATION_CURVE_TABLE),
+           *figures_of(paths.CALIBRATION_FIGURE)] if config["calibration"]["enabled"] else []),
+        *READER_STUDY_OUTPUTS,
+    ]
+    CHECKLIST_EVIDENCE = [*STUDY_OUTPUTS, *ISSUE15_OUTPUTS, P.splits]
+    STUDY_OUTPUTS += [*ISSUE15_OUTPUTS, P.table(paths.CHECKLIST_TABLE)]
+# The table that chooses the final system (subgroups): table 3 (two classes) or the N-class overall table.
+FINAL_SYSTEM_TABLE = (MULTICLASS_TABLES[paths.MULTICLASS_OVERALL] if len(config["classes"]) > 2
+                      else EVALUATION_TABLES["table3"])
+
 
 def report_meta_analysis_verdicts():
     """End of a run (Snakefile onsuccess/onerror): say which meta-analysis fits are flagged

@@ -1,13 +1,13 @@
 # Participant flow (STARD 2015 item 19, stage participant_flow): from the cases table, the
 # image table, the annotations stage's exclusion records, the folds, the case-level
-# predictions and the reader study.
+# predictions and the reader study. Folds or hold-out partitions (P.splits), every cohort.
 rule participant_flow:
     input:
         cases=CASES,
         images=P.images_table,
         excluded=expand(P.annotation_exclusions("{sequence}"), sequence=SEQUENCES),
         case_predictions=CASE_LEVEL_FILES,
-        folds=[] if AUDIT else P.folds,
+        folds=[] if AUDIT else P.splits,
         readers=READERS_FILE or [],
     output:
         table=report(P.table(paths.FLOW_TABLE), caption="../report/participant_flow.rst",
@@ -15,7 +15,7 @@ rule participant_flow:
         figure=figure_report(P.figure(paths.FLOW_FIGURE), "participant_flow.rst", "1. Cohort",
                              "Participant flow (STARD 19)"),
     params:
-        settings=settings("classes", "audit"),
+        settings=settings("classes", "audit", "data", "splits"),
         figure=lambda wildcards, output: paths.figure_stem(output.figure[0]),
         folds=lambda wildcards, input: f"--folds {shlex.quote(input.folds)}" if input.folds else "",
         readers=lambda wildcards, input: f"--readers {shlex.quote(input.readers)}" if input.readers else "",

@@ -7,13 +7,16 @@ if config["subgroups"]["variables"]:
             cases=CASES,
             images=P.images_table,
             case_predictions=CASE_LEVEL_FILES,
-            table3=EVALUATION_TABLES["table3"],
+            final_system=FINAL_SYSTEM_TABLE,
         output:
             table=report(P.table(paths.SUBGROUP_TABLE), caption="../report/subgroups.rst",
                          category="4. Final system", subcategory="Subgroups"),
             figure=figure_report(P.figure(paths.SUBGROUP_FIGURE), "subgroups.rst", "4. Final system", "Subgroups"),
         params:
-            settings=settings("classes", "decision", "evaluation", "subgroups", "figures", "backbones", "audit"),
+            settings=settings("classes", "decision", "evaluation", "subgroups", "figures", "backbones", "audit", "data"),
+            # table 3 chooses a two-class study's final backbone, the N-class overall table an N-class one's
+            final_system=lambda wildcards, input: ("--overall " if len(config["classes"]) > 2 else "--table3 ")
+            + shlex.quote(input.final_system),
             images_dir=IMAGES_DIR,
             figure=lambda wildcards, output: paths.figure_stem(output.figure[0]),
         log:
@@ -26,5 +29,5 @@ if config["subgroups"]["variables"]:
         shell:
             "python -m spinedx subgroups --settings {params.settings:q} --cases {input.cases:q}"
             " --images {input.images:q} --images-dir {params.images_dir:q}"
-            " --case-predictions {input.case_predictions:q} --table3 {input.table3:q}"
+            " --case-predictions {input.case_predictions:q} {params.final_system}"
             " --out {output.table:q} --figure {params.figure:q} 2> {log:q}"

@@ -81,3 +81,81 @@ def simulate_readers(cases: pd.DataFrame, settings: dict, classes: Sequence[str]
                              "decision": classes[-1] if rating[k] > 0.5 else classes[0],
                              "experience": "senior" if senior else "junior"})
     return pd.DataFrame(rows, columns=["reader", "patient_id", "condition", "rating", "decision", "experience"])
+
+
+#: Experience levels of the N-class demo readers, most experienced first (reader j gets
+#: level j mod 3: R1 senior, R2 intermediate, R3 junior, R4 senior, ...).
+EXPERIENCE_LEVELS = ("senior", "intermediate", "junior")
+
+
+def simulate_multiclass_readers(cases: pd.DataFrame, settings: dict, classes: Sequence[str],
+                                conditions: Sequence[str]) -> pd.DataFrame:
+    """N-class readers.csv rows (:func:`spinedx.readers.reader_study.read_multiclass_reader_study`)
+    for ``cases`` (columns patient_id, label = true class index, and ``prob_<class>`` = the
+    model's case-level probabilities).
+
+    A Thurstonian model, the N-class form of the binormal one above: reader ``j`` sees for
+    case ``k`` a latent score per class, ``d_j`` for the true class and 0 for the others,
+    plus a case effect ``C_k`` (one value per class, shared by all readers: the case looks
+    like some classes more than others) and the reader's noise ``E_jk`` (Var(C) + Var(E) =
+    1 per class). The decision is the class of highest score; the reader's probabilities
+    are the softmax of the scores (3 decimals) and ``rating`` the probability of the
+    decided class (the reader's confidence, 2 decimals)::
+
+        unaided  U_jk = d_j e(y_k) + C_k + E_jk
+        aided    A_jk = (1 - w_j) (d_j e(y_k) + C_k + E'_jk) + w_j M_k
+
+    ``M_k``: the model's log-probabilities of case k, centred per case and scaled to unit
+    SD over the read cases, so ``w_j = 1`` copies the model's decision; ``E'`` is the second
+    reading's noise (correlated 0.7 with the first). Readers cycle through
+    :data:`EXPERIENCE_LEVELS`: seniors draw ``d`` from the upper third of
+    ``settings["separation"]`` and ``w`` from the lower third of ``settings["aid_weight"]``,
+    juniors the reverse. For five classes ``d`` 0.8-1.8 gives unaided accuracies of about
+    0.45-0.75 (ties of the scores have probability 0). Everything derives from ``seed``.
+    """
+    if len(conditions) != 2:
+        raise ValueError(f"the demo reader study simulates two conditions (unaided, aided); "
+                         f"reader_study.conditions is {list(conditions)}")
+    classes = list(classes)
+    n_classes = len(classes)
+    n_readers = int(settings["n_readers"])
+    rng = np.random.default_rng([int(settings["seed"]), _STREAM, n_classes])
+    truth = cases["label"].to_numpy(dtype=int)
+    n_cases = truth.size
+    probabilities = np.clip(cases[[f"prob_{name}" for name in classes]].to_numpy(dtype=float), 1e-6, 1.0)
+    model_log = np.log(probabilities)
+    model_log -= model_log.mean(axis=1, keepdims=True)
+    spread = model_log.std()
+    model_score = model_log / (spread if spread > 0 else 1.0)
+    true_class = np.eye(n_classes)[truth]  # (cases, classes)
+
+    separation_low, separation_high = sorted(settings["separation"])
+    weight_low, weight_high = sorted(settings["aid_weight"])
+    thirds = len(EXPERIENCE_LEVELS)
+    case_effect = rng.normal(0.0, np.sqrt(_CASE_VARIANCE), (n_cases, n_classes))
+    noise_sd = np.sqrt(1 - _CASE_VARIANCE)
+    rows = []
+    for j in range(n_readers):
+        level = j % thirds  # 0 = most experienced
+        rank = thirds - 1 - level  # 2 = most experienced
+        step_d = (separation_high - separation_low) / thirds
+        step_w = (weight_high - weight_low) / thirds
+        separation = rng.uniform(separation_low + rank * step_d, separation_low + (rank + 1) * step_d)
+        weight = rng.uniform(weight_low + level * step_w, weight_low + (level + 1) * step_w)
+        first = rng.normal(0.0, noise_sd, (n_cases, n_classes))
+        second = (_REREAD_CORRELATION * first
+                  + np.sqrt(1 - _REREAD_CORRELATION**2) * rng.normal(0.0, noise_sd, (n_cases, n_classes)))
+        unaided = separation * true_class + case_effect + first
+        aided = (1 - weight) * (separation * true_class + case_effect + second) + weight * model_score
+        reader = f"R{j + 1}"
+        for condition, latent in ((conditions[0], unaided), (conditions[1], aided)):
+            decided = latent.argmax(axis=1)
+            shifted = np.exp(latent - latent.max(axis=1, keepdims=True))
+            reader_probabilities = np.round(shifted / shifted.sum(axis=1, keepdims=True), 3)
+            for k in range(n_cases):
+                rows.append({"reader": reader, "patient_id": cases["patient_id"].iloc[k], "condition": condition,
+                             "decision": classes[decided[k]], "experience": EXPERIENCE_LEVELS[level],
+                             "rating": float(np.round(reader_probabilities[k, decided[k]], 2)),
+                             **{f"prob_{name}": float(reader_probabilities[k, i]) for i, name in enumerate(classes)}})
+    return pd.DataFrame(rows, columns=["reader", "patient_id", "condition", "decision", "experience", "rating",
+                                       *(f"prob_{name}" for name in classes)])

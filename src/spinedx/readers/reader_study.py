@@ -23,9 +23,19 @@ reader rated are left out of the reader analysis (the participant flow records t
 Every problem is an :class:`~spinedx.errors.InputError` naming the file, the lines and
 the fix.
 
-Studies with more than two classes: the binary contrast "one of ``positive_classes``"
-(default: the last class) is what ratings rate and what ``truth`` and
-``called_positive`` hold; ``decision`` keeps the class the reader chose.
+N-class studies (more than two classes; :func:`read_multiclass_reader_study`): the
+reader's class ``decision`` is what is analysed, so ``rating`` is optional::
+
+    reader,patient_id,condition,decision,experience[,rating][,prob_<class> ...]
+    R1,P017,unaided,ependymoma,junior,0.60,0.05,0.10,0.20,0.60,0.05
+
+* ``decision``: the class the reader chose (config ``classes``);
+* ``rating`` (optional): the reader's confidence in that decision (a probability or an
+  integer score, config ``reader_study.rating_scale``), carried into the checked table
+  and not analysed;
+* ``prob_<class>`` (optional, all classes or none): the reader's probability of each
+  class; a row must sum to 1 within 0.02 (rounding) and is divided by its sum. With them
+  the readers get a macro-AUC besides their decision metrics.
 """
 
 from __future__ import annotations
@@ -44,6 +54,12 @@ RATING_SCALES = ("probability", "ordinal")
 #: Columns of the checked table, in order.
 COLUMNS = ["reader", "experience", "patient_id", "condition", "rating", "decision", "decision_label",
            "called_positive", "diagnosis", "label", "truth", "cohort"]
+MULTICLASS_REQUIRED_COLUMNS = ("reader", "patient_id", "condition", "decision")
+#: Columns of the checked N-class table, in order (then prob_<class> when given).
+MULTICLASS_COLUMNS = ["reader", "experience", "patient_id", "condition", "decision", "decision_label", "rating",
+                      "diagnosis", "label", "cohort"]
+#: Largest accepted gap of a reader's probability row from 1 (two-decimal rounding of 5 classes).
+PROBABILITY_SUM_GAP = 0.02
 
 
 def positive_set(classes: Sequence[str], positive_classes: Sequence[str] | None) -> list[str]:
@@ -70,46 +86,8 @@ def read_reader_study(path: str | Path, cases: pd.DataFrame, classes: Sequence[s
     path = Path(path)
     if rating_scale not in RATING_SCALES:
         raise InputError(f"reader_study.rating_scale must be one of {RATING_SCALES}, got {rating_scale!r}")
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read the reader study ({error}); give a CSV file with "
-                         f"columns {list(REQUIRED_COLUMNS)}") from error
-    table.columns = [str(c).strip() for c in table.columns]
-    if "patient_id" not in table.columns and "case" in table.columns:
-        table = table.rename(columns={"case": "patient_id"})
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}; a reader study has one row per reader, "
-                         f"case and condition with columns {list(REQUIRED_COLUMNS)} (optional: experience)")
-    if "experience" not in table.columns:
-        table["experience"] = ""
-    for column in (*REQUIRED_COLUMNS, "experience"):
-        table[column] = table[column].astype(str).str.strip()
-    empty = (table[list(REQUIRED_COLUMNS)] == "").any(axis=1)
-    if empty.any():
-        raise InputError(f"{path}: empty value(s) on line(s) {_lines(empty)}; every row needs "
-                         f"{list(REQUIRED_COLUMNS)}")
-    if table.empty:
-        raise InputError(f"{path}: no ratings; add one row per reader, case and condition")
-
+    table, known = _read_table(path, cases, conditions, REQUIRED_COLUMNS)
     conditions = list(conditions)
-    unknown = ~table["condition"].isin(conditions)
-    if unknown.any():
-        raise InputError(f"{path}: unknown condition(s) {sorted(set(table.loc[unknown, 'condition']))} on "
-                         f"line(s) {_lines(unknown)}; use one of config reader_study.conditions {conditions} "
-                         "or add the condition there")
-    absent = [c for c in conditions if c not in set(table["condition"])]
-    if absent:
-        raise InputError(f"{path}: condition(s) {absent} of config reader_study.conditions have no "
-                         f"ratings; add the readings or remove the condition from the config")
-
-    known = cases.set_index("patient_id")
-    unknown = ~table["patient_id"].isin(known.index)
-    if unknown.any():
-        raise InputError(f"{path}: case(s) {sorted(set(table.loc[unknown, 'patient_id']))[:10]} on line(s) "
-                         f"{_lines(unknown)} are not in the cases table; correct the patient_id or add "
-                         "the patient to the cases table")
 
     table["rating"] = _ratings(table, path, rating_scale)
     classes = list(classes)
@@ -140,6 +118,106 @@ def read_reader_study(path: str | Path, cases: pd.DataFrame, classes: Sequence[s
     joined = joined.sort_values(["condition", "reader", "patient_id"], kind="mergesort")
     joined["condition"] = joined["condition"].astype(str)
     return joined[COLUMNS].reset_index(drop=True)
+
+
+def read_multiclass_reader_study(path: str | Path, cases: pd.DataFrame, classes: Sequence[str],
+                                 conditions: Sequence[str], rating_scale: str = "probability") -> pd.DataFrame:
+    """An N-class ``readers.csv`` checked and joined to ``cases``: columns
+    :data:`MULTICLASS_COLUMNS` (``rating`` NaN when absent; ``label`` the true class index,
+    ``decision_label`` the decided one) and ``prob_<class>`` when given, ordered by
+    condition (config order), reader, patient."""
+    path = Path(path)
+    classes = list(classes)
+    table, known = _read_table(path, cases, conditions, MULTICLASS_REQUIRED_COLUMNS)
+    conditions = list(conditions)
+    table["decision"] = _decisions(table, path, classes)
+    table["decision_label"] = table["decision"].map({name: i for i, name in enumerate(classes)}).astype(int)
+    if "rating" in table.columns and (table["rating"].astype(str).str.strip() != "").any():
+        table["rating"] = _ratings(table, path, rating_scale)
+    else:
+        table["rating"] = np.nan
+    probability_columns = [f"prob_{name}" for name in classes]
+    given = [c for c in probability_columns if c in table.columns]
+    if given and len(given) != len(probability_columns):
+        raise InputError(f"{path}: probability columns {given} given but {sorted(set(probability_columns) - set(given))} "
+                         "missing; give prob_<class> for every class of config `classes` or none")
+    if given:
+        values = table[probability_columns].apply(pd.to_numeric, errors="coerce")
+        bad = values.isna().any(axis=1) | ((values < 0) | (values > 1)).any(axis=1)
+        if bad.any():
+            raise InputError(f"{path}: prob_<class> values on line(s) {_lines(bad)} are not probabilities in "
+                             "[0, 1]")
+        total = values.sum(axis=1)
+        off = (total - 1).abs() > PROBABILITY_SUM_GAP
+        if off.any():
+            raise InputError(f"{path}: the class probabilities on line(s) {_lines(off)} sum to "
+                             f"{total[off].round(3).tolist()[:5]}, not 1; give each reading's probability of "
+                             "every class")
+        table[probability_columns] = values.div(total, axis=0)
+    duplicated = table.duplicated(["reader", "patient_id", "condition"], keep=False)
+    if duplicated.any():
+        raise InputError(f"{path}: more than one reading of the same reader, case and condition on "
+                         f"line(s) {_lines(duplicated)}; keep one reading each")
+    experience = table.groupby("reader")["experience"].nunique()
+    if (experience > 1).any():
+        raise InputError(f"{path}: reader(s) {experience.index[experience > 1].tolist()} have more than one "
+                         "experience value; give each reader one")
+    _check_crossed(table, path, conditions)
+    joined = table.join(known[["diagnosis", "label", "cohort"]], on="patient_id")
+    if joined["patient_id"].nunique() < 2:
+        raise InputError(f"{path}: the readers read {joined['patient_id'].nunique()} case(s); a reader study "
+                         "needs at least 2")
+    joined["condition"] = pd.Categorical(joined["condition"], categories=conditions)
+    joined = joined.sort_values(["condition", "reader", "patient_id"], kind="mergesort")
+    joined["condition"] = joined["condition"].astype(str)
+    joined["label"] = joined["label"].astype(int)
+    return joined[[*MULTICLASS_COLUMNS, *(probability_columns if given else [])]].reset_index(drop=True)
+
+
+def _read_table(path: Path, cases: pd.DataFrame, conditions: Sequence[str], required: Sequence[str]):
+    """readers.csv as strings, with its columns, conditions and cases checked; and the
+    cases table indexed by patient_id."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot read the reader study ({error}); give a CSV file with "
+                         f"columns {list(required)}") from error
+    table.columns = [str(c).strip() for c in table.columns]
+    if "patient_id" not in table.columns and "case" in table.columns:
+        table = table.rename(columns={"case": "patient_id"})
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {missing}; a reader study has one row per reader, "
+                         f"case and condition with columns {list(required)} (optional: experience)")
+    if "experience" not in table.columns:
+        table["experience"] = ""
+    for column in (*required, "experience"):
+        table[column] = table[column].astype(str).str.strip()
+    empty = (table[list(required)] == "").any(axis=1)
+    if empty.any():
+        raise InputError(f"{path}: empty value(s) on line(s) {_lines(empty)}; every row needs "
+                         f"{list(required)}")
+    if table.empty:
+        raise InputError(f"{path}: no ratings; add one row per reader, case and condition")
+
+    conditions = list(conditions)
+    unknown = ~table["condition"].isin(conditions)
+    if unknown.any():
+        raise InputError(f"{path}: unknown condition(s) {sorted(set(table.loc[unknown, 'condition']))} on "
+                         f"line(s) {_lines(unknown)}; use one of config reader_study.conditions {conditions} "
+                         "or add the condition there")
+    absent = [c for c in conditions if c not in set(table["condition"])]
+    if absent:
+        raise InputError(f"{path}: condition(s) {absent} of config reader_study.conditions have no "
+                         f"ratings; add the readings or remove the condition from the config")
+
+    known = cases.set_index("patient_id")
+    unknown = ~table["patient_id"].isin(known.index)
+    if unknown.any():
+        raise InputError(f"{path}: case(s) {sorted(set(table.loc[unknown, 'patient_id']))[:10]} on line(s) "
+                         f"{_lines(unknown)} are not in the cases table; correct the patient_id or add "
+                         "the patient to the cases table")
+    return table, known
 
 
 def _ratings(table: pd.DataFrame, path: Path, rating_scale: str) -> pd.Series:

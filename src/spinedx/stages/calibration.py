@@ -15,6 +15,17 @@ them worth it?
   0.01 to calibration.dca_max_threshold in steps of calibration.dca_step.
 * Figures ``calibration_curve`` (final system, a panel per cohort) and ``decision_curve``
   (the final backbone's inputs, the final system highlighted).
+
+N-class studies (:func:`multiclass_main_stage`; more than two classes, labels per case):
+the final system (case-level ALL input of the backbone the N-class overall table chooses)
+on each test set (the internal test set, each external cohort, and the pooled external
+cohorts): ``calibration.csv`` one row per class (one-vs-rest: ``prob_<class>`` against
+"is that class": Brier, scaled Brier, calibration intercept and slope with patient-bootstrap
+intervals, as above) and one row ``class = all`` with the multi-class Brier score
+(:func:`spinedx.stats.calibration.multiclass_brier`); ``calibration_curve.csv`` the binned
+one-vs-rest reliability curve of every class on the pooled external cohorts; the figure a
+panel per class. Decision curves need one treatment threshold on one probability: not
+made for N classes.
 """
 
 from __future__ import annotations
@@ -26,12 +37,14 @@ import numpy as np
 import pandas as pd
 
 from spinedx.aggregation import ALL_INPUT
-from spinedx.final_system import EVALUATED_MODEL, choose_final_backbone, evaluated_cases
+from spinedx.final_system import (EVALUATED_MODEL, choose_final_backbone, choose_final_backbone_multiclass,
+                                  EXTERNAL_POOLED, INTERNAL_TEST, evaluated_cases, scoring_predictions)
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import COLUMN_WIDTH, PAGE_WIDTH, PALETTE, colors, pyplot, save_figure
-from spinedx.stats.calibration import calibration_summary, reliability_curve, smoothed_calibration
+from spinedx.stats.calibration import (calibration_summary, multiclass_brier, reliability_curve,
+                                      smoothed_calibration)
 from spinedx.stats.decision_curve import TREAT_ALL, TREAT_NONE, decision_curve
-from spinedx.task import BinaryTask
+from spinedx.task import BinaryTask, task_from_config
 
 log = logging.getLogger(__name__)
 
@@ -187,3 +200,106 @@ def main_stage(config, case_prediction_paths, table3_path, out_summary, out_curv
         log.info("calibration of the final system, %s cohort: intercept %.2f, slope %.2f, Brier %.3f",
                  row.cohort, row.intercept, row.slope, row.brier)
     return {"summary": summary, "curves": curves, "decision_curve": curve, "figures": written}
+
+
+# --- N-class studies ------------------------------------------------------------------
+
+ALL_CLASSES = "all"
+MULTICLASS_SUMMARY_COLUMNS = ["test_set", "backbone", "input", "class", *SUMMARY_KEYS]
+MULTICLASS_CURVE_COLUMNS = ["test_set", "class", "bin", "lower", "upper", "n", "n_positive", "predicted", "observed",
+                            "observed_lo", "observed_hi"]
+
+
+def evaluated_sets(scored: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(name, rows): the internal test set, each external cohort, the pooled external ones."""
+    sets = [(INTERNAL_TEST, scored[scored["cohort"] == "internal"])]
+    external = scored[scored["cohort"] != "internal"]
+    cohorts = list(dict.fromkeys(external["cohort"]))
+    sets += [(cohort, external[external["cohort"] == cohort]) for cohort in cohorts]
+    if len(cohorts) > 1:
+        sets.append((EXTERNAL_POOLED, external))
+    return [(name, rows) for name, rows in sets if len(rows)]
+
+
+def multiclass_calibration_table(scored: pd.DataFrame, task, backbone: str, n_boot: int, seed: int,
+                                 level: float) -> pd.DataFrame:
+    rows = []
+    for name, group in evaluated_sets(scored):
+        labels, patients = group["label"].to_numpy(dtype=int), group["patient_id"].to_numpy()
+        probs = task.probabilities(group)
+        brier = multiclass_brier(labels, probs, patients, n_boot=n_boot, seed=seed, level=level)
+        rows.append({"test_set": name, "backbone": backbone, "input": ALL_INPUT, "class": ALL_CLASSES,
+                     "n": brier["n"], "brier": brier["brier"], "brier_lo": brier["brier_lo"],
+                     "brier_hi": brier["brier_hi"], "interval": f"patient bootstrap (percentile, {n_boot} replicates)"})
+        for k, class_name in enumerate(task.classes):
+            outcome = (labels == k).astype(int)
+            if outcome.min() == outcome.max():
+                continue  # the class absent (or alone): intercept, slope and scaled Brier undefined
+            summary = calibration_summary(outcome, probs[:, k], patients, n_boot=n_boot, seed=seed, level=level)
+            rows.append({"test_set": name, "backbone": backbone, "input": ALL_INPUT, "class": class_name,
+                         **{key: summary[key] for key in SUMMARY_KEYS}})
+    return pd.DataFrame(rows, columns=MULTICLASS_SUMMARY_COLUMNS)
+
+
+def multiclass_curve_table(name: str, group: pd.DataFrame, task, settings: dict, level: float) -> pd.DataFrame:
+    parts = []
+    labels, probs = group["label"].to_numpy(dtype=int), task.probabilities(group)
+    for k, class_name in enumerate(task.classes):
+        outcome = (labels == k).astype(int)
+        binned = reliability_curve(outcome, probs[:, k], n_bins=min(int(settings["n_bins"]), len(group)),
+                                   strategy=settings["strategy"], level=level)
+        parts.append(binned.rename(columns={"mean_predicted": "predicted"}).assign(test_set=name, **{"class": class_name}))
+    return pd.concat(parts, ignore_index=True).reindex(columns=MULTICLASS_CURVE_COLUMNS)
+
+
+def multiclass_calibration_figure(curves: pd.DataFrame, summary: pd.DataFrame, classes, backbone: str, name: str):
+    plt = pyplot()
+    columns = min(len(classes), 3)
+    rows = int(np.ceil(len(classes) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(PAGE_WIDTH, 2.3 * rows + 0.4), squeeze=False)
+    for index, class_name in enumerate(classes):
+        ax = axes[index // columns][index % columns]
+        ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":")
+        binned = curves[curves["class"] == class_name]
+        ax.errorbar(binned["predicted"], binned["observed"],
+                    yerr=[binned["observed"] - binned["observed_lo"], binned["observed_hi"] - binned["observed"]],
+                    fmt="o-", color=PALETTE[index % len(PALETTE)], ms=3.5, capsize=2, lw=1)
+        row = summary[(summary["test_set"] == name) & (summary["class"] == class_name)]
+        if len(row):
+            ax.text(0.03, 0.97, f"Brier {row['brier'].iloc[0]:.3f}", transform=ax.transAxes, va="top", fontsize=7)
+        ax.set_xlim(-0.01, 1.01)
+        ax.set_ylim(-0.01, 1.01)
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_title(f"{class_name} vs rest")
+        ax.set_xlabel("Predicted probability")
+        ax.set_ylabel("Observed fraction")
+    for index in range(len(classes), rows * columns):
+        axes[index // columns][index % columns].axis("off")
+    overall = summary[(summary["test_set"] == name) & (summary["class"] == ALL_CLASSES)]
+    brier = f", multi-class Brier {overall['brier'].iloc[0]:.3f}" if len(overall) else ""
+    fig.suptitle(f"One-vs-rest calibration of the final system ({backbone}, {ALL_INPUT}, case level, {name}{brier})")
+    fig.tight_layout()
+    return fig
+
+
+def multiclass_main_stage(config, case_prediction_paths, overall_path, out_summary, out_curve,
+                          calibration_stem) -> dict:
+    task = task_from_config(config)
+    settings, evaluation = config["calibration"], config["evaluation"]
+    external = list(config["data"]["external_cohorts"])
+    pooled = EXTERNAL_POOLED if len(external) > 1 else external[0]
+    backbone = choose_final_backbone_multiclass(pd.read_csv(overall_path), config, pooled)
+    scored = scoring_predictions(read_parquets(case_prediction_paths), backbone)
+    summary = multiclass_calibration_table(scored, task, backbone, int(evaluation["bootstrap_replicates"]),
+                                           int(evaluation["seed"]), evaluation["ci_level"])
+    sets = dict(evaluated_sets(scored))
+    name = pooled if pooled in sets else next(iter(sets))
+    curves = multiclass_curve_table(name, sets[name], task, settings, evaluation["ci_level"])
+    write_csv(summary, out_summary)
+    write_csv(curves, out_curve)
+    written = save_figure(multiclass_calibration_figure(curves, summary, list(task.classes), backbone, name),
+                          Path(calibration_stem))
+    for row in summary[summary["class"] == ALL_CLASSES].itertuples():
+        log.info("calibration of the final system, %s: multi-class Brier %.3f (%.3f to %.3f)", row.test_set,
+                 row.brier, row.brier_lo, row.brier_hi)
+    return {"summary": summary, "curves": curves, "figures": written}

@@ -50,6 +50,7 @@ import pandas as pd
 from spinedx import paths
 from spinedx.aggregation import ALL_INPUT, ENSEMBLE, OUT_OF_FOLD, PREDICTION_SET
 from spinedx.errors import InputError
+from spinedx.final_system import EXTERNAL_POOLED  # the prediction set of every external cohort together
 from spinedx.io import read_parquets, write_csv
 from spinedx.stats.fusion import FUSION_INPUTS
 from spinedx.stats.multiclass import multiclass_tables, reference_class_table
@@ -58,8 +59,6 @@ from spinedx.task import Task, task_from_config
 log = logging.getLogger(__name__)
 
 KEY_COLUMNS = ["level", "backbone", "input", PREDICTION_SET, "model"]
-#: The prediction set of every external cohort together.
-EXTERNAL_POOLED = "external_pooled"
 #: Internal prediction sets, in report order.
 INTERNAL_SETS = (OUT_OF_FOLD, "validation", "internal_test")
 #: Overall metrics summarised over hold-out repeats.

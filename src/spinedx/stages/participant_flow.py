@@ -3,10 +3,14 @@ found, left out (and why), split, and analysed, from the pipeline's own records.
 
 Records read: the cases table (patients listed), the image table of the annotations
 stage (annotated images found), the annotations stage's exclusion records (patients
-without an image of a sequence, image files without an annotation), the folds of the
-splits stage (internal cohort; absent in audit mode), the case-level predictions (the
-cases analysed, per input, by the predictions that score each cohort) and, when the
-study has one, the reader study (cases read, cases without reader ratings).
+without an image of a sequence, image files without an annotation), the splits of the
+splits stage (internal cohort; absent in audit mode): k-fold folds, or the hold-out
+partitions of every repeat (training, validation, internal test), the case-level
+predictions (the cases analysed, per input, by the predictions that score each cohort:
+the out-of-fold ones, or with a hold-out split the internal-test ones, and the ensemble
+for every external cohort) and, when the study has one, the reader study (cases read,
+cases without reader ratings). Cohorts: ``internal`` and each external cohort of config
+``data.external_cohorts`` (one column each in the figure).
 
 ``participant_flow.csv``: one row per count: step, cohort, group (a fold, an input, a
 class, a reason), patients, images. ``participant_flow`` figure: the STARD diagram, boxes
@@ -20,12 +24,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from spinedx.aggregation import ALL_INPUT
-from spinedx.final_system import EVALUATED_MODEL, evaluated_cases
+from spinedx.aggregation import ALL_INPUT, ENSEMBLE, PREDICTION_SET
+from spinedx.final_system import EVALUATED_MODEL, INTERNAL_TEST, evaluated_cases
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import PAGE_WIDTH, PALETTE, pyplot, save_figure
-from spinedx.readers.cases import COHORTS, read_cases
-from spinedx.splitting import read_folds
+from spinedx.readers.cases import COHORTS, INTERNAL_COHORT, read_cases
+from spinedx.splitting import read_splits
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +41,50 @@ LACKING = "lacking a sequence (still analysed in the others and ALL)"
 NO_RATINGS = "no reader ratings"
 
 
+def _scored(case_predictions: pd.DataFrame, cohort: str) -> pd.DataFrame:
+    """The case-level rows that score ``cohort`` (every backbone and input): external
+    cohorts by the ensemble; the internal one by the out-of-fold predictions, or with a
+    hold-out split (prediction sets ``internal_test``) by the first repeat testing each
+    patient."""
+    if cohort in EVALUATED_MODEL and not (
+            cohort == INTERNAL_COHORT and PREDICTION_SET in case_predictions.columns
+            and (case_predictions[PREDICTION_SET] == INTERNAL_TEST).any()):
+        return evaluated_cases(case_predictions, input_=None, cohorts=(cohort,))
+    if cohort != INTERNAL_COHORT:
+        return case_predictions[(case_predictions["cohort"] == cohort)
+                                & (case_predictions["model"] == ENSEMBLE)].reset_index(drop=True)
+    tested = case_predictions[(case_predictions["cohort"] == cohort)
+                              & (case_predictions[PREDICTION_SET] == INTERNAL_TEST)]
+    repeat = tested["model"].str.extract(r"(\d+)$", expand=False).astype(int)
+    return (tested.assign(_repeat=repeat).sort_values("_repeat", kind="stable")
+            .drop_duplicates(["backbone", "input", "patient_id"]).drop(columns="_repeat").reset_index(drop=True))
+
+
+def _split_rows(folds: pd.DataFrame, with_images: set, their_images: pd.DataFrame):
+    """(group, patients, images) of the internal split: per fold, or per hold-out repeat
+    and partition."""
+    if "partition" in folds.columns:
+        for (repeat, partition), group in folds.groupby(["repeat", "partition"], sort=False):
+            ids = set(group["patient_id"])
+            yield (f"repeat {repeat}: {partition}", len(ids & with_images),
+                   int(their_images["patient_id"].isin(ids).sum()))
+        return
+    for fold, group in folds.groupby("fold"):
+        fold_ids = set(group["patient_id"])
+        yield f"fold {fold}", len(fold_ids & with_images), int(their_images["patient_id"].isin(fold_ids).sum())
+
+
 def flow_table(cases: pd.DataFrame, images: pd.DataFrame, excluded: pd.DataFrame, folds: pd.DataFrame | None,
-               case_predictions: pd.DataFrame, classes, readers: pd.DataFrame | None = None) -> pd.DataFrame:
+               case_predictions: pd.DataFrame, classes, readers: pd.DataFrame | None = None,
+               cohorts=COHORTS) -> pd.DataFrame:
+    """The counts (module docstring); ``cohorts``: internal, then the external cohorts."""
     rows = []
 
     def add(step, cohort, group, patients, images_=None):
         rows.append({"step": step, "cohort": cohort, "group": group, "patients": int(patients),
                      "images": None if images_ is None else int(images_)})
 
-    for cohort in COHORTS:
+    for cohort in cohorts:
         listed = cases[cases["cohort"] == cohort]
         if listed.empty:
             continue
@@ -66,14 +105,12 @@ def flow_table(cases: pd.DataFrame, images: pd.DataFrame, excluded: pd.DataFrame
         files = theirs[theirs["level"] == "image"]
         for (sequence, reason), group in files.groupby(["sequence", "reason"], sort=False):
             add(EXCLUDED, cohort, f"{reason}: {sequence}", group["patient_id"].nunique(), len(group))
-        if cohort == "internal" and folds is not None:
-            for fold, group in folds.groupby("fold"):
-                fold_ids = set(group["patient_id"])
-                add(SPLIT, cohort, f"fold {fold}", len(fold_ids & with_images),
-                    int(their_images["patient_id"].isin(fold_ids).sum()))
+        if cohort == INTERNAL_COHORT and folds is not None:
+            for group, patients, n_images in _split_rows(folds, with_images, their_images):
+                add(SPLIT, cohort, group, patients, n_images)
         else:
-            add(SPLIT, cohort, "test" if cohort == "external" else "all", len(with_images), len(their_images))
-        scored = evaluated_cases(case_predictions, input_=None, cohorts=(cohort,))
+            add(SPLIT, cohort, "all" if cohort == INTERNAL_COHORT else "test", len(with_images), len(their_images))
+        scored = _scored(case_predictions, cohort)
         scored = scored[scored["backbone"] == scored["backbone"].iloc[0]] if len(scored) else scored
         for input_, group in scored.groupby("input", sort=False):
             add(ANALYSED, cohort, input_, group["patient_id"].nunique(), int(group["n_images"].sum()))
@@ -82,7 +119,7 @@ def flow_table(cases: pd.DataFrame, images: pd.DataFrame, excluded: pd.DataFrame
             add(ANALYSED, cohort, f"{ALL_INPUT}: {name}", int((all_input["label"] == label).sum()))
         if readers is not None:
             read = set(readers["patient_id"]) & ids
-            if read or cohort == "external":
+            if read or cohort != INTERNAL_COHORT:
                 add(READ, cohort, f"read by {readers['reader'].nunique()} readers", len(read))
                 add(READ, cohort, NO_RATINGS, len(with_images - read))
     return pd.DataFrame(rows, columns=FLOW_COLUMNS).astype({"patients": int, "images": "Int64"})
@@ -103,12 +140,12 @@ def _short(reason: str) -> str:
     return f"{head.split(' (')[0]} ({sequence})" if sequence else reason
 
 
-def flow_figure(table: pd.DataFrame, classes, n_folds: int | None):
+def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, cohorts=COHORTS, holdout: str = ""):
     """STARD-style diagram: listed -> with images (left out beside) -> one column per
     cohort: split -> analysed -> reader study. Arrows run from box edge to box edge."""
     plt = pyplot()
-    cohorts = [c for c in COHORTS if ((table["cohort"] == c) & (table["step"] == LISTED)).any()]
-    fig = plt.figure(figsize=(PAGE_WIDTH, 6.4))
+    cohorts = [c for c in cohorts if ((table["cohort"] == c) & (table["step"] == LISTED)).any()]
+    fig = plt.figure(figsize=(PAGE_WIDTH * max(1.0, len(cohorts) / 2), 6.4))
     ax = fig.add_axes((0, 0, 1, 0.96))
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
@@ -144,18 +181,20 @@ def flow_figure(table: pd.DataFrame, classes, n_folds: int | None):
                                                           edgecolor="0.2", lw=0.8))
     ax.annotate("", xy=(0, 0.5), xycoords=left_out, xytext=(0.5, 0.845), textcoords="data",
                 arrowprops=dict(arrowstyle="-|>", color="0.25", lw=0.9, shrinkA=0, shrinkB=2))
-    columns = {c: x for c, x in zip(cohorts, (0.25, 0.75) if len(cohorts) == 2 else (0.5,))}
-    for cohort, x in columns.items():
-        color = PALETTE[0] if cohort == "internal" else PALETTE[1]
+    columns = {c: (i + 0.5) / len(cohorts) for i, c in enumerate(cohorts)}
+    for index, (cohort, x) in enumerate(columns.items()):
+        color = PALETTE[min(index, len(PALETTE) - 1)]
         per_class = ", ".join(f"{name} {_count(table, WITH_IMAGES, cohort, name)}" for name in classes)
-        if cohort == "internal":
+        if cohort == INTERNAL_COHORT:
             folds = table[(table["step"] == SPLIT) & (table["cohort"] == cohort)]
             split = ("\n".join(f"{r.group}: n = {r.patients} ({r.images} images)" for r in folds.itertuples())
-                     if len(folds) and str(folds["group"].iloc[0]).startswith("fold") else "no folds (audit)")
-            title = f"Internal cohort (cross-validation{f', {n_folds} folds' if n_folds else ''})"
+                     if len(folds) and str(folds["group"].iloc[0]).startswith(("fold", "repeat"))
+                     else "no folds (audit)")
+            title = (f"Internal cohort (hold-out {holdout})" if holdout else
+                     f"Internal cohort (cross-validation{f', {n_folds} folds' if n_folds else ''})")
         else:
             split = "test set: never used for training\nor model selection"
-            title = "External cohort (test)"
+            title = "External cohort (test)" if cohort == "external" else f"External cohort {cohort} (test)"
         cohort_box = box(x, 0.57, f"{title}\nn = {with_images[cohort]} ({per_class})\n{n_images[cohort]} images",
                          color=color + "22", edge=color)
         arrow(found, cohort_box)
@@ -163,7 +202,9 @@ def flow_figure(table: pd.DataFrame, classes, n_folds: int | None):
         arrow(cohort_box, split_box)
         analysed = table[(table["step"] == ANALYSED) & (table["cohort"] == cohort)
                          & ~table["group"].str.contains(":")]
-        text = (f"Analysed ({EVALUATED_MODEL[cohort]} predictions, case level)\n"
+        scorer = ("internal-test" if holdout and cohort == INTERNAL_COHORT
+                  else EVALUATED_MODEL.get(cohort, EVALUATED_MODEL["external"]))
+        text = (f"Analysed ({scorer} predictions, case level)\n"
                 + "\n".join(f"{r.group}: n = {r.patients} ({r.images} images)" for r in analysed.itertuples())
                 + "\n" + ", ".join(f"{name} {_count(table, ANALYSED, cohort, f'{ALL_INPUT}: {name}')}"
                                    for name in classes))
@@ -183,15 +224,21 @@ def main_stage(config, cases_path, images_path, exclusion_paths, case_prediction
                folds_path=None, readers_path=None) -> pd.DataFrame:
     classes = list(config["classes"])
     cases = read_cases(cases_path, classes, all_external=bool(config["audit"]["bundle"]), external_cohorts=None)
+    cohorts = list(dict.fromkeys([INTERNAL_COHORT, *config["data"]["external_cohorts"],
+                                  *sorted(set(cases["cohort"]) - {INTERNAL_COHORT})]))
     images = pd.read_parquet(images_path)
     excluded = pd.concat([pd.read_csv(p, dtype=str) for p in exclusion_paths], ignore_index=True)
-    folds = read_folds(folds_path) if folds_path else None
+    folds = read_splits(folds_path) if folds_path else None
     readers = pd.read_csv(readers_path, dtype=str) if readers_path else None
     if readers is not None and "patient_id" not in readers.columns and "case" in readers.columns:
         readers = readers.rename(columns={"case": "patient_id"})
-    table = flow_table(cases, images, excluded, folds, read_parquets(case_prediction_paths), classes, readers)
+    table = flow_table(cases, images, excluded, folds, read_parquets(case_prediction_paths), classes, readers,
+                       cohorts)
     write_csv(table, out)
-    n_folds = int(folds["fold"].nunique()) if folds is not None else None
-    save_figure(flow_figure(table, classes, n_folds), Path(figure_stem))
+    holdout = folds is not None and "partition" in folds.columns
+    n_folds = int(folds["fold"].nunique()) if folds is not None and not holdout else None
+    ratios = ":".join(f"{r:g}" for r in config["splits"]["ratios"])
+    holdout_text = (f"{ratios}, {int(folds['repeat'].nunique())} repeat(s)" if holdout else "")
+    save_figure(flow_figure(table, classes, n_folds, cohorts, holdout_text), Path(figure_stem))
     log.info("participant flow: %d counts -> %s", len(table), out)
     return table

@@ -16,6 +16,17 @@ when a study has no external cohort); one row for all cases, then one per variab
 level, with :data:`spinedx.stats.tables.METRIC_COLUMNS` (Wilson intervals; AUC and kappa
 with the patient bootstrap, evaluation.bootstrap_replicates). A level with one class
 has no AUC and only one of sensitivity and specificity.
+
+N-class studies (more than two classes): the final system is the case-level ALL input of
+``figures.final_backbone`` (else the best case-level macro-AUC on the external test set of
+the N-class overall table) on every external cohort's cases (ensemble; the internal
+test cases when a study has none), and each row holds
+:data:`MULTICLASS_SUBGROUP_COLUMNS`: micro-accuracy (Wilson), macro-F1, macro
+sensitivity, macro specificity, Cohen's kappa and macro-AUC (patient bootstrap)
+from :func:`spinedx.stats.multiclass.multiclass_tables`, the same call the N-class
+evaluation makes, so the "all cases" row equals that table's row of the same cases. The
+forest plot shows accuracy and macro-F1. ``cohort`` is a variable like any other column of
+the cases table (one level per external centre).
 """
 
 from __future__ import annotations
@@ -28,13 +39,15 @@ import numpy as np
 import pandas as pd
 
 from spinedx.errors import InputError
-from spinedx.final_system import EVALUATED_MODEL, choose_final_backbone, evaluated_cases
+from spinedx.final_system import (EVALUATED_MODEL, EXTERNAL_POOLED, choose_final_backbone,
+                                  choose_final_backbone_multiclass, evaluated_cases, scoring_predictions)
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import PAGE_WIDTH, PALETTE, pyplot, save_figure
 from spinedx.readers.cases import read_cases
 from spinedx.readers.dicom import ACQUISITION_ATTRIBUTES, acquisition_attributes, is_dicom
+from spinedx.stats.multiclass import multiclass_tables
 from spinedx.stats.tables import METRIC_COLUMNS, metrics_table
-from spinedx.task import BinaryTask
+from spinedx.task import BinaryTask, Task, task_from_config
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +55,8 @@ AGE_BAND = "age_band"
 MISSING, NOT_DICOM = "missing", "not DICOM"
 ALL_CASES = "all cases"
 DICOM_VARIABLES = tuple(ACQUISITION_ATTRIBUTES.values())
+MULTICLASS_METRICS = ("accuracy", "macro_f1", "macro_sensitivity", "macro_specificity", "kappa", "macro_auc")
+MULTICLASS_SUBGROUP_COLUMNS = ["n", *(f"{m}{s}" for m in MULTICLASS_METRICS for s in ("", "_lo", "_hi"))]
 
 
 def age_bands(ages: pd.Series, cuts) -> pd.Series:
@@ -123,6 +138,86 @@ def subgroup_table(cases: pd.DataFrame, values: pd.DataFrame, variables, score_c
     return pd.concat(parts, ignore_index=True)
 
 
+def multiclass_subgroup_table(cases: pd.DataFrame, values: pd.DataFrame, variables, task: Task,
+                              evaluation: dict) -> pd.DataFrame:
+    """N classes: one row for all cases, then one per variable x level (levels sorted,
+    missing last), :data:`MULTICLASS_SUBGROUP_COLUMNS` (rows keep the predictions' order,
+    so the bootstrap draws the N-class evaluation's patients)."""
+    options = dict(n_boot=int(evaluation["bootstrap_replicates"]), seed=int(evaluation["seed"]),
+                   level=float(evaluation["ci_level"]), proportion_intervals="wilson", stratify="none")
+    frame = cases.merge(values, on="patient_id", how="left", sort=False)
+
+    def row(variable, level, rows):
+        overall = multiclass_tables(rows["label"].to_numpy(), rows["patient_id"].to_numpy(), task.classes,
+                                    probs=task.probabilities(rows), decisions=task.decide(rows),
+                                    **options)["overall"].iloc[0]
+        return {"variable": variable, "level": level, **{c: overall[c] for c in MULTICLASS_SUBGROUP_COLUMNS}}
+
+    out = [row(ALL_CASES, ALL_CASES, frame)]
+    for variable in variables:
+        levels = sorted(set(frame[variable]), key=lambda v: (v in (MISSING, NOT_DICOM), _natural(v)))
+        out += [row(variable, level, frame[frame[variable] == level]) for level in levels]
+    return pd.DataFrame(out, columns=["variable", "level", *MULTICLASS_SUBGROUP_COLUMNS])
+
+
+def multiclass_forest_figure(table: pd.DataFrame, backbone: str, cohort: str):
+    """Accuracy and macro-F1 with their intervals, one row per subgroup level."""
+    plt = pyplot()
+    rows = table.reset_index(drop=True)
+    labels = [ALL_CASES if r.variable == ALL_CASES else f"{r.variable}: {r.level}" for r in rows.itertuples()]
+    height = 1.2 + 0.24 * len(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH * 0.8, height), sharey=True)
+    y = np.arange(len(rows))[::-1]
+    for ax, (metric, title), color in zip(axes, (("accuracy", "Accuracy (micro)"), ("macro_f1", "Macro-F1")),
+                                          PALETTE):
+        estimate = rows[metric].to_numpy(dtype=float)
+        lo, hi = rows[f"{metric}_lo"].to_numpy(dtype=float), rows[f"{metric}_hi"].to_numpy(dtype=float)
+        shown = np.isfinite(estimate)
+        err = np.vstack([np.where(np.isfinite(lo), estimate - lo, 0), np.where(np.isfinite(hi), hi - estimate, 0)])
+        ax.errorbar(estimate[shown], y[shown], xerr=err[:, shown], fmt="s", color=color, ms=4, capsize=2, lw=1)
+        if np.isfinite(estimate[0]):
+            ax.axvline(estimate[0], color="0.5", lw=0.8, ls="--", zorder=0)
+        for yy in y[~shown]:
+            ax.text(0.5, yy, "n/a", ha="center", va="center", fontsize=6, color="0.4")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_title(title)
+        ax.grid(axis="y", visible=False)
+    axes[0].set_yticks(y, [f"{label}  (n = {int(n)})" for label, n in zip(labels, rows["n"])])
+    axes[0].set_ylim(-0.7, len(rows) - 0.3)
+    fig.suptitle(f"Subgroups of the final system ({backbone}, case level, {cohort})")
+    fig.text(0.01, 0.0, "95% intervals (accuracy: Wilson; macro-F1: patient bootstrap); dashed line: all cases",
+             fontsize=6, color="0.3", va="bottom")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def _multiclass_stage(config, cases_path, images_path, images_dir, case_prediction_paths, overall_path, out,
+                      figure_stem) -> pd.DataFrame:
+    task = task_from_config(config)
+    settings = config["subgroups"]
+    variables = list(settings["variables"])
+    cases = read_cases(cases_path, list(task.classes), all_external=bool(config["audit"]["bundle"]),
+                       external_cohorts=None)
+    external = list(config["data"]["external_cohorts"])
+    test_set = EXTERNAL_POOLED if len(external) > 1 else external[0]
+    backbone = choose_final_backbone_multiclass(pd.read_csv(overall_path), config, test_set)
+    scored = scoring_predictions(read_parquets(case_prediction_paths), backbone)
+    final = scored[scored["cohort"] != "internal"]
+    cohort = f"{test_set} (ensemble)"
+    if final.empty:
+        final, cohort = scored, "internal (internal test)"
+    images = pd.read_parquet(images_path) if images_path else None
+    values = subgroup_values(cases, variables, settings["age_bands"], images, images_dir, cases_path)
+    table = multiclass_subgroup_table(final.drop(columns=[v for v in variables if v in final.columns]), values,
+                                      variables, task, config["evaluation"])
+    table.insert(0, "cohort", cohort)
+    table.insert(1, "backbone", backbone)
+    write_csv(table, out)
+    save_figure(multiclass_forest_figure(table, backbone, cohort), Path(figure_stem))
+    log.info("subgroups (N classes): %d levels of %s -> %s", len(table) - 1, variables, out)
+    return table
+
+
 def _natural(value: str):
     """Numbers by value (age bands, field strengths), text alphabetically."""
     head = value.lstrip("<>=").split(" ")[0]
@@ -167,7 +262,14 @@ def forest_figure(table: pd.DataFrame, backbone: str, cohort: str):
 
 
 def main_stage(config, cases_path, images_path, images_dir, case_prediction_paths, table3_path, out,
-               figure_stem) -> pd.DataFrame:
+               figure_stem, overall_path=None) -> pd.DataFrame:
+    """``table3_path`` chooses the final backbone of a two-class study, ``overall_path``
+    (the N-class overall table) that of an N-class one."""
+    if len(config["classes"]) > 2:
+        if not overall_path:
+            raise InputError("subgroups of an N-class study need the N-class overall table (--overall)")
+        return _multiclass_stage(config, cases_path, images_path, images_dir, case_prediction_paths, overall_path,
+                                 out, figure_stem)
     task = BinaryTask.from_config(config)
     settings = config["subgroups"]
     variables = list(settings["variables"])

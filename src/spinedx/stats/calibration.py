@@ -13,6 +13,9 @@ With outcome ``y`` (0/1), predicted probability ``p`` and ``x = logit(p)``:
 * Brier score ``B = mean((p - y)^2)``; scaled Brier ``1 - B / (ybar (1 - ybar))``, the
   improvement over predicting the prevalence ``ybar`` for everyone (Steyerberg et al.
   2010, Epidemiology 21:128-138).
+* Multi-class Brier score (Brier 1950): ``mean_i sum_k (p_ik - y_ik)^2`` over N classes
+  (``y_ik`` = 1 for the true class), between 0 and 2; the sum of the N one-vs-rest Brier
+  scores (:func:`multiclass_brier`).
 * Reliability curve: cases grouped into bins of predicted probability, each bin's mean
   prediction against its observed fraction with a Wilson interval. Bins follow
   scikit-learn's ``calibration_curve``: quantile edges (or equal widths), empty bins
@@ -43,7 +46,7 @@ from spinedx.errors import InputError
 from spinedx.stats.binary import wilson_interval
 
 __all__ = ["EPS", "brier_score", "calibration_intercept", "calibration_slope",
-           "calibration_summary", "reliability_curve", "scaled_brier_score",
+           "calibration_summary", "multiclass_brier", "reliability_curve", "scaled_brier_score",
            "smoothed_calibration"]
 
 EPS = 1e-8
@@ -336,4 +339,35 @@ def calibration_summary(labels, probs, clusters=None, n_boot: int = 2000, seed=0
         summary[f"{name}_lo"], summary[f"{name}_hi"] = float(lo), float(hi)
     summary.update(interval=f"patient bootstrap (percentile, {int(n_boot)} replicates)",
                    n_boot_valid=int(valid.sum()))
+    return summary
+
+
+def multiclass_brier(labels, probs, clusters=None, n_boot: int = 2000, seed=0, level: float = 0.95) -> dict:
+    """Multi-class Brier score of class indexes ``labels`` (n,) and probability rows
+    ``probs`` (n, N), with a percentile interval of the bootstrap of ``clusters`` (the
+    draws :func:`calibration_summary` makes): keys ``n, brier, brier_lo, brier_hi``."""
+    probs = np.asarray(probs, dtype=float)
+    labels = np.asarray(labels)
+    if probs.ndim != 2 or labels.shape != (probs.shape[0],):
+        raise InputError(f"probs must be (n, classes) with one label per row, got {probs.shape} and {labels.shape}")
+    if not np.isfinite(probs).all() or (probs < 0).any() or (probs > 1).any():
+        raise InputError("probs must hold probabilities in [0, 1]")
+    if labels.size == 0 or (labels < 0).any() or (labels >= probs.shape[1]).any():
+        raise InputError(f"labels must be class indexes 0..{probs.shape[1] - 1}")
+    if not 0 < level < 1:
+        raise InputError(f"level must lie strictly between 0 and 1, got {level}")
+    squared_error = ((probs - np.eye(probs.shape[1])[labels.astype(int)]) ** 2).sum(axis=1)
+    summary = {"n": int(labels.size), "brier": float(squared_error.mean())}
+    if clusters is None:
+        clusters = np.arange(labels.size)
+    replicates = []
+    chunk = max(1, int(2_000_000 // labels.size))
+    for weights in _bootstrap_weights(clusters, int(n_boot), seed, chunk):
+        replicates.append((weights * squared_error).sum(axis=1) / weights.sum(axis=1))
+    if replicates:
+        tail = 100 * (1 - level) / 2
+        lo, hi = np.percentile(np.concatenate(replicates), [tail, 100 - tail])
+    else:
+        lo = hi = math.nan
+    summary.update(brier_lo=float(lo), brier_hi=float(hi))
     return summary

@@ -2,9 +2,21 @@
 analysis with Hillis' denominator degrees of freedom.
 
 Design: every reader rates every case under every modality (fully crossed factorial);
-``t`` modalities, ``r`` readers, ``c`` cases. The figure of merit is the empirical
-(trapezoidal, Wilcoxon) AUC ``theta_ij`` of reader ``j`` in modality ``i``; higher ratings
-mean "more likely positive" and ties count 1/2.
+``t`` modalities, ``r`` readers, ``c`` cases. The figure of merit ``theta_ij`` of reader
+``j`` in modality ``i`` is a callback (:class:`FigureOfMerit`):
+
+* :data:`AUC` (the default): the empirical (trapezoidal, Wilcoxon) AUC of the ratings
+  against a 0/1 truth; higher ratings mean "more likely positive" and ties count 1/2.
+* :data:`ACCURACY`: the proportion of cases whose decided class (the "rating", an integer
+  class index) equals the true class (an integer class index, any number of classes):
+  the figure of merit of N-class reader studies. Its leave-one-case-out values are exact:
+  ``(c acc - correct_k) / (c - 1)``. Only jackknife covariances apply (DeLong's are
+  AUC's).
+
+Any other figure of merit is a :class:`FigureOfMerit` with a ``values(truth, ratings)``
+callback (and optionally a closed-form ``jackknife``; otherwise it is recomputed without
+each case). The OR formulas below do not depend on which figure of merit is used
+(Obuchowski & Rockette 1995 state them for any accuracy index; Hillis 2007 too).
 
 OR model (Obuchowski & Rockette 1995)::
 
@@ -66,6 +78,7 @@ ANOVA of jackknife pseudovalues with Hillis' ddf (Hillis et al. 2005); the tests
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import combinations
 
@@ -75,11 +88,85 @@ import pandas as pd
 from spinedx.errors import InputError
 from spinedx.stats.delong import structural_components
 
-__all__ = ["ANALYSES", "COVARIANCE_METHODS", "ORResult", "ReaderStudy", "obuchowski_rockette",
-           "reader_case_table", "simulate_roe_metz"]
+__all__ = ["ACCURACY", "ANALYSES", "AUC", "COVARIANCE_METHODS", "FIGURES_OF_MERIT", "FigureOfMerit", "ORResult",
+           "ReaderStudy", "figure_of_merit", "jackknife_covariance", "obuchowski_rockette", "reader_case_table",
+           "simulate_roe_metz"]
 
 ANALYSES = ("RRRC", "FRRC", "RRFC")
 COVARIANCE_METHODS = ("jackknife", "delong")
+
+
+@dataclass(frozen=True)
+class FigureOfMerit:
+    """What the OR analysis compares: ``values(truth (c,), ratings (k, c)) -> (k,)``, one
+    figure of merit per reading (a reader in a modality) over the same cases.
+
+    ``jackknife(truth, ratings) -> (k, c)``: the values without each case, in any case
+    order (the covariance sums over cases); None recomputes ``values`` without each case.
+    ``binary_truth``: the truth is 0/1 and needs 2 cases of each value (AUC); otherwise
+    the truth is an integer class index. ``delong``: DeLong covariances exist (AUC only).
+    """
+
+    name: str
+    values: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    jackknife: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    binary_truth: bool = True
+    delong: bool = False
+
+
+def _auc_values(truth: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+    return structural_components(truth, ratings).auc
+
+
+def _auc_jackknife(truth: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+    """Leave-one-case-out AUCs from the placement values: exact, O(c) per reading;
+    columns: the positive cases, then the negative ones."""
+    components = structural_components(truth, ratings)
+    m, n, auc = components.n_positive, components.n_negative, components.auc
+    without_positive = (m * auc[:, None] - components.v10) / (m - 1)
+    without_negative = (n * auc[:, None] - components.v01) / (n - 1)
+    return np.hstack([without_positive, without_negative])
+
+
+def _accuracy_values(truth: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+    return (ratings == truth[None, :]).mean(axis=1)
+
+
+def _accuracy_jackknife(truth: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+    correct = (ratings == truth[None, :]).astype(float)
+    c = truth.size
+    return (correct.sum(axis=1, keepdims=True) - correct) / (c - 1)
+
+
+#: Empirical AUC of ratings against a 0/1 truth (DeLong or jackknife covariances).
+AUC = FigureOfMerit("auc", _auc_values, _auc_jackknife, binary_truth=True, delong=True)
+#: Proportion of correctly decided cases; ratings and truth are class indexes (N classes).
+ACCURACY = FigureOfMerit("accuracy", _accuracy_values, _accuracy_jackknife, binary_truth=False, delong=False)
+FIGURES_OF_MERIT = {"auc": AUC, "accuracy": ACCURACY}
+
+
+def figure_of_merit(value) -> FigureOfMerit:
+    """A :class:`FigureOfMerit`, or its name in :data:`FIGURES_OF_MERIT`."""
+    if isinstance(value, FigureOfMerit):
+        return value
+    if value in FIGURES_OF_MERIT:
+        return FIGURES_OF_MERIT[value]
+    raise InputError(f"figure of merit must be one of {sorted(FIGURES_OF_MERIT)} or a FigureOfMerit, got {value!r}")
+
+
+def jackknife_covariance(truth: np.ndarray, ratings: np.ndarray, fom: FigureOfMerit) -> np.ndarray:
+    """Jackknife covariance over cases of the ``k`` readings' figures of merit (k x k)::
+
+        Cov(theta_a, theta_b) = (c - 1)/c * sum_k (theta_a(-k) - mean_a)(theta_b(-k) - mean_b)
+    """
+    c = truth.size
+    if fom.jackknife is not None:
+        jackknife = fom.jackknife(truth, ratings)
+    else:
+        keep = ~np.eye(c, dtype=bool)
+        jackknife = np.stack([fom.values(truth[keep[k]], ratings[:, keep[k]]) for k in range(c)], axis=1)
+    deviations = jackknife - jackknife.mean(axis=1, keepdims=True)
+    return (c - 1) / c * deviations @ deviations.T
 
 
 @dataclass(frozen=True)
@@ -96,8 +183,12 @@ class ReaderStudy:
 
 def reader_case_table(data: pd.DataFrame, *, reader: str = "reader", case: str = "case",
                       modality: str = "modality", truth: str = "truth", rating: str = "rating",
-                      modalities=None, source: str = "reader study") -> ReaderStudy:
+                      modalities=None, source: str = "reader study",
+                      fom: FigureOfMerit | str = "auc") -> ReaderStudy:
     """Check a long table (one row per reader x case x modality) and turn it into arrays.
+
+    ``fom``'s truth rule applies: 0/1 with 2 cases of each for AUC, integer class indexes
+    (at least 2 cases) otherwise.
 
     ``modalities`` fixes their order (differences are reported as first minus second);
     by default the sorted distinct values. Readers and cases are sorted too. ``source``
@@ -115,8 +206,14 @@ def reader_case_table(data: pd.DataFrame, *, reader: str = "reader", case: str =
         bad = frame.index[frame.isna().any(axis=1)][:5].tolist()
         raise InputError(f"{source}: empty values in rows {bad}; every reading needs all "
                          f"of {list(columns.values())}")
-    if not frame["truth"].isin([0, 1]).all():
+    fom = figure_of_merit(fom)
+    if fom.binary_truth and not frame["truth"].isin([0, 1]).all():
         raise InputError(f"{source}: column {truth!r} must be 0 or 1 (1 = positive case)")
+    if not fom.binary_truth:
+        values = pd.to_numeric(frame["truth"], errors="coerce")
+        if values.isna().any() or (values != np.round(values)).any() or (values < 0).any():
+            raise InputError(f"{source}: column {truth!r} must hold class indexes (0, 1, 2, ...) for "
+                             f"the {fom.name} figure of merit")
     try:
         frame["rating"] = frame["rating"].astype(float)
     except (TypeError, ValueError) as error:
@@ -155,30 +252,26 @@ def reader_case_table(data: pd.DataFrame, *, reader: str = "reader", case: str =
                                                   len(case_levels))
     truth_values = (frame.drop_duplicates("case").sort_values("case")["truth"]
                     .to_numpy().astype(int))
-    n_positive = int(truth_values.sum())
-    if min(n_positive, truth_values.size - n_positive) < 2:
-        raise InputError(f"{source}: need at least 2 positive and 2 negative cases, got "
-                         f"{n_positive} positive of {truth_values.size}")
+    if fom.binary_truth:
+        n_positive = int(truth_values.sum())
+        if min(n_positive, truth_values.size - n_positive) < 2:
+            raise InputError(f"{source}: need at least 2 positive and 2 negative cases, got "
+                             f"{n_positive} positive of {truth_values.size}")
+    elif truth_values.size < 2:
+        raise InputError(f"{source}: need at least 2 cases, got {truth_values.size}")
     return ReaderStudy(ratings, truth_values, modality_levels, reader_levels, case_levels)
 
 
-def _auc_covariance(study: ReaderStudy, method: str) -> tuple[np.ndarray, np.ndarray]:
-    """Reader AUCs (t, r) and their covariance over case samples ((t r) x (t r)),
-    row/column index ``i * r + j`` for modality i, reader j."""
+def _fom_covariance(study: ReaderStudy, method: str, fom: FigureOfMerit) -> tuple[np.ndarray, np.ndarray]:
+    """Reader figures of merit (t, r) and their covariance over case samples ((t r) x (t r)),
+    row/column index ``i * r + j`` for modality i, reader j: DeLong's ``S10/m + S01/n``
+    (AUC) or the jackknife over cases (module docstring)."""
     t, r, c = study.ratings.shape
-    components = structural_components(study.truth, study.ratings.reshape(t * r, c))
-    auc = components.auc
+    ratings = study.ratings.reshape(t * r, c)
     if method == "delong":
-        covariance = components.covariance()
-    else:
-        m, n = components.n_positive, components.n_negative
-        # Leave-one-case-out AUCs from the placement values: exact, O(c) per reading.
-        without_positive = (m * auc[:, None] - components.v10) / (m - 1)
-        without_negative = (n * auc[:, None] - components.v01) / (n - 1)
-        jackknife = np.hstack([without_positive, without_negative])
-        deviations = jackknife - jackknife.mean(axis=1, keepdims=True)
-        covariance = (c - 1) / c * deviations @ deviations.T
-    return auc.reshape(t, r), covariance
+        components = structural_components(study.truth, ratings)
+        return components.auc.reshape(t, r), components.covariance()
+    return fom.values(study.truth, ratings).reshape(t, r), jackknife_covariance(study.truth, ratings, fom)
 
 
 def _error_covariances(covariance: np.ndarray, t: int, r: int) -> dict:
@@ -259,9 +352,12 @@ def _ratio(numerator: float, denominator: float) -> float:
 class ORResult:
     """One OR analysis.
 
-    ``reader_auc``: modality, reader, auc, se (sqrt of the reader AUC's case-sampling
+    ``figure_of_merit``: its name ("auc", "accuracy", ...). The tables below hold it in
+    column ``fom``, and for AUC also in ``auc`` (the name they had before other figures of
+    merit existed; ``reader_auc`` and ``modality_auc`` keep theirs too).
+    ``reader_auc``: modality, reader, fom, se (sqrt of the reader's case-sampling
     variance by the chosen covariance method), normal ci_lo/ci_hi.
-    ``modality_auc``: modality, auc (mean over readers), se, df (inf = normal), ci_lo,
+    ``modality_auc``: modality, fom (mean over readers), se, df (inf = normal), ci_lo,
     ci_hi, and the inputs of its standard error.
     ``differences``: comparison ("a - b"), modality_a, modality_b, difference, se, df,
     statistic (t, or z when df is inf), p, ci_lo, ci_hi.
@@ -288,20 +384,32 @@ class ORResult:
     variance_components: dict
     reader_differences: pd.DataFrame = field(default_factory=pd.DataFrame)
     auc_covariance: np.ndarray = field(default=None, repr=False)
+    figure_of_merit: str = "auc"
+
+    @property
+    def reader_fom(self) -> pd.DataFrame:
+        return self.reader_auc
+
+    @property
+    def modality_fom(self) -> pd.DataFrame:
+        return self.modality_auc
 
 
 def obuchowski_rockette(data: pd.DataFrame, *, analysis: str = "RRRC",
                         covariance: str = "jackknife", level: float = 0.95,
                         reader: str = "reader", case: str = "case", modality: str = "modality",
                         truth: str = "truth", rating: str = "rating", modalities=None,
-                        source: str = "reader study") -> ORResult:
+                        source: str = "reader study", fom: FigureOfMerit | str = "auc") -> ORResult:
     """Obuchowski-Rockette MRMC analysis with Hillis' ddf of a long reader-study table.
 
     ``data`` has one row per (reader, case, modality) with the case's ``truth`` (0/1) and
     the reader's ``rating`` (higher = more confident the case is positive; a probability
     or an ordinal score). ``analysis``: "RRRC" (random readers and cases: results apply
     to the populations of both), "FRRC" (these readers only) or "RRFC" (these cases only).
-    ``covariance``: "jackknife" or "delong". See the module docstring for the formulas.
+    ``covariance``: "jackknife" or "delong" (AUC only). ``fom``: the figure of merit,
+    :data:`AUC` (default) or :data:`ACCURACY` (ratings = decided class index, truth = true
+    class index) or any :class:`FigureOfMerit`, or its name. See the module docstring for
+    the formulas.
     """
     if analysis not in ANALYSES:
         raise InputError(f"analysis must be one of {ANALYSES}, got {analysis!r}")
@@ -309,13 +417,16 @@ def obuchowski_rockette(data: pd.DataFrame, *, analysis: str = "RRRC",
         raise InputError(f"covariance must be one of {COVARIANCE_METHODS}, got {covariance!r}")
     if not 0 < level < 1:
         raise InputError(f"level must lie strictly between 0 and 1, got {level}")
+    fom = figure_of_merit(fom)
+    if covariance == "delong" and not fom.delong:
+        raise InputError(f"DeLong covariances exist for the AUC only; use covariance='jackknife' for {fom.name}")
     study = reader_case_table(data, reader=reader, case=case, modality=modality, truth=truth,
-                              rating=rating, modalities=modalities, source=source)
+                              rating=rating, modalities=modalities, source=source, fom=fom)
     t, r, c = study.ratings.shape
     if analysis != "FRRC" and r < 2:
         raise InputError(f"{source}: {analysis} treats readers as random and needs at least 2 "
                          f"readers, got {r}; use analysis='FRRC' for a single reader")
-    theta, auc_covariance = _auc_covariance(study, covariance)
+    theta, auc_covariance = _fom_covariance(study, covariance, fom)
     errors = _error_covariances(auc_covariance, t, r)
     squares = _mean_squares(theta)
     from scipy import special
@@ -331,7 +442,7 @@ def obuchowski_rockette(data: pd.DataFrame, *, analysis: str = "RRRC",
     reader_se = np.sqrt(np.clip(np.diag(auc_covariance), 0, None)).reshape(t, r)
     reader_auc = pd.DataFrame({
         "modality": np.repeat(study.modalities, r), "reader": np.tile(study.readers, t),
-        "auc": theta.ravel(), "se": reader_se.ravel(),
+        "fom": theta.ravel(), "se": reader_se.ravel(),
         "ci_lo": (theta - z_quantile * reader_se).ravel(),
         "ci_hi": (theta + z_quantile * reader_se).ravel()})
 
@@ -362,11 +473,14 @@ def obuchowski_rockette(data: pd.DataFrame, *, analysis: str = "RRRC",
             scale, df_i = ms_r_i, float(r - 1)
         se_i = math.sqrt(max(scale, 0.0) / r)
         half = _student(df_i, level) * se_i
-        modality_rows.append({"modality": name, "auc": float(theta[i].mean()), "se": se_i,
+        modality_rows.append({"modality": name, "fom": float(theta[i].mean()), "se": se_i,
                               "df": df_i, "ci_lo": float(theta[i].mean()) - half,
                               "ci_hi": float(theta[i].mean()) + half, "ms_r": ms_r_i,
                               "var_E": var_e_i, "cov2": cov2_i})
     modality_auc = pd.DataFrame(modality_rows)
+    if fom is AUC:  # the column's name before other figures of merit existed
+        reader_auc.insert(2, "auc", reader_auc["fom"])
+        modality_auc.insert(1, "auc", modality_auc["fom"])
 
     difference_rows = []
     se_difference = math.sqrt(max(2 * denominator / r, 0.0))
@@ -435,10 +549,11 @@ def obuchowski_rockette(data: pd.DataFrame, *, analysis: str = "RRRC",
         reader_differences = pd.DataFrame(rows)
 
     return ORResult(analysis=analysis, covariance_method=covariance, level=level,
-                    n_readers=r, n_cases=c, n_positive=int(study.truth.sum()),
+                    n_readers=r, n_cases=c, n_positive=int(study.truth.sum()) if fom.binary_truth else 0,
                     reader_auc=reader_auc, modality_auc=modality_auc, differences=differences,
                     global_test=global_test, anova=anova, variance_components=components,
-                    reader_differences=reader_differences, auc_covariance=auc_covariance)
+                    reader_differences=reader_differences, auc_covariance=auc_covariance,
+                    figure_of_merit=fom.name)
 
 
 def simulate_roe_metz(n_readers: int = 5, n_positive: int = 50, n_negative: int = 50,

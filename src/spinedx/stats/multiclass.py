@@ -34,6 +34,9 @@ decided otherwise; tn: all other rows.
 * macro-F1: unweighted mean of the per-class F1 over the classes whose F1 is defined;
 * macro-AUC: unweighted mean of the per-class AUC over the classes whose AUC is defined
   (present in the truth and not alone);
+* macro sensitivity and macro specificity: unweighted means of the per-class (one-vs-rest)
+  sensitivity and specificity over the classes where each is defined (macro sensitivity
+  is scikit-learn's ``balanced_accuracy_score`` and ``recall_score(average="macro")``);
 * Cohen's kappa = 1 - sum(w * O) / sum(w * E), with O the observed confusion matrix, E
   the outer product of its margins divided by n, and w = 1 - I (unweighted, Cohen 1960),
   w = |i - j| (linear) or (i - j)^2 (quadratic; only meaningful for ordered classes):
@@ -104,16 +107,20 @@ from spinedx.errors import InputError
 from spinedx.stats.binary import roc_auc, wilson_interval
 
 __all__ = [
+    "CONFUSION_METRICS",
     "KAPPA_WEIGHTS",
     "OVERALL_COLUMNS",
     "PER_CLASS_COLUMNS",
     "REFERENCE_COLUMNS",
     "argmax_decisions",
+    "case_bootstrap_weights",
     "cohen_kappa",
+    "confusion_metrics",
     "confusion_matrix",
     "confusion_table",
     "multiclass_tables",
     "one_vs_rest_auc",
+    "percentile_interval",
     "reference_class_table",
 ]
 
@@ -144,7 +151,11 @@ OVERALL_COLUMNS: tuple[str, ...] = (
     "n", "n_patients", "n_classes_present",
     *_with_interval("accuracy", "macro_f1", "macro_auc", "kappa"),
     "kappa_weights", "n_boot", "stratification", "proportion_intervals",
+    *_with_interval("macro_sensitivity", "macro_specificity"),
 )
+
+#: Metrics of :func:`confusion_metrics`.
+CONFUSION_METRICS: tuple[str, ...] = ("accuracy", "macro_sensitivity", "macro_specificity", "macro_f1", "kappa")
 
 #: Columns of :func:`reference_class_table`, in output order.
 REFERENCE_COLUMNS: tuple[str, ...] = (
@@ -299,6 +310,29 @@ def _kappa_from_confusions(confusions: np.ndarray, weight_matrix: np.ndarray) ->
     expected = np.einsum("...i,...j,ij->...", confusions.sum(-1), confusions.sum(-2), weight_matrix)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(expected > 0, 1 - n * observed / expected, np.nan)
+
+
+def confusion_metrics(confusions, kappa_weights: str | None = None) -> dict[str, np.ndarray]:
+    """Micro-accuracy, macro sensitivity, macro specificity, macro-F1 (one-vs-rest, means
+    over the classes where each is defined), Cohen's kappa, and the per-class sensitivity
+    (key ``sensitivity``, last axis = class) of each (..., N, N) confusion matrix (rows:
+    truth, columns: decision; counts or bootstrap-weighted counts)."""
+    confusions = np.asarray(confusions, dtype=float)
+    n = confusions.sum(axis=(-2, -1))
+    tp = np.diagonal(confusions, axis1=-2, axis2=-1)
+    n_true = confusions.sum(axis=-1)
+    n_decided = confusions.sum(axis=-2)
+    fp = n_decided - tp
+    tn = n[..., None] - n_true - fp
+    sensitivity = _ratio(tp, n_true)
+    return {
+        "accuracy": _ratio(tp.sum(axis=-1), n),
+        "macro_sensitivity": _mean_over_defined(sensitivity),
+        "macro_specificity": _mean_over_defined(_ratio(tn, tn + fp)),
+        "macro_f1": _mean_over_defined(_ratio(2 * tp, 2 * tp + fp + (n_true - tp))),
+        "sensitivity": sensitivity,
+        "kappa": _kappa_from_confusions(confusions, _kappa_weight_matrix(confusions.shape[-1], kappa_weights)),
+    }
 
 
 def cohen_kappa(confusion, weights: str | None = None) -> float:
@@ -493,6 +527,19 @@ def _bootstrap_weights(strata: np.ndarray, n_boot: int, seed: int) -> np.ndarray
     return weights
 
 
+def case_bootstrap_weights(n_cases: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n_cases) multiplicities of an unstratified bootstrap over cases (each case
+    one cluster), the draws :func:`multiclass_tables` makes with ``stratify="none"``."""
+    return _bootstrap_weights(np.zeros(int(n_cases), dtype=np.int64), _check_n_boot(n_boot), seed)
+
+
+def percentile_interval(values, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval over bootstrap replicates (axis 0), leaving out undefined (NaN)
+    replicates; NaN where none is defined."""
+    _check_level(level)
+    return _percentile_interval(values, level)
+
+
 def _percentile_interval(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval over replicates (axis 0; numpy's linear interpolation), leaving
     out replicates where the metric is undefined (NaN); NaN when none is defined."""
@@ -585,6 +632,8 @@ def multiclass_tables(
         result["macro_f1"] = _mean_over_defined(result["f1"])
         result["macro_auc"] = _mean_over_defined(result["auc"])
         result["kappa"] = _kappa_from_confusions(confusions, weight_matrix)
+        result["macro_sensitivity"] = _mean_over_defined(result["sensitivity"])
+        result["macro_specificity"] = _mean_over_defined(result["specificity"])
         return result
 
     strata_codes, stratification = _patient_strata(rows, stratify)
@@ -639,8 +688,10 @@ def multiclass_tables(
         "macro_f1": float(_mean_over_defined(point["f1"])),
         "macro_auc": float(_mean_over_defined(auc)),
         "kappa": float(_kappa_from_confusions(confusion.astype(float), weight_matrix)),
+        "macro_sensitivity": float(_mean_over_defined(point["sensitivity"])),
+        "macro_specificity": float(_mean_over_defined(point["specificity"])),
     }
-    for name in ("accuracy", "macro_f1", "macro_auc", "kappa"):
+    for name in ("accuracy", "macro_f1", "macro_auc", "kappa", "macro_sensitivity", "macro_specificity"):
         if proportion_intervals == "wilson" and name == "accuracy":
             lo, hi = wilson_interval(int(np.trace(confusion)), n, level)
         else:
