@@ -23,13 +23,16 @@ CLASSES = ["schwannoma", "meningioma", "astrocytoma", "ependymoma", "metastasis"
 
 def reader_decisions(n_readers=4, n_cases=40, n_classes=5, skill=(0.5, 0.7), shift=0.0, seed=0):
     """truth (c,) and decisions (t=2 conditions, r, c): each reader right with probability
-    skill (+ shift in the second condition), otherwise a random other class."""
+    skill (+ shift in the second condition) + the case's ease in that condition (shared by
+    every reader: hard cases are hard for all; partly changed by the condition), otherwise a
+    random other class."""
     rng = np.random.default_rng(seed)
     truth = rng.integers(0, n_classes, n_cases)
+    ease = rng.normal(0, 0.2, n_cases) + rng.normal(0, 0.2, (2, n_cases))
     decisions = np.empty((2, n_readers, n_cases), dtype=int)
     for i in range(2):
         for j in range(n_readers):
-            p = np.clip(np.linspace(*skill, n_readers)[j] + shift * i, 0, 1)
+            p = np.clip(np.linspace(*skill, n_readers)[j] + shift * i + ease[i], 0, 1)
             right = rng.random(n_cases) < p
             other = (truth + rng.integers(1, n_classes, n_cases)) % n_classes
             decisions[i, j] = np.where(right, truth, other)
@@ -76,6 +79,10 @@ def test_or_on_accuracy_equals_dbm_on_accuracy_pseudovalues(n_readers, n_cases, 
                                                                                    decisions[modality, j][keep])
     dbm = dbm_tests(pseudo)
     random = mrmc.obuchowski_rockette(data, analysis="RRRC", fom="accuracy")
+    # The FRRC identity below holds where OR does not truncate cov2 - cov3 at 0 (readers
+    # agree on which cases are hard, as the simulation's shared case ease makes them).
+    components = random.variance_components
+    assert components["cov2"] > components["cov3"]
     assert random.figure_of_merit == "accuracy"
     test = random.global_test
     assert (test["statistic"], test["df2"], test["p"]) == pytest.approx(dbm["RRRC"], rel=1e-9)
