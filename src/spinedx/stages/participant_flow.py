@@ -20,6 +20,7 @@ and arrows, one column per cohort.
 from __future__ import annotations
 
 import logging
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -140,6 +141,11 @@ def _short(reason: str) -> str:
     return f"{head.split(' (')[0]} ({sequence})" if sequence else reason
 
 
+def _wrap(text: str, width: int = 44) -> str:
+    """Lines of at most ``width`` characters (five classes side by side overlap the next column)."""
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
 def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, cohorts=COHORTS, holdout: str = ""):
     """STARD-style diagram: listed -> with images (left out beside) -> one column per
     cohort: split -> analysed -> reader study. Arrows run from box edge to box edge."""
@@ -195,7 +201,8 @@ def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, cohorts=COHOR
         else:
             split = "test set: never used for training\nor model selection"
             title = "External cohort (test)" if cohort == "external" else f"External cohort {cohort} (test)"
-        cohort_box = box(x, 0.57, f"{title}\nn = {with_images[cohort]} ({per_class})\n{n_images[cohort]} images",
+        cohort_box = box(x, 0.57, f"{title}\n{_wrap(f'n = {with_images[cohort]} ({per_class})')}\n"
+                                  f"{n_images[cohort]} images",
                          color=color + "22", edge=color)
         arrow(found, cohort_box)
         split_box = box(x, 0.41, split, edge=color)
@@ -206,8 +213,8 @@ def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, cohorts=COHOR
                   else EVALUATED_MODEL.get(cohort, EVALUATED_MODEL["external"]))
         text = (f"Analysed ({scorer} predictions, case level)\n"
                 + "\n".join(f"{r.group}: n = {r.patients} ({r.images} images)" for r in analysed.itertuples())
-                + "\n" + ", ".join(f"{name} {_count(table, ANALYSED, cohort, f'{ALL_INPUT}: {name}')}"
-                                   for name in classes))
+                + "\n" + _wrap(", ".join(f"{name} {_count(table, ANALYSED, cohort, f'{ALL_INPUT}: {name}')}"
+                                         for name in classes)))
         analysed_box = box(x, 0.22, text, color=color + "22", edge=color)
         arrow(split_box, analysed_box)
         read = table[(table["step"] == READ) & (table["cohort"] == cohort)]
