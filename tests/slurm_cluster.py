@@ -64,12 +64,13 @@ def ensure_installed() -> None:
 class SlurmCluster:
     """A controller and one node named localhost with the machine's CPUs and 2 fake GPUs."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, machine_lock: Path = MACHINE_LOCK):
         self.root = Path(root)
+        self.machine_lock = Path(machine_lock)
         self.conf = self.root / "slurm.conf"
         self.started: list[tuple[str, Path]] = []  # (daemon, pid file) started by us
         self.linked_system_conf = False
-        self._lock = None  # open file holding MACHINE_LOCK while this cluster lives
+        self._lock = None  # open file holding machine_lock while this cluster lives
 
     @property
     def env(self) -> dict[str, str]:
@@ -132,8 +133,8 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
         self.started.append(("munged", pid_file))
 
     def _take_machine_lock(self, wait: float) -> None:
-        MACHINE_LOCK.parent.mkdir(parents=True, exist_ok=True)
-        lock = MACHINE_LOCK.open("a")
+        self.machine_lock.parent.mkdir(parents=True, exist_ok=True)
+        lock = self.machine_lock.open("a")
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -143,7 +144,7 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     lock.close()
-                    raise ClusterUnavailable(f"another test SLURM cluster on this machine held {MACHINE_LOCK} "
+                    raise ClusterUnavailable(f"another test SLURM cluster on this machine held {self.machine_lock} "
                                              f"for over {wait:.0f} s") from None
                 time.sleep(2)
 
