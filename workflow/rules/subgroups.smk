@@ -13,7 +13,8 @@ if config["subgroups"]["variables"]:
                          category="4. Final system", subcategory="Subgroups"),
             figure=figure_report(P.figure(paths.SUBGROUP_FIGURE), "subgroups.rst", "4. Final system", "Subgroups"),
         params:
-            settings=settings("classes", "decision", "evaluation", "subgroups", "figures", "backbones", "audit"),
+            settings=settings("classes", "decision", "evaluation", "subgroups", "figures", "backbones", "audit",
+                              *VOLUME_SECTIONS),
             images_dir=IMAGES_DIR,
             figure=lambda wildcards, output: paths.figure_stem(output.figure[0]),
         log:

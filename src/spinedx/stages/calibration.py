@@ -14,7 +14,8 @@ them worth it?
   (:func:`spinedx.stats.decision_curve.decision_curve`, i.e. dcurves), thresholds from
   0.01 to calibration.dca_max_threshold in steps of calibration.dca_step.
 * Figures ``calibration_curve`` (final system, a panel per cohort) and ``decision_curve``
-  (the final backbone's inputs, the final system highlighted).
+  (the final backbone's inputs, the final system highlighted; a study of one sequence,
+  whose input and ALL coincide, e.g. a volume study: every model's ALL input).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pandas as pd
 
 from spinedx.aggregation import ALL_INPUT
 from spinedx.final_system import EVALUATED_MODEL, choose_final_backbone, evaluated_cases
+from spinedx.input_modes import model_names
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import COLUMN_WIDTH, PAGE_WIDTH, PALETTE, colors, pyplot, save_figure
 from spinedx.stats.calibration import calibration_summary, reliability_curve, smoothed_calibration
@@ -138,17 +140,25 @@ def calibration_figure(final_cases: pd.DataFrame, curves: pd.DataFrame, summary:
     return fig
 
 
-def decision_curve_figure(curve: pd.DataFrame, backbone: str, inputs):
+def decision_curve_figure(curve: pd.DataFrame, backbone: str, inputs, backbones=()):
+    """The final backbone's inputs; with one sequence (its input and ALL are the same
+    predictions) every model's ALL input instead, e.g. a volume study's input modes."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH * 1.5, COLUMN_WIDTH * 1.1))
-    names = [f"{backbone}/{input_}" for input_ in inputs if f"{backbone}/{input_}" in set(curve["model"])]
+    one_sequence = len([i for i in inputs if i != ALL_INPUT]) <= 1
+    if one_sequence and backbones:
+        names = [f"{name}/{ALL_INPUT}" for name in backbones]
+    else:
+        names = [f"{backbone}/{input_}" for input_ in inputs]
+    names = [name for name in names if name in set(curve["model"])]
     palette = colors(names)
     prevalence = float(curve["prevalence"].iloc[0]) if len(curve) else 0.5
     for name in names:
         rows = curve[curve["model"] == name]
-        final = name.endswith(f"/{ALL_INPUT}")
+        final = name == f"{backbone}/{ALL_INPUT}"
+        label = name.split("/", 1)[0 if one_sequence and backbones else 1]
         ax.plot(rows["threshold"], rows["net_benefit"], color=palette[name], lw=2.0 if final else 1.0,
-                label=name.split("/", 1)[1] + (" (final system)" if final else ""), zorder=3 if final else 2)
+                label=label + (" (final system)" if final else ""), zorder=3 if final else 2)
     for strategy, style in ((TREAT_ALL, dict(color="0.4", ls="--")), (TREAT_NONE, dict(color="0.2", ls="-", lw=0.8))):
         rows = curve[curve["model"] == strategy]
         ax.plot(rows["threshold"], rows["net_benefit"], label=strategy, **style)
@@ -156,7 +166,8 @@ def decision_curve_figure(curve: pd.DataFrame, backbone: str, inputs):
     ax.set_xlim(0, 1)
     ax.set_xlabel("Threshold probability")
     ax.set_ylabel("Net benefit")
-    ax.set_title(f"Decision curves, {backbone}, external cohort")
+    ax.set_title(f"Decision curves, {ALL_INPUT} input, external cohort" if one_sequence and backbones
+                 else f"Decision curves, {backbone}, external cohort")
     ax.legend(loc="upper right", frameon=False)
     fig.tight_layout()
     return fig
@@ -167,7 +178,7 @@ def main_stage(config, case_prediction_paths, table3_path, out_summary, out_curv
     task = BinaryTask.from_config(config)
     settings, evaluation = config["calibration"], config["evaluation"]
     predictions = read_parquets(case_prediction_paths)
-    backbones = list(config["backbones"])
+    backbones = model_names(config)  # the backbones, or a volume study's models (2.5d_resnet10t)
     backbone = choose_final_backbone(pd.read_csv(table3_path), config)
     score_col = task.positive_column
     summary = calibration_table(predictions, backbones, score_col, backbone, int(evaluation["bootstrap_replicates"]),
@@ -182,7 +193,7 @@ def main_stage(config, case_prediction_paths, table3_path, out_summary, out_curv
     written = save_figure(calibration_figure(final_cases, curves, summary, score_col, backbone, task.positive_class),
                           Path(calibration_stem))
     inputs = list(dict.fromkeys(predictions["input"]))
-    written += save_figure(decision_curve_figure(curve, backbone, inputs), Path(decision_curve_stem))
+    written += save_figure(decision_curve_figure(curve, backbone, inputs, backbones), Path(decision_curve_stem))
     for row in summary[summary["final_system"]].itertuples():
         log.info("calibration of the final system, %s cohort: intercept %.2f, slope %.2f, Brier %.3f",
                  row.cohort, row.intercept, row.slope, row.brier)

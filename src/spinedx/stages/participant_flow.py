@@ -22,6 +22,7 @@ import pandas as pd
 
 from spinedx.aggregation import ALL_INPUT
 from spinedx.final_system import EVALUATED_MODEL, evaluated_cases
+from spinedx.input_modes import volume_study
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import PAGE_WIDTH, PALETTE, pyplot, save_figure
 from spinedx.readers.cases import COHORTS, read_cases
@@ -38,7 +39,11 @@ NO_RATINGS = "no reader ratings"
 
 
 def flow_table(cases: pd.DataFrame, images: pd.DataFrame, excluded: pd.DataFrame, folds: pd.DataFrame | None,
-               case_predictions: pd.DataFrame, classes, readers: pd.DataFrame | None = None) -> pd.DataFrame:
+               case_predictions: pd.DataFrame, classes, readers: pd.DataFrame | None = None,
+               volumes: bool = False) -> pd.DataFrame:
+    """The flow's counts. ``volumes``: a volume study, whose image table has one volume per
+    case x sequence; the analysed ``images`` are then the volumes of the analysed cases (a
+    case-level row's ``n_images`` counts the model's crops, which differ between modes)."""
     rows = []
 
     def add(step, cohort, group, patients, images_=None):
@@ -76,7 +81,12 @@ def flow_table(cases: pd.DataFrame, images: pd.DataFrame, excluded: pd.DataFrame
         scored = evaluated_cases(case_predictions, input_=None, cohorts=(cohort,))
         scored = scored[scored["backbone"] == scored["backbone"].iloc[0]] if len(scored) else scored
         for input_, group in scored.groupby("input", sort=False):
-            add(ANALYSED, cohort, input_, group["patient_id"].nunique(), int(group["n_images"].sum()))
+            if volumes:
+                analysed = their_images[their_images["patient_id"].isin(set(group["patient_id"]))]
+                n_analysed = len(analysed) if input_ == ALL_INPUT else int((analysed["sequence"] == input_).sum())
+            else:
+                n_analysed = int(group["n_images"].sum())
+            add(ANALYSED, cohort, input_, group["patient_id"].nunique(), n_analysed)
         all_input = scored[scored["input"] == ALL_INPUT]
         for label, name in enumerate(classes):
             add(ANALYSED, cohort, f"{ALL_INPUT}: {name}", int((all_input["label"] == label).sum()))
@@ -103,9 +113,10 @@ def _short(reason: str) -> str:
     return f"{head.split(' (')[0]} ({sequence})" if sequence else reason
 
 
-def flow_figure(table: pd.DataFrame, classes, n_folds: int | None):
+def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, unit: str = "images"):
     """STARD-style diagram: listed -> with images (left out beside) -> one column per
-    cohort: split -> analysed -> reader study. Arrows run from box edge to box edge."""
+    cohort: split -> analysed -> reader study. Arrows run from box edge to box edge.
+    ``unit``: what the ``images`` counts are (``volumes`` in a volume study)."""
     plt = pyplot()
     cohorts = [c for c in COHORTS if ((table["cohort"] == c) & (table["step"] == LISTED)).any()]
     fig = plt.figure(figsize=(PAGE_WIDTH, 6.4))
@@ -130,8 +141,8 @@ def flow_figure(table: pd.DataFrame, classes, n_folds: int | None):
     n_images = {c: _count(table, WITH_IMAGES, c, "all", "images") for c in cohorts}
     top = box(0.5, 0.95, f"Patients listed in the cases table: n = {sum(listed.values())}\n"
                          + ", ".join(f"{c} {n}" for c, n in listed.items()))
-    found = box(0.5, 0.74, f"Patients with annotated images: n = {sum(with_images.values())}\n"
-                           f"annotated images: {sum(n_images.values())}")
+    found = box(0.5, 0.74, f"Patients with annotated {unit}: n = {sum(with_images.values())}\n"
+                           f"annotated {unit}: {sum(n_images.values())}")
     arrow(top, found)
     lines = []
     for reason, group in table[table["step"] == EXCLUDED].groupby("group", sort=False):
@@ -150,13 +161,13 @@ def flow_figure(table: pd.DataFrame, classes, n_folds: int | None):
         per_class = ", ".join(f"{name} {_count(table, WITH_IMAGES, cohort, name)}" for name in classes)
         if cohort == "internal":
             folds = table[(table["step"] == SPLIT) & (table["cohort"] == cohort)]
-            split = ("\n".join(f"{r.group}: n = {r.patients} ({r.images} images)" for r in folds.itertuples())
+            split = ("\n".join(f"{r.group}: n = {r.patients} ({r.images} {unit})" for r in folds.itertuples())
                      if len(folds) and str(folds["group"].iloc[0]).startswith("fold") else "no folds (audit)")
             title = f"Internal cohort (cross-validation{f', {n_folds} folds' if n_folds else ''})"
         else:
             split = "test set: never used for training\nor model selection"
             title = "External cohort (test)"
-        cohort_box = box(x, 0.57, f"{title}\nn = {with_images[cohort]} ({per_class})\n{n_images[cohort]} images",
+        cohort_box = box(x, 0.57, f"{title}\nn = {with_images[cohort]} ({per_class})\n{n_images[cohort]} {unit}",
                          color=color + "22", edge=color)
         arrow(found, cohort_box)
         split_box = box(x, 0.41, split, edge=color)
@@ -164,7 +175,7 @@ def flow_figure(table: pd.DataFrame, classes, n_folds: int | None):
         analysed = table[(table["step"] == ANALYSED) & (table["cohort"] == cohort)
                          & ~table["group"].str.contains(":")]
         text = (f"Analysed ({EVALUATED_MODEL[cohort]} predictions, case level)\n"
-                + "\n".join(f"{r.group}: n = {r.patients} ({r.images} images)" for r in analysed.itertuples())
+                + "\n".join(f"{r.group}: n = {r.patients} ({r.images} {unit})" for r in analysed.itertuples())
                 + "\n" + ", ".join(f"{name} {_count(table, ANALYSED, cohort, f'{ALL_INPUT}: {name}')}"
                                    for name in classes))
         analysed_box = box(x, 0.22, text, color=color + "22", edge=color)
@@ -189,9 +200,11 @@ def main_stage(config, cases_path, images_path, exclusion_paths, case_prediction
     readers = pd.read_csv(readers_path, dtype=str) if readers_path else None
     if readers is not None and "patient_id" not in readers.columns and "case" in readers.columns:
         readers = readers.rename(columns={"case": "patient_id"})
-    table = flow_table(cases, images, excluded, folds, read_parquets(case_prediction_paths), classes, readers)
+    volumes = volume_study(config)
+    table = flow_table(cases, images, excluded, folds, read_parquets(case_prediction_paths), classes, readers,
+                       volumes=volumes)
     write_csv(table, out)
     n_folds = int(folds["fold"].nunique()) if folds is not None else None
-    save_figure(flow_figure(table, classes, n_folds), Path(figure_stem))
+    save_figure(flow_figure(table, classes, n_folds, "volumes" if volumes else "images"), Path(figure_stem))
     log.info("participant flow: %d counts -> %s", len(table), out)
     return table
