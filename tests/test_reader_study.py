@@ -351,7 +351,8 @@ def test_f1_and_experience_group_rows_match_scikit_learn_and_the_or_library(tmp_
             per_reader.apply(lambda g: recall_score(1 - g["truth"], 1 - g["called_positive"])).mean(), abs=1e-12)
         assert row.f1 == pytest.approx(per_reader.apply(lambda g: f1_score(g["truth"], g["called_positive"])).mean(),
                                        abs=1e-12)
-        long = readers[readers["reader"].isin(members)].merge(cases[["patient_id", "label"]], on="patient_id")
+        long = readers[readers["reader"].isin(members) & (readers["condition"] == row.condition)].merge(
+            cases[["patient_id", "label"]], on="patient_id")
         expected = obuchowski_rockette(long, analysis="RRRC", covariance="jackknife", reader="reader",
                                        case="patient_id", modality="condition", truth="label", rating="rating",
                                        modalities=[row.condition]).modality_auc.iloc[0]

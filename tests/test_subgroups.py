@@ -134,7 +134,7 @@ def test_dicom_variables_fill_the_table_without_identifying_values(tmp_path):
 def test_a_volume_studys_dicom_series_gives_its_acquisition_attributes(tmp_path):
     """Volume studies list a DICOM series as its folder (image/): the attributes come from
     its first slice through the same allow-list; a NIfTI volume is not DICOM."""
-    cases, _ = cases_and_predictions(n=3)
+    cases = cases_and_predictions(n=8)[0].iloc[:3]
     images_dir = tmp_path / "images"
     series = images_dir / cases["patient_id"][0] / "CT" / "image"
     for slice_ in range(3):
