@@ -139,6 +139,7 @@ def test_reader_study_and_the_issue15_analyses_agree_with_the_studys_own_tables(
         assert same.p.iloc[0] == pytest.approx(row.p, rel=1e-9), row.comparison  # the same DeLong test
     calibration = pd.read_csv(tables / "calibration.csv")
     assert set(calibration.backbone) == set(MODELS) and calibration.final_system.sum() == 2
+    assert set(calibration.input) == {"ALL"} and len(calibration) == 3 * 2  # CT is ALL again: not repeated
     assert set(calibration[calibration.final_system].backbone) == {final}
     assert (calibration.n[calibration.cohort == "external"] == 6).all()
     curve_models = set(pd.read_csv(tables / "decision_curve.csv").model)

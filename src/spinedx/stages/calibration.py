@@ -2,7 +2,7 @@
 them worth it?
 
 * ``calibration.csv``: per cohort (external: ensemble; internal: out-of-fold) x backbone
-  x input, case level: Brier and scaled Brier score, calibration intercept
+  x input (one sequence: ALL only, the same predictions), case level: Brier and scaled Brier score, calibration intercept
   (calibration-in-the-large) and slope with patient-bootstrap percentile intervals
   (:func:`spinedx.stats.calibration.calibration_summary`, evaluation.bootstrap_replicates
   and seed); ``final_system`` marks the final system's rows.
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spinedx.aggregation import ALL_INPUT
+from spinedx.aggregation import ALL_INPUT, distinct_inputs
 from spinedx.final_system import EVALUATED_MODEL, choose_final_backbone, evaluated_cases
 from spinedx.input_modes import model_names
 from spinedx.io import read_parquets, write_csv
@@ -48,10 +48,11 @@ CURVE_COLUMNS = ["cohort", "curve", "bin", "lower", "upper", "n", "n_positive", 
 def calibration_table(case_predictions: pd.DataFrame, backbones, score_col: str, final_backbone: str,
                       n_boot: int, seed: int, level: float) -> pd.DataFrame:
     rows = []
+    inputs = distinct_inputs(case_predictions["input"])  # one sequence: ALL only (the same predictions)
     for cohort in COHORTS:
         cases = evaluated_cases(case_predictions, input_=None, cohorts=(cohort,))
         for (backbone, input_), group in cases.groupby(["backbone", "input"], sort=False):
-            if backbone not in backbones or group["label"].nunique() < 2:
+            if backbone not in backbones or input_ not in inputs or group["label"].nunique() < 2:
                 continue  # one class: calibration slope and scaled Brier undefined
             summary = calibration_summary(group["label"].to_numpy(), group[score_col].to_numpy(),
                                           group["patient_id"].to_numpy(), n_boot=n_boot, seed=seed, level=level)
@@ -79,7 +80,7 @@ def curve_table(final_cases: pd.DataFrame, score_col: str, settings: dict, level
 def decision_curve_table(case_predictions: pd.DataFrame, backbones, score_col: str, settings: dict) -> pd.DataFrame:
     """Net benefit of every backbone x input on the external cases all of them scored."""
     cases = evaluated_cases(case_predictions, input_=None, cohorts=("external",))
-    cases = cases[cases["backbone"].isin(backbones)]
+    cases = cases[cases["backbone"].isin(backbones) & cases["input"].isin(distinct_inputs(case_predictions["input"]))]
     if cases.empty:
         return pd.DataFrame()
     wide = cases.pivot_table(index=["patient_id", "label"], columns=["backbone", "input"], values=score_col)

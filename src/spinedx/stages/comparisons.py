@@ -31,7 +31,7 @@ from itertools import combinations
 import pandas as pd
 
 from spinedx.errors import InputError
-from spinedx.aggregation import ALL_INPUT
+from spinedx.aggregation import distinct_inputs
 from spinedx.final_system import evaluated_cases
 from spinedx.input_modes import model_names
 from spinedx.io import read_parquets, write_csv
@@ -122,21 +122,12 @@ def _fusion_tables(fusion: pd.DataFrame, score_col: str, threshold: float, level
     return tables
 
 
-def compared_inputs(inputs) -> list[str]:
-    """The inputs to compare, in table order. With one sequence, ALL is that sequence's
-    predictions again: only ALL, so no pair is counted twice in the multiplicity family
-    and no input is compared with itself."""
-    inputs = list(dict.fromkeys(inputs))
-    if len([name for name in inputs if name != ALL_INPUT]) <= 1 and ALL_INPUT in inputs:
-        return [ALL_INPUT]
-    return inputs
-
-
 def main_stage(config, case_prediction_paths, out, fusion_paths=()) -> pd.DataFrame:
     task = BinaryTask.from_config(config)
     settings = config["comparisons"]
     predictions = read_parquets(case_prediction_paths)
-    inputs = compared_inputs(predictions["input"])
+    # One sequence: only ALL (no pair counted twice in the multiplicity family).
+    inputs = distinct_inputs(predictions["input"])
     fusion = read_parquets(fusion_paths) if fusion_paths else None
     # model_names: the backbones, or a volume study's models (2d_resnet10t, 3d_resnet10, ...).
     table = comparisons_table(predictions, model_names(config), inputs, task.positive_column,
