@@ -31,6 +31,36 @@ def pytest_configure(config):
                                        "(tests/test_first_run.py; the default demo: minutes)")
 
 
+#: Why a test is refused before its fixtures run (set at collection).
+REFUSED = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Under `-n N --dist loadgroup` every test of an xdist group must reach one worker, or
+    each worker builds the group's shared study again (minutes each). pytest-xdist marks a
+    grouped test by renaming its node id to `<id>@<group>` before this hook runs; some
+    pytest/xdist pairs silently drop that rename (pytest 9.2 with xdist 3.8): refuse those
+    tests then, before their fixtures start a study run."""
+    if not getattr(config.option, "loadgroup", False):  # set on xdist workers under loadgroup
+        return
+    ungrouped = [item for item in items
+                 if any(True for _ in item.iter_markers("xdist_group")) and "@" not in item.nodeid]
+    if ungrouped:
+        import xdist
+        message = (f"pytest {pytest.__version__} with pytest-xdist {xdist.__version__} ignores xdist_group "
+                   "marks under --dist loadgroup: each worker would repeat the shared study runs. Install the "
+                   "versions pinned in envs/requirements.txt (bash envs/setup.sh).")
+        for item in ungrouped:
+            item.stash[REFUSED] = message
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if REFUSED in item.stash:
+        pytest.fail(item.stash[REFUSED], pytrace=False)
+
+
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 

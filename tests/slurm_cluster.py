@@ -7,6 +7,7 @@ SLURM on the same machine is not disturbed. Only the daemons started here are st
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -23,6 +24,11 @@ MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
 # path: it is linked for the life of the cluster when no site config is there.
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
 FAKE_GPUS = 2
+# One test cluster per machine at a time: SYSTEM_CONF is machine-wide, so a second cluster
+# (another pytest worker or another checkout's suite) would point the first one's jobs at
+# its own controller, which refuses them ("srun: Unable to confirm allocation for job N:
+# Invalid job id specified"). Clusters take this lock for their whole life; others wait.
+MACHINE_LOCK = Path("/run/lock/spinedx-test-slurm.lock")
 
 
 def _is_test_config(link: Path) -> bool:
@@ -58,11 +64,13 @@ def ensure_installed() -> None:
 class SlurmCluster:
     """A controller and one node named localhost with the machine's CPUs and 2 fake GPUs."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, machine_lock: Path = MACHINE_LOCK):
         self.root = Path(root)
+        self.machine_lock = Path(machine_lock)
         self.conf = self.root / "slurm.conf"
         self.started: list[tuple[str, Path]] = []  # (daemon, pid file) started by us
         self.linked_system_conf = False
+        self._lock = None  # open file holding machine_lock while this cluster lives
 
     @property
     def env(self) -> dict[str, str]:
@@ -124,12 +132,36 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
                        capture_output=True)
         self.started.append(("munged", pid_file))
 
-    def start(self, timeout: float = 30) -> "SlurmCluster":
+    def _take_machine_lock(self, wait: float) -> None:
+        self.machine_lock.parent.mkdir(parents=True, exist_ok=True)
+        lock = self.machine_lock.open("a")
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._lock = lock
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    lock.close()
+                    raise ClusterUnavailable(f"another test SLURM cluster on this machine held {self.machine_lock} "
+                                             f"for over {wait:.0f} s") from None
+                time.sleep(2)
+
+    def start(self, timeout: float = 30, wait_for_other: float = 1800) -> "SlurmCluster":
         ensure_installed()
         if os.geteuid() != 0:
             raise ClusterUnavailable("starting slurmctld/slurmd needs root")
+        self._take_machine_lock(wait_for_other)
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> "SlurmCluster":
         if SYSTEM_CONF.is_symlink() and _is_test_config(SYSTEM_CONF):
-            SYSTEM_CONF.unlink()  # left by an interrupted test run
+            SYSTEM_CONF.unlink()  # left by an interrupted test run (the lock says none is live)
         if SYSTEM_CONF.exists() or SYSTEM_CONF.is_symlink():
             raise ClusterUnavailable(f"{SYSTEM_CONF} exists (a site SLURM?); the test cluster "
                                      "needs that path for the srun inside each job")
@@ -172,6 +204,9 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
         if self.linked_system_conf and SYSTEM_CONF.is_symlink():
             SYSTEM_CONF.unlink()
         self.linked_system_conf = False
+        if self._lock is not None:
+            self._lock.close()  # releases the machine lock
+            self._lock = None
 
     def jobs(self) -> list[dict[str, str]]:
         """Every job the controller remembers (MinJobAge keeps finished ones for an hour),

@@ -15,6 +15,9 @@ from spinedx.demo import spine as demo_cohort
 from spinedx.demo.plan import default_settings
 from spinedx.demo.spine import generate_demo_cohort
 
+# Its module-scoped fixtures are built once: every test here on one xdist worker.
+pytestmark = pytest.mark.xdist_group(name="demo_cohort")
+
 DEFAULT_SETTINGS = default_settings()  # the schema's defaults (config demo_cohort, sequences)
 
 SMALL = {

@@ -16,6 +16,9 @@ from PIL import Image
 
 from spinedx.demo import anatomy, canine, cohort, ismf
 
+# Its module-scoped fixtures are built once: every test here on one xdist worker.
+pytestmark = pytest.mark.xdist_group(name="demo_studies_2d")
+
 REPO = Path(__file__).resolve().parents[1]
 SNIPPETS = yaml.safe_load((REPO / "docs/demo_schema_snippets.yaml").read_text())
 

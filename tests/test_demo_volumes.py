@@ -19,6 +19,9 @@ from scipy import ndimage
 
 from spinedx.demo import brain_mets, vertebral_ct
 
+# Its module-scoped fixtures are built once: every test here on one xdist worker.
+pytestmark = pytest.mark.xdist_group(name="demo_volumes")
+
 REPO = Path(__file__).resolve().parents[1]
 SNIPPETS = yaml.safe_load((REPO / "docs" / "demo_schema_snippets_3d.yaml").read_text())
 

@@ -18,7 +18,7 @@ from spinedx import paths
 from spinedx.imaging.detection_cache import read_maps
 from spinedx.readers.bundle import verify
 
-pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+pytestmark = [pytest.mark.workflow, pytest.mark.slow, pytest.mark.xdist_group(name="detection_run")]
 
 PAIRS = [("deepmedic", "both"), ("deepmedic", "bright_blood"), ("unet", "both")]
 

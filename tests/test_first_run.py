@@ -26,7 +26,7 @@ from spinedx.aggregation import ALL_INPUT
 from first_run import readme_demo_commands, readme_outputs
 
 # One xdist worker runs every test of the one fresh-clone demo (pytest -n 2 --dist loadgroup).
-pytestmark = [pytest.mark.workflow, pytest.mark.firstrun, pytest.mark.xdist_group("first_run")]
+pytestmark = [pytest.mark.workflow, pytest.mark.firstrun, pytest.mark.xdist_group(name="first_run")]
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,9 @@ from spinedx.stats.froc import (
     threshold_at_fp_rate,
 )
 
+# Its module-scoped fixtures are built once: every test here on one xdist worker.
+pytestmark = pytest.mark.xdist_group(name="froc")
+
 picai_eval = pytest.importorskip("picai_eval")
 
 SHAPE = (10, 10, 12)

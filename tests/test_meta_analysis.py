@@ -23,6 +23,9 @@ meta = pytest.importorskip("spinedx.stats.meta_analysis")
 from spinedx.stages import meta_analysis as stage  # noqa: E402
 from spinedx.stats import r_bridge  # noqa: E402
 
+# Its module-scoped fixtures are built once: every test here on one xdist worker.
+pytestmark = pytest.mark.xdist_group(name="meta_analysis_study")
+
 if not r_bridge.r_available():
     pytest.skip("R, rstan or rpy2 not available", allow_module_level=True)
 

@@ -27,6 +27,9 @@ from conftest import REPO
 meta = pytest.importorskip("spinedx.stats.meta_analysis")
 from spinedx.stats import r_bridge  # noqa: E402
 
+# Its module-scoped fixtures are built once: every test here on one xdist worker.
+pytestmark = pytest.mark.xdist_group(name="meta_analysis_grid")
+
 if not r_bridge.r_available():
     pytest.skip("R, rstan or rpy2 not available", allow_module_level=True)
 

@@ -17,6 +17,9 @@ from statsmodels.stats.proportion import proportion_confint
 from spinedx.errors import InputError
 from spinedx.stats import calibration
 
+# Its module-scoped fixtures are built once: every test here on one xdist worker.
+pytestmark = pytest.mark.xdist_group(name="stats_calibration")
+
 
 @pytest.fixture(scope="module")
 def miscalibrated():

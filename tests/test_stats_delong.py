@@ -22,6 +22,9 @@ from conftest import SHARED
 from spinedx.errors import InputError
 from spinedx.stats import delong
 
+# Its module-scoped fixtures are built once: every test here on one xdist worker.
+pytestmark = pytest.mark.xdist_group(name="stats_delong")
+
 ASAH = SHARED / "reference" / "aSAH.csv"
 
 

@@ -36,6 +36,9 @@ from conftest import SHARED
 from spinedx.errors import InputError
 from spinedx.stats import mrmc
 
+# Its module-scoped fixtures are built once: every test here on one xdist worker.
+pytestmark = pytest.mark.xdist_group(name="stats_mrmc")
+
 VANDYKE = SHARED / "reference" / "VanDyke.csv"
 
 

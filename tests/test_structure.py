@@ -219,3 +219,43 @@ def test_settings_json_keeps_the_order_of_sequences():
     text = configuration.settings_json(config, "sequences", "classes")
     assert list(json.loads(text)["sequences"]) == ["T2", "T1", "CE-T1"]
     assert text == configuration.settings_json(config, "classes", "sequences")  # stable: sections by name
+
+
+def _shared_fixture_scopes(tree: ast.Module) -> set[str]:
+    """Scopes of the module- or session-scoped fixtures a test module defines."""
+    scopes = set()
+    for node in tree.body:
+        for decorator in getattr(node, "decorator_list", []):
+            if isinstance(decorator, ast.Call):
+                scopes |= {keyword.value.value for keyword in decorator.keywords
+                           if keyword.arg == "scope" and isinstance(keyword.value, ast.Constant)
+                           and keyword.value.value in ("module", "session")}
+    return scopes
+
+
+def _xdist_groups(tree: ast.Module) -> set[str]:
+    """Names given by xdist_group(name=...) in the module's pytestmark."""
+    marks = [node.value for node in tree.body if isinstance(node, ast.Assign)
+             and any(getattr(target, "id", None) == "pytestmark" for target in node.targets)]
+    return {keyword.value.value for mark in marks for call in ast.walk(mark)
+            if isinstance(call, ast.Call) and getattr(call.func, "attr", None) == "xdist_group"
+            for keyword in call.keywords if keyword.arg == "name"}
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "tests").glob("test_*.py")), ids=lambda p: p.name)
+def test_a_test_module_with_shared_fixtures_runs_on_one_xdist_worker(path):
+    """The suite runs with `-n 2 --dist loadgroup`: a module whose module-scoped fixtures run a
+    study (minutes) would otherwise build them once per worker. Name the group with
+    `name=` (the form every pytest-xdist release reads)."""
+    tree = ast.parse(path.read_text())
+    if _shared_fixture_scopes(tree):
+        assert _xdist_groups(tree), f"{path.name}: add pytestmark = pytest.mark.xdist_group(name=...)"
+
+
+def test_modules_sharing_the_tiny_run_share_its_xdist_group():
+    """tiny_run / tiny_reference are session fixtures: every module using them in one group."""
+    trees = {path.name: ast.parse(path.read_text()) for path in sorted((REPO / "tests").glob("test_*.py"))}
+    users = {name: _xdist_groups(tree) for name, tree in trees.items()
+             if any(arg.arg in ("tiny_run", "tiny_reference") for node in ast.walk(tree)
+                    if isinstance(node, ast.FunctionDef) for arg in node.args.args)}
+    assert len(users) >= 2 and all(groups == {"tiny_run"} for groups in users.values()), users

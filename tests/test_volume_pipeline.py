@@ -21,6 +21,9 @@ import yaml
 from conftest import snakemake
 from volume_factories import IDENTIFYING, LPS_TO_RAS, write_nifti, write_series
 
+# Its module-scoped fixtures are built once: every test here on one xdist worker.
+pytestmark = pytest.mark.xdist_group(name="volume_pipeline")
+
 SHAPE = (12, 14, 16)  # z, y, x at 1 mm
 ORIGIN = (-20.0, -30.0, 40.0)
 AFFINE = np.array([[0, 0, 1, ORIGIN[0]], [0, 1, 0, ORIGIN[1]], [1, 0, 0, ORIGIN[2]], [0, 0, 0, 1]], dtype=float)

@@ -16,7 +16,7 @@ from PIL import Image
 from conftest import REPO, SNAKEMAKE, snakemake, spinedx_audit
 
 # One xdist worker runs every test of the shared tiny run (pytest -n 2 --dist loadgroup).
-pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group("tiny_run")]
+pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group(name="tiny_run")]
 def planned_jobs(workdir: Path) -> dict[str, int]:
     """Job counts per rule of a dry run ({} when there is nothing to do)."""
     output = snakemake(workdir, "-n", "--cores", "2").stdout

@@ -21,7 +21,7 @@ from PIL import Image
 
 from conftest import REPO, SNAKEMAKE
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group(name="study_shapes")]
 
 ISMF_CLASSES = ["schwannoma", "meningioma", "astrocytoma", "ependymoma", "metastasis"]
 CANINE_CLASSES = ["unremarkable", "IVDE", "IVDP", "FCE_ANNPE", "syringomyelia", "neoplasia"]

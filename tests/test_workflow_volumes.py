@@ -22,7 +22,7 @@ from conftest import REPO, snakemake
 from spinedx.config import deep_merge
 from volume_factories import IDENTIFYING, write_series
 
-pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+pytestmark = [pytest.mark.workflow, pytest.mark.slow, pytest.mark.xdist_group(name="volume_run")]
 
 CONFIG = REPO / ".test/vertebral_ct.yaml"
 MODELS = ["2d_resnet10t", "2.5d_resnet10t", "3d_classifier"]

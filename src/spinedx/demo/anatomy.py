@@ -28,8 +28,7 @@ import numpy as np
 # Drawing helpers of the reference phantom, imported in ONE place (spinedx.demo.spine after
 # the package restructure): its scanner draw, scanner effects with the display window,
 # smooth random fields.
-from spinedx.demo.spine import _acquire, _draw_scanner
-from spinedx.demo.spine import _smooth_field as smooth_field
+from spinedx.demo.spine import acquire_slice, draw_scanner, smooth_field
 
 CONTRASTS = ("T1", "T2", "T2FS")
 
@@ -80,7 +79,7 @@ def scanner_park(seed: int, count: int, low_field: set, foreign: set) -> list[Sc
     rng = np.random.default_rng(seed)
     park = []
     for index in range(count):
-        acquisition = _draw_scanner(rng, index)
+        acquisition = draw_scanner(rng, index)
         if index in low_field:
             acquisition = replace(acquisition, noise=rng.uniform(0.04, 0.07), blur_px=rng.uniform(0.4, 1.1),
                                   downsample=float(rng.choice([1.5, 1.8, 2.0])))
@@ -363,7 +362,7 @@ def render(plane: Plane, spine: Spine, blobs, cord_effects, contrast: str, scann
     torso(image, g, signal, rng)
     paint_column(image, g, spine, signal, rng, cord_effects)
     mask = paint_blobs(image, g, spine, blobs, contrast, rng)
-    return _acquire(image, scanner.acquisition, rng), mask
+    return acquire_slice(image, scanner.acquisition, rng), mask
 
 
 # --- lesion sites shared by the studies: ``[(centre, half, in_sac, boxed)]`` and cord effects

@@ -22,7 +22,7 @@ from PIL import Image
 
 # Helpers of the reference phantom, imported in ONE place (spinedx.demo.spine after the
 # package restructure): the annotator's rectangle and the labelme 5.x document.
-from spinedx.demo.spine import _annotator_box, _labelme
+from spinedx.demo.spine import labelme_document, tight_annotator_box
 from spinedx.io import atomic_output, write_csv, write_text
 
 _SIZE_KEYS = ("sagittal_height", "sagittal_width", "transverse_size")
@@ -164,7 +164,7 @@ def write_cohort(images_dir: Path, settings: dict, layout: Layout, planned: list
                 with atomic_output(out_dir / f"{stem}.png") as partial:
                     Image.fromarray(image).save(partial, format="PNG")
                 # An unremarkable image keeps the header of a lesion annotation, without shapes.
-                annotation = _labelme(stem, image.shape, box or (0.0, 0.0, 1.0, 1.0), label, rng)
+                annotation = labelme_document(stem, image.shape, box or (0.0, 0.0, 1.0, 1.0), label, rng)
                 if box is None:
                     annotation["shapes"] = []
                 write_text(json.dumps(annotation, indent=2) + "\n", out_dir / f"{stem}.json")
@@ -172,4 +172,4 @@ def write_cohort(images_dir: Path, settings: dict, layout: Layout, planned: list
 
 def annotator_box(mask: np.ndarray, rng) -> tuple | None:
     """The annotator's rectangle around ``mask`` (None when the mask is empty)."""
-    return _annotator_box(mask, rng) if mask.any() else None
+    return tight_annotator_box(mask, rng) if mask.any() else None

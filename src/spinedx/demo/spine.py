@@ -183,7 +183,7 @@ def generate_demo_cohort(images_dir: str | Path, cases_csv: str | Path, settings
                 stem = f"{patient.patient_id}_{folder}_{k}"
                 with atomic_output(out_dir / f"{stem}.png") as partial:
                     Image.fromarray(image).save(partial, format="PNG")
-                annotation = _labelme(stem, image.shape, box, patient.label, rng)
+                annotation = labelme_document(stem, image.shape, box, patient.label, rng)
                 write_text(json.dumps(annotation, indent=2) + "\n", out_dir / f"{stem}.json")
     cases = pd.DataFrame(
         [(p.patient_id, p.diagnosis, p.cohort, p.age, p.sex) for p in patients], columns=CASE_COLUMNS
@@ -196,7 +196,7 @@ def _plan_cohort(settings: dict) -> list[_Patient]:
     """Every patient's identity, demographics, scanner, anatomy and lesion."""
     seed = settings["seed"]
     scanner_rng = np.random.default_rng(_SCANNER_SEED)
-    scanners = [_draw_scanner(scanner_rng, i) for i in range(_N_SCANNERS)]
+    scanners = [draw_scanner(scanner_rng, i) for i in range(_N_SCANNERS)]
     assign_rng = np.random.default_rng([seed, 1])
     patients = []
     for cohort, key, prefix in (("internal", "n_internal", "DEMO-I"), ("external", "n_external", "DEMO-E")):
@@ -234,7 +234,8 @@ def _draw_patient(rng, index, patient_id, diagnosis, cohort, scanners, settings)
                     label)
 
 
-def _draw_scanner(rng, index: int) -> _Scanner:
+def draw_scanner(rng, index: int) -> _Scanner:
+    """One scanner of the demo's fleet: field of view, matrix, noise, bias and per-tissue contrast."""
     contrast = {s: {t: float(rng.normal(1.0, 0.06)) for t in _TISSUE} for s in SEQUENCES}
     return _Scanner(
         fov_mm=rng.uniform(250, 310),
@@ -395,13 +396,13 @@ def _render_slice(patient: _Patient, sequence: str, depth: float, y0: float, x0:
     # Body wall: subcutaneous fat out to the skin, paraspinal muscle inside it.
     fat = anatomy.subcut_fat * (1 + 0.1 * np.sin(y / 40.0))
     skin = centre + anatomy.canal + anatomy.spinous_length + 10.0 + fat
-    _blend(image, _edge((skin - x) * ppm), signal("fat") * (1 + 0.06 * _smooth_field(rng, (height, width), 12)))
-    muscle = signal("muscle") * (1 + 0.08 * _smooth_field(rng, (height, width), 16))
+    _blend(image, _edge((skin - x) * ppm), signal("fat") * (1 + 0.06 * smooth_field(rng, (height, width), 12)))
+    muscle = signal("muscle") * (1 + 0.08 * smooth_field(rng, (height, width), 16))
     _blend(image, _edge((skin - fat - x) * ppm), muscle)
 
     # Prevertebral space: bowel and retroperitoneal fat, and the aorta above its bifurcation.
     front = centre - anatomy.canal - 1.5 - anatomy.body_depth - 2.0
-    mix = 1 / (1 + np.exp(-1.5 * _smooth_field(rng, (height, width), 8)))
+    mix = 1 / (1 + np.exp(-1.5 * smooth_field(rng, (height, width), 8)))
     _blend(image, _edge((front - x) * ppm), signal("bowel") * mix + signal("fat") * (1 - mix))
     bifurcation = anatomy.l5_y - 1.2 * anatomy.level_pitch
     aorta = np.minimum(np.minimum(front - 2.0 - x, x - (front - 22.0)), bifurcation - y)
@@ -411,8 +412,8 @@ def _render_slice(patient: _Patient, sequence: str, depth: float, y0: float, x0:
     _paint_canal(image, anatomy, lesion, y, u, depth, ppm, signal)
     mask = _paint_lesion(image, lesion, sequence, y, u, depth, ppm, signal)
 
-    image = _acquire(image, scanner, rng)
-    box = _annotator_box(mask, rng)
+    image = acquire_slice(image, scanner, rng)
+    box = tight_annotator_box(mask, rng)
     return image, mask, box
 
 
@@ -433,7 +434,7 @@ def _paint_spine(image, anatomy: _Anatomy, y, x, ppm, signal, rng, age: int) -> 
     """Discs, vertebral bodies and spinous processes, from T11 down to the sacrum."""
     pitch = anatomy.level_pitch
     marrow = signal("marrow") * (1 + 0.004 * (age - 50))  # marrow fattens with age
-    marrow = marrow * (1 + 0.1 * _smooth_field(rng, image.shape, 24))  # fatty/red marrow foci
+    marrow = marrow * (1 + 0.1 * smooth_field(rng, image.shape, 24))  # fatty/red marrow foci
     cortex = signal("cortex")
     for level in range(-6, 4):  # 0 = L5; 1, 2, 3 = fused sacral segments
         sacral = level > 0
@@ -554,10 +555,10 @@ def _paint_lesion(image, lesion: _Lesion, sequence: str, y, u, depth: float, ppm
     return mask
 
 
-def _acquire(image, scanner: _Scanner, rng) -> np.ndarray:
+def acquire_slice(image, scanner: _Scanner, rng) -> np.ndarray:
     """Scanner effects and display window: float tissue signal to uint8 grey levels."""
     height, width = image.shape
-    image = image * np.exp(scanner.bias * rng.uniform(0.7, 1.3) * _smooth_field(rng, image.shape, 3))
+    image = image * np.exp(scanner.bias * rng.uniform(0.7, 1.3) * smooth_field(rng, image.shape, 3))
     if scanner.downsample > 1:
         small = (max(int(width / scanner.downsample), 8), max(int(height / scanner.downsample), 8))
         low = Image.fromarray(image.astype(np.float32)).resize(small, Image.Resampling.BOX)
@@ -573,7 +574,7 @@ def _acquire(image, scanner: _Scanner, rng) -> np.ndarray:
     return np.round(scaled * 255).astype(np.uint8)
 
 
-def _annotator_box(mask: np.ndarray, rng) -> tuple[float, float, float, float]:
+def tight_annotator_box(mask: np.ndarray, rng) -> tuple[float, float, float, float]:
     """Tight box around the tumour plus a few pixels of cord/filum, clipped to the image."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     margin = rng.uniform(2.0, 6.0, size=4)
@@ -586,7 +587,9 @@ def _annotator_box(mask: np.ndarray, rng) -> tuple[float, float, float, float]:
     )
 
 
-def _labelme(stem: str, shape, box, label: str, rng) -> dict:
+def labelme_document(stem: str, shape, box, label: str, rng) -> dict:
+    """The labelme JSON of one image: ``box`` as a two-point rectangle whose corners come
+    in the orders real annotators leave (the reader must normalise them)."""
     x_min, y_min, x_max, y_max = box
     corners = {"tl": [x_min, y_min], "br": [x_max, y_max], "tr": [x_max, y_min], "bl": [x_min, y_max]}
     order = _CORNER_ORDERS[int(rng.choice(len(_CORNER_ORDERS), p=_CORNER_ORDER_P))]
@@ -650,7 +653,7 @@ def _bone(image, y, x, cy, cx, half_y, half_x, angle, exponent, ppm, cortex, mar
     _shape(image, y, x, cy, cx, half_y - 1.0, half_x - 1.0, angle, exponent, ppm, marrow)
 
 
-def _smooth_field(rng, shape, cells: int) -> np.ndarray:
+def smooth_field(rng, shape, cells: int) -> np.ndarray:
     """Zero-mean, unit-sd random field varying over about ``cells`` blobs per image side."""
     grid = rng.normal(size=(cells + 1, cells + 1)).astype(np.float32)
     field = np.asarray(Image.fromarray(grid).resize((shape[1], shape[0]), Image.Resampling.BICUBIC))

@@ -11,8 +11,9 @@ volume stays oblique. Points beyond the outermost original centres take the bord
 Interpolation: linear for images, nearest neighbour for masks (labels must not blend).
 Axis-aligned resampling is separable, so it is done one axis at a time with plain numpy
 (two gathers and a weighted sum per axis, float32): memory stays near two copies of the
-volume and the arithmetic is IEEE-exact per operation, hence bit-identical on every
-machine. It equals scipy.ndimage.map_coordinates (order 1, mode "nearest") on the same
+volume, and every value comes from single IEEE operations (no reductions or fused
+multiply-adds whose rounding depends on the processor's vector width), so another
+processor should give the same bits; that has been checked on one machine only. It equals scipy.ndimage.map_coordinates (order 1, mode "nearest") on the same
 points, which the tests check; scipy would need a full coordinate grid (3 float64 values
 per output voxel), SimpleITK a round trip through its image type, MONAI torch.
 """

@@ -3,6 +3,7 @@ file (``torch.load(weights_only=True)``: tensors and plain Python values only)."
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -12,6 +13,8 @@ from spinedx.io import atomic_output
 from spinedx.models.backbones import build_model
 
 CHECKPOINT_FORMAT = "spinedx-checkpoint/1"
+
+log = logging.getLogger(__name__)
 
 
 def save_checkpoint(payload: dict, path: str | Path) -> None:
@@ -37,6 +40,23 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: not a spinedx checkpoint (format {CHECKPOINT_FORMAT})")
     return payload
+
+
+def matching_resume_state(path: Path, signature: str) -> dict | None:
+    """The state a killed or requeued training job left at ``path`` (last.pt), when it
+    belongs to exactly this job and these settings (``signature``); otherwise None, and
+    the log says why the job starts from scratch."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a job killed mid-write leaves junk: start over, say so
+        log.warning("cannot read %s (%s); training from scratch", path, error)
+        return None
+    if not isinstance(state, dict) or state.get("signature") != signature:
+        log.info("ignoring %s: it belongs to other settings", path)
+        return None
+    return state
 
 
 def model_from_checkpoint(payload: dict, device: torch.device):

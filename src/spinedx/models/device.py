@@ -128,3 +128,21 @@ def set_up(settings: dict, **forced) -> tuple[torch.device, Acceleration]:
     acceleration = dataclasses.replace(resolve_acceleration(settings, device), **forced)
     apply_backend_settings(acceleration, device)
     return device, acceleration
+
+
+@torch.no_grad()
+def softmax_in_batches(model, inputs: torch.Tensor, batch_size: int, acceleration: Acceleration,
+                       prepare, n_classes: int):
+    """Softmax probabilities (N x classes, float64 numpy) of ``inputs`` through ``model``,
+    ``batch_size`` at a time, under the job's acceleration settings. ``prepare`` turns one
+    stored batch into the network's input on the model's device (scaling, normalising,
+    channels); the host reads the result once, at the end."""
+    device = next(model.parameters()).device
+    probabilities = []
+    for batch in torch.split(inputs, batch_size):
+        with acceleration.autocast(device):
+            logits = model(acceleration.layout(prepare(batch.to(device))))
+        probabilities.append(torch.softmax(logits.float(), 1))
+    if not probabilities:
+        return torch.zeros((0, n_classes), dtype=torch.float64).numpy()
+    return torch.cat(probabilities).cpu().numpy().astype("float64")

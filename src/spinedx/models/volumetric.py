@@ -29,7 +29,7 @@ from spinedx.errors import InputError
 from spinedx.imaging.augmentation import augment
 from spinedx.input_modes import SLICE_MODES, model_mode
 from spinedx.models.backbones import build_model
-from spinedx.models.device import Acceleration
+from spinedx.models.device import Acceleration, softmax_in_batches
 
 #: name -> what it is (config networks_3d).
 NETWORKS_3D = {
@@ -176,16 +176,8 @@ def predict(model, crops: torch.Tensor, checkpoint: dict, batch_size: int,
             acceleration: Acceleration = Acceleration(), source="cache") -> np.ndarray:
     """Softmax probabilities (N x classes, float64) of cached crops, batched."""
     check_inputs(crops, checkpoint, source)
-    device = next(model.parameters()).device
-    probabilities = []
-    for batch in torch.split(crops, batch_size):
-        inputs = normalise(batch.to(device).float(), checkpoint["mean"], checkpoint["std"])
-        with acceleration.autocast(device):
-            logits = model(acceleration.layout(inputs))
-        probabilities.append(torch.softmax(logits.float(), 1))
-    if not probabilities:
-        return np.zeros((0, checkpoint["n_classes"]))
-    return torch.cat(probabilities).cpu().numpy().astype(np.float64)
+    return softmax_in_batches(model, crops, batch_size, acceleration, n_classes=checkpoint["n_classes"],
+                              prepare=lambda batch: normalise(batch.float(), checkpoint["mean"], checkpoint["std"]))
 
 
 def gradcam_layer(model: nn.Module, input_shape) -> tuple[nn.Module, str]:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from spinedx.errors import InputError
+from spinedx.readers.csv_tables import read_csv_table, require_columns
 
 INTERNAL_COHORT = "internal"
 COHORTS = (INTERNAL_COHORT, "external")
@@ -44,16 +45,11 @@ def read_patient_table(path: Path, required, what: str, all_external: bool = Fal
     """A one-row-per-patient CSV (``what`` names it in errors): the ``required`` columns
     present, stripped and non-empty, each patient once. ``all_external`` (audit mode):
     every patient is external, whatever the cohort column says (it may be absent)."""
-    try:
-        table = pd.read_csv(path, dtype={column: str for column in required})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read {what}: {error}") from error
+    table = read_csv_table(path, what, dtype={column: str for column in required})
     if all_external and len(table.columns):
         table["cohort"] = "external"
-    missing = [c for c in required if c not in table.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}; {what} needs {list(required)}"
-                         + (f" (optional: {optional})" if optional else ""))
+    require_columns(table, path, required,
+                    f"{what} needs {list(required)}" + (f" (optional: {optional})" if optional else ""))
     for column in required:
         table[column] = table[column].astype("string").str.strip()
         empty = table[column].isna() | (table[column] == "")

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from spinedx.errors import InputError
+from spinedx.readers.csv_tables import read_csv_table, require_columns
 from spinedx.readers.volume import Volume, ras_to_lps
 
 MARK_COLUMNS = ("reader", "patient_id", "x", "y", "z", "confidence")
@@ -34,14 +35,8 @@ COORDINATES = ("mm_lps", "mm_ras", "voxel")
 def read_marks(path) -> pd.DataFrame:
     """The marks table, checked (columns present, numbers finite, names plain)."""
     path = Path(path)
-    try:
-        marks = pd.read_csv(path, dtype={"reader": str, "patient_id": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read the readers' marks: {error}") from error
-    missing = [c for c in MARK_COLUMNS if c not in marks.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}; the readers' marks need {list(MARK_COLUMNS)} "
-                         "(one row per mark)")
+    marks = read_csv_table(path, "the readers' marks", dtype={"reader": str, "patient_id": str})
+    require_columns(marks, path, MARK_COLUMNS, f"the readers' marks need {list(MARK_COLUMNS)} (one row per mark)")
     for column in ("reader", "patient_id"):
         empty = marks[column].isna() | (marks[column].astype(str).str.strip() == "")
         if empty.any():

@@ -30,6 +30,7 @@ import pandas as pd
 
 from spinedx.errors import InputError
 from spinedx.io import sha256_file
+from spinedx.readers.csv_tables import read_csv_table, require_columns
 from spinedx.readers.tree import sequence_folder_lookup
 from spinedx.readers.volume import MASK_DTYPE, Volume, read_mask, read_volume
 
@@ -110,14 +111,9 @@ def read_boxes(path, sequences) -> dict[tuple[str, str], dict]:
     """The boxes CSV as {(patient_id, sequence): row}; one row per patient and sequence,
     ``sequence`` one of config ``sequences``."""
     path = Path(path)
-    try:
-        table = pd.read_csv(path, dtype={"patient_id": str, "sequence": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read the boxes table (config data.boxes): {error}") from error
-    missing = [key for key in BOX_KEYS if key not in table.columns]
-    if missing:
-        raise InputError(f"{path}: missing column(s) {missing}; a boxes table has patient_id, sequence "
-                         "and the box columns of config data.box_units")
+    table = read_csv_table(path, "the boxes table (config data.boxes)", dtype={"patient_id": str, "sequence": str})
+    require_columns(table, path, BOX_KEYS, "a boxes table has patient_id, sequence and the box columns of "
+                                           "config data.box_units")
     unknown = sorted(set(table["sequence"]) - set(sequences))
     if unknown:
         raise InputError(f"{path}: unknown sequence(s) {unknown}; use the canonical names of config "

@@ -36,7 +36,7 @@ from spinedx.imaging.detection_cache import VolumeCache
 from spinedx.imaging.intensity import percentile_recipe
 from spinedx.imaging.patches import network_geometry, sample_training_patches
 from spinedx.io import write_csv, write_text
-from spinedx.models.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
+from spinedx.models.checkpoints import CHECKPOINT_FORMAT, matching_resume_state, save_checkpoint
 from spinedx.models.detection import build_detector, check_geometry, detection_loss, probability_map
 from spinedx.models.device import set_up
 from spinedx.models.optimizers import build_optimizer
@@ -213,14 +213,6 @@ class DetectionTrainer:
         self.best_state = state["best_state"]
 
 
-def _load_resume(path: Path) -> dict | None:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a job killed mid-write leaves junk: start over, say so
-        log.warning("cannot read %s (%s); training from scratch", path, error)
-        return None
-
-
 def train(config, cache_path, cases_path, folds_path, model_name: str, input_: str, fold: int, out_dir) -> dict:
     """Train one fold model; write best.pt, history.tsv and config.yaml into ``out_dir``."""
     out_dir = Path(out_dir)
@@ -243,13 +235,10 @@ def train(config, cache_path, cases_path, folds_path, model_name: str, input_: s
                                 "training": settings, "detection": detection,
                                 "sequences": list(task.inputs[input_])}, sort_keys=True)
     resume_path = out_dir / paths.RESUME_FILE
-    if resume_path.is_file():
-        state = _load_resume(resume_path)
-        if state is not None and state.get("signature") == signature:
-            trainer.restore(state)
-            log.info("resumed from %s after epoch %d", resume_path, len(trainer.history))
-        else:
-            log.info("ignoring %s: it belongs to other settings", resume_path)
+    state = matching_resume_state(resume_path, signature)
+    if state is not None:
+        trainer.restore(state)
+        log.info("resumed from %s after epoch %d", resume_path, len(trainer.history))
 
     log.info("%s %s fold %d: %d training / %d validation cases, %s on %s (%s), seed %d", model_name, input_, fold,
              len(training), len(validation), spec.network, device, acceleration, seed)

@@ -21,7 +21,7 @@ from spinedx.io import write_parquet
 from spinedx.models import volumetric
 from spinedx.models.backbones import to_model_input
 from spinedx.models.checkpoints import load_checkpoint, model_from_checkpoint
-from spinedx.models.device import Acceleration, set_up
+from spinedx.models.device import Acceleration, set_up, softmax_in_batches
 from spinedx.splitting import SCORED_PARTITIONS, model_partitions, read_folds
 from spinedx.task import task_from_config
 
@@ -39,16 +39,9 @@ def predict(model, pixels: torch.Tensor, checkpoint: dict, batch_size: int,
             f"images are {pixels.shape[1]}x{pixels.shape[2]} but the model was trained on "
             f"{checkpoint['image_size']}px; preprocess with the same preprocessing.size"
         )
-    device = next(model.parameters()).device
-    probabilities = []
-    for batch in torch.split(pixels, batch_size):
-        inputs = to_model_input(batch.to(device), checkpoint["mean"], checkpoint["std"], checkpoint["in_chans"])
-        with acceleration.autocast(device):
-            logits = model(acceleration.layout(inputs))
-        probabilities.append(torch.softmax(logits.float(), 1))
-    if not probabilities:
-        return np.zeros((0, checkpoint["n_classes"]))
-    return torch.cat(probabilities).cpu().numpy().astype(np.float64)
+    return softmax_in_batches(
+        model, pixels, batch_size, acceleration, n_classes=checkpoint["n_classes"],
+        prepare=lambda batch: to_model_input(batch, checkpoint["mean"], checkpoint["std"], checkpoint["in_chans"]))
 
 
 def score_folds(checkpoint_paths, cache_path, images_path, folds_path, config) -> pd.DataFrame:

@@ -36,7 +36,7 @@ from spinedx.imaging.volume_inputs import intensity_recipe
 from spinedx.input_modes import volume_study
 from spinedx.io import write_csv, write_text
 from spinedx.models.backbones import build_model, to_model_input
-from spinedx.models.checkpoints import CHECKPOINT_FORMAT, save_checkpoint
+from spinedx.models.checkpoints import CHECKPOINT_FORMAT, matching_resume_state, save_checkpoint
 from spinedx.models import pretrained
 from spinedx.models.device import Acceleration, set_up
 from spinedx.models.optimizers import build_optimizer
@@ -288,13 +288,10 @@ def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fol
                                 "classes": config["classes"],
                                 **({"initial_weights": weights["sha256"]} if weights else {})}, sort_keys=True)
     resume_path = out_dir / paths.RESUME_FILE
-    if resume_path.is_file():
-        state = _load_resume(resume_path)
-        if state is not None and state.get("signature") == signature:
-            trainer.restore(state)
-            log.info("resumed from %s after epoch %d", resume_path, len(trainer.history))
-        else:
-            log.info("ignoring %s: it belongs to other settings", resume_path)
+    state = matching_resume_state(resume_path, signature)
+    if state is not None:
+        trainer.restore(state)
+        log.info("resumed from %s after epoch %d", resume_path, len(trainer.history))
 
     log.info("%s %s fold %d: %d training / %d validation images on %s (%s), seed %d",
              backbone, sequence, fold, len(train_idx), len(val_idx), device, acceleration, seed)
@@ -332,14 +329,6 @@ def train(cache_path, images_path, folds_path, backbone: str, sequence: str, fol
     resume_path.unlink(missing_ok=True)
     log.info("selected epoch %d (validation accuracy %.3f)", best["epoch"], best["val_accuracy"])
     return best
-
-
-def _load_resume(path: Path) -> dict | None:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a job killed mid-write leaves junk: start over, say so
-        log.warning("cannot read %s (%s); training from scratch", path, error)
-        return None
 
 
 def write_resolved_config(path, config, backbone, sequence, fold, seed, device, images,
