@@ -95,3 +95,21 @@ def test_figures_draw_the_final_system(settings):
     fig = stage.decision_curve_figure(curve, "netB", ["T1", "T2", "ALL"])
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["T1", "T2", "ALL (final system)", "treat all", "treat none"]
+
+
+def test_one_sequence_calibrates_and_draws_every_models_all_input(settings):
+    """A study of one sequence (a volume study's CT): ALL repeats the sequence, so only ALL
+    rows, and the decision-curve figure shows every model's ALL input (a volume study's
+    input modes) instead of one backbone's identical inputs."""
+    models = {"netA": "2d_resnet10t", "netB": "2.5d_resnet10t"}
+    predictions = case_predictions(n_internal=30, n_external=30)
+    predictions = predictions[predictions["input"].isin(["T1", "ALL"])].assign(
+        input=lambda f: f["input"].replace("T1", "CT"), backbone=lambda f: f["backbone"].map(models))
+    names = list(models.values())
+    summary = stage.calibration_table(predictions, names, "prob_schwannoma", "2.5d_resnet10t", 50, 0, 0.95)
+    assert set(summary["input"]) == {"ALL"} and len(summary) == 2 * 2 and summary["final_system"].sum() == 2
+    curve = stage.decision_curve_table(predictions, names, "prob_schwannoma", settings)
+    assert set(curve["model"]) == {f"{name}/ALL" for name in names} | {"treat all", "treat none"}
+    fig = stage.decision_curve_figure(curve, "2.5d_resnet10t", ["CT", "ALL"], names)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["2d_resnet10t", "2.5d_resnet10t (final system)", "treat all", "treat none"]

@@ -118,3 +118,22 @@ def test_fusion_is_compared_with_image_only_on_test_sets_only():
     fused = table[table["kind"] == "fusion"]
     assert set(fused["cohort"]) == {"external (fusion)"} and len(fused) == 3  # oof rows fitted the stacker
     assert (fused["model_a"] == "image+clinical").all() and (fused["model_b"] == "image").all()
+
+
+def test_one_sequence_compares_the_models_on_all_only():
+    """A study of one sequence (e.g. a volume study's CT): ALL is that sequence's
+    predictions again, so only ALL is compared and no pair is tested twice; a volume
+    study's models take the backbones' place."""
+    from spinedx.aggregation import distinct_inputs
+
+    assert distinct_inputs(["CT", "ALL", "CT"]) == ["ALL"] and distinct_inputs(["CT"]) == ["CT"]
+    assert distinct_inputs(INPUTS) == INPUTS
+    predictions = case_predictions()
+    predictions = predictions[predictions["input"].isin(["T1", "ALL"])].assign(
+        input=lambda f: f["input"].replace("T1", "CT"),
+        backbone=lambda f: f["backbone"].map({"netA": "2d_resnet10t", "netB": "2.5d_resnet10t"}))
+    table = stage.comparisons_table(predictions, ["2d_resnet10t", "2.5d_resnet10t"],
+                                    distinct_inputs(predictions["input"]), "prob_schwannoma", 0.5, 0.95,
+                                    "holm", "all")
+    assert set(table["kind"]) == {"backbones"} and len(table) == 2 * 3  # 2 cohorts x (AUC, Se, Sp)
+    assert set(table["model_a"]) == {"2d_resnet10t/ALL"} and set(table["model_b"]) == {"2.5d_resnet10t/ALL"}

@@ -100,3 +100,22 @@ def test_flow_counts_follow_the_records():
     assert "lacking T2 (analysed in other inputs): n = 2" in text and "image without annotation (T1): n = 1 (1 files)" in text
     assert "fold 1: n = 2 (2 images)" in text and "read by 2 readers: n = 2" in text
     assert "n = 2 (ependymoma 1, schwannoma 1)" in text  # external: the patients with images
+
+
+def test_a_volume_study_counts_volumes_not_the_models_crops():
+    """Volume studies: one volume per case x sequence in the image table; a case-level
+    row's n_images counts the model's crops (8 slices of a 2d model), which the flow
+    must not report as images."""
+    cases, images, excluded, folds, predictions, readers = flow_inputs()
+    crops = predictions.assign(n_images=predictions["n_images"] * 8)
+    table = participant_flow.flow_table(cases, images, excluded, folds, crops, ["ependymoma", "schwannoma"],
+                                        readers, volumes=True)
+    get = table.set_index(["step", "cohort", "group"])
+    # Hand counts from the image table: internal P1 (T1, T2), P2 (T1), P3 (T2); external P4 (T1, T2), P5 (T1).
+    assert get.loc[("analysed", "internal", "ALL")].tolist() == [3, 4]
+    assert get.loc[("analysed", "internal", "T1")].tolist() == [2, 2]
+    assert get.loc[("analysed", "external", "ALL")].tolist() == [2, 3]
+    assert get.loc[("analysed", "external", "T2")].tolist() == [1, 1]
+    fig = participant_flow.flow_figure(table, ["ependymoma", "schwannoma"], 2, "volumes")
+    text = "\n".join(t.get_text() for t in fig.axes[0].texts)
+    assert "annotated volumes: 7" in text and "ALL: n = 3 (4 volumes)" in text and "images" not in text

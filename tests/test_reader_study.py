@@ -181,7 +181,9 @@ def test_condition_rows_are_the_or_library_on_the_same_table(tmp_path, settings)
         test = rows[rows["row_type"] == "global"].iloc[0]
         assert test["statistic"] == pytest.approx(expected.global_test["statistic"], rel=1e-12)
         assert test["df2"] == pytest.approx(expected.global_test["df2"], rel=1e-12)
-    assert (table[table["analysis"] == "FRRC"]["row_type"] == "reader difference").sum() == 4 * 3  # 3 contrasts
+    # 3 contrasts of all 4 readers (conditions, model vs each condition) + the conditions within
+    # each experience group of 2 readers.
+    assert (table[table["analysis"] == "FRRC"]["row_type"] == "reader difference").sum() == 4 * 3 + 2 * 2
 
 
 def test_model_vs_readers_is_the_2t_table_with_the_model_duplicated_per_reader(tmp_path, settings):
@@ -314,3 +316,126 @@ def test_vandyke_through_readers_csv_gives_the_published_or_dbm_mrmc_numbers(tmp
     assert printed(test["statistic"], "4.46") and printed(test["df2"], "15.26")
     modality = rrrc[rrrc["row_type"] == "modality"].set_index("modality")
     assert printed(modality.loc["1", "estimate"], "0.89703704") and printed(modality.loc["1", "ci_lo"], "0.82522360")
+
+
+# --- experience groups, F1 (two-class volume studies' reader study: r15ct) -----------------------
+
+def test_f1_and_experience_group_rows_match_scikit_learn_and_the_or_library(tmp_path, settings):
+    """Per reader F1 against scikit-learn; per experience group x condition the readers'
+    mean AUC (scikit-learn) with the single-modality OR interval of the primary analysis
+    on that group's readings, and the mean sensitivity / specificity / F1 (scikit-learn)."""
+    from sklearn.metrics import f1_score, recall_score, roc_auc_score
+
+    cases, readers = roe_metz_study(seed=21, n_readers=6)
+    study = read_reader_study(write(tmp_path, readers), cases, CLASSES, CONDITIONS)
+    metrics = stage.reader_metrics(study, model_of(cases), CONDITIONS, 0.95, settings,
+                                   {"n_boot": 300, "seed": 4}, "readers.csv")
+    singles = metrics[~metrics["reader"].isin([stage.GROUP_MEAN, stage.MODEL])]
+    for row in singles.itertuples():
+        one = study[(study["reader"] == row.reader) & (study["condition"] == row.condition)]
+        assert row.f1 == pytest.approx(f1_score(one["truth"], one["called_positive"]), abs=1e-12)
+        assert row.f1_lo <= row.f1 <= row.f1_hi and row.n_readers == 1
+    groups = metrics[metrics["reader"] == stage.GROUP_MEAN]
+    assert sorted(set(groups["experience"])) == ["all", "junior", "senior"] and len(groups) == 3 * 2
+    for row in groups.itertuples():
+        members = sorted(set(readers["reader"])) if row.experience == "all" else sorted(
+            set(readers.loc[readers["experience"] == row.experience, "reader"]))
+        assert row.n_readers == len(members) == (6 if row.experience == "all" else 3)
+        readings = study[(study["condition"] == row.condition) & study["reader"].isin(members)]
+        per_reader = readings.groupby("reader")
+        assert row.auc == pytest.approx(per_reader.apply(lambda g: roc_auc_score(g["truth"], g["rating"])).mean(),
+                                        abs=1e-12)
+        assert row.sensitivity == pytest.approx(
+            per_reader.apply(lambda g: recall_score(g["truth"], g["called_positive"])).mean(), abs=1e-12)
+        assert row.specificity == pytest.approx(
+            per_reader.apply(lambda g: recall_score(1 - g["truth"], 1 - g["called_positive"])).mean(), abs=1e-12)
+        assert row.f1 == pytest.approx(per_reader.apply(lambda g: f1_score(g["truth"], g["called_positive"])).mean(),
+                                       abs=1e-12)
+        long = readers[readers["reader"].isin(members) & (readers["condition"] == row.condition)].merge(
+            cases[["patient_id", "label"]], on="patient_id")
+        expected = obuchowski_rockette(long, analysis="RRRC", covariance="jackknife", reader="reader",
+                                       case="patient_id", modality="condition", truth="label", rating="rating",
+                                       modalities=[row.condition]).modality_auc.iloc[0]
+        assert (row.auc_lo, row.auc_hi, row.auc_se) == pytest.approx(
+            (expected["ci_lo"], expected["ci_hi"], expected["se"]), rel=1e-12)
+        for name in ("sensitivity", "specificity", "accuracy", "f1"):
+            assert getattr(row, f"{name}_lo") <= getattr(row, name) <= getattr(row, f"{name}_hi"), name
+    # The figure draws the readers only (no group means).
+    fig = stage.reader_roc_figure(study, model_of(cases), metrics, CONDITIONS, CLASSES[1], "2.5d_resnet10t")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels[0].startswith("model (2.5d_resnet10t), AUC") and not any("mean (" in label for label in labels)
+
+
+def test_experience_groups_get_their_own_condition_comparison(tmp_path, settings):
+    cases, readers = roe_metz_study(seed=13, n_readers=4)
+    study = read_reader_study(write(tmp_path, readers), cases, CLASSES, CONDITIONS)
+    table = stage.mrmc_table(study, model_of(cases), settings, 0.95, "readers.csv")
+    assert set(table["contrast"]) == {"conditions", "conditions, junior readers", "conditions, senior readers",
+                                      "model vs unaided", "model vs aided"}
+    for group in ("junior", "senior"):
+        members = readers[readers["experience"] == group]
+        long = members.merge(cases[["patient_id", "label"]], on="patient_id")
+        expected = obuchowski_rockette(long, analysis="RRRC", covariance="jackknife", reader="reader",
+                                       case="patient_id", modality="condition", truth="label", rating="rating",
+                                       modalities=["aided", "unaided"]).differences.iloc[0]
+        row = table[(table["contrast"] == f"conditions, {group} readers") & (table["analysis"] == "RRRC")
+                    & (table["row_type"] == "difference")].iloc[0]
+        assert row["n_readers"] == 2 and row["comparison"] == "aided - unaided"
+        assert (row["estimate"], row["se"], row["p"], row["ci_lo"]) == pytest.approx(
+            (expected["difference"], expected["se"], expected["p"], expected["ci_lo"]), rel=1e-12)
+    # Readers without an experience value: no group contrasts.
+    plain = readers.drop(columns="experience")
+    study = read_reader_study(write(tmp_path, plain, "plain.csv"), cases, CLASSES, CONDITIONS)
+    table = stage.mrmc_table(study, model_of(cases), settings, 0.95, "plain.csv")
+    assert set(table["contrast"]) == {"conditions", "model vs unaided", "model vs aided"}
+
+
+def test_reader_mean_intervals_follow_the_documented_bootstrap(tmp_path):
+    """The library's vectorised replicates against a loop over the documented draws with
+    scikit-learn's metrics, and the point estimates against scikit-learn on the data."""
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+    from spinedx.stats.bootstrap import reader_mean_intervals
+
+    rng = np.random.default_rng(7)
+    truth = np.r_[np.ones(9, int), np.zeros(12, int)][rng.permutation(21)]
+    called = (rng.random((3, 21)) < np.where(truth == 1, 0.7, 0.25)).astype(int)
+    n_boot, seed = 150, 5
+    result = reader_mean_intervals(truth, called, n_boot=n_boot, seed=seed, level=0.9)
+
+    def means(index):
+        t = truth[index]
+        return {"sensitivity": np.mean([recall_score(t, c[index]) for c in called]),
+                "specificity": np.mean([recall_score(1 - t, 1 - c[index]) for c in called]),
+                "accuracy": np.mean([accuracy_score(t, c[index]) for c in called]),
+                "f1": np.mean([f1_score(t, c[index]) for c in called])}
+
+    draws = np.random.default_rng(seed)
+    strata = [np.flatnonzero(truth == 0), np.flatnonzero(truth == 1)]
+    picked = [members[draws.integers(0, members.size, size=(n_boot, members.size))] for members in strata]
+    replicates = [means(np.concatenate([picked[0][b], picked[1][b]])) for b in range(n_boot)]
+    for name, value in means(np.arange(truth.size)).items():
+        assert result[name] == pytest.approx(value, abs=1e-12)
+        lo, hi = np.percentile([r[name] for r in replicates], [5, 95])
+        assert (result[f"{name}_lo"], result[f"{name}_hi"]) == pytest.approx((lo, hi), abs=1e-12), name
+    assert np.isnan(reader_mean_intervals(truth, called, n_boot=0)["f1_lo"])
+
+
+def test_demo_readers_on_the_ordinal_scale_cut_the_same_probabilities(tmp_path, settings):
+    """The 5-point scale is the probability-scale rating cut at 0.2, 0.4, 0.6, 0.8
+    (np.digitize, by hand), the decisions unchanged; the file is a valid ordinal readers.csv."""
+    rng = np.random.default_rng(9)
+    label = np.r_[np.ones(15, int), np.zeros(15, int)]
+    cases = pd.DataFrame({"patient_id": [f"E{k:03d}" for k in range(label.size)], "label": label,
+                          "model_probability": 1 / (1 + np.exp(-(3 * label - 1.5 + rng.normal(0, 1, label.size))))})
+    probability = simulate_readers(cases, settings["demo"], CLASSES, CONDITIONS)
+    ordinal = simulate_readers(cases, settings["demo"], CLASSES, CONDITIONS, "ordinal")
+    cut = 1 + np.digitize(probability["rating"], [0.2, 0.4, 0.6, 0.8], right=True)
+    assert ordinal["rating"].tolist() == cut.tolist()
+    assert ordinal.drop(columns="rating").equals(probability.drop(columns="rating"))
+    assert set(ordinal["rating"]) <= {1, 2, 3, 4, 5} and ordinal["rating"].nunique() >= 4
+    table = cases.assign(diagnosis=np.where(label == 1, CLASSES[1], CLASSES[0]), cohort="external")
+    study = read_reader_study(write(tmp_path, ordinal), table, CLASSES, CONDITIONS, "ordinal")
+    assert len(study) == 6 * 30 * 2
+    with pytest.raises(ValueError, match="rating scale"):
+        simulate_readers(cases, settings["demo"], CLASSES, CONDITIONS, "percent")

@@ -129,3 +129,23 @@ def test_dicom_variables_fill_the_table_without_identifying_values(tmp_path):
     with_column = stage.subgroup_values(cases.assign(vendor="from table"), ["vendor"], [50], pd.DataFrame(rows),
                                         images_dir, "cases.csv")
     assert (with_column["vendor"] == "from table").all()
+
+
+def test_a_volume_studys_dicom_series_gives_its_acquisition_attributes(tmp_path):
+    """Volume studies list a DICOM series as its folder (image/): the attributes come from
+    its first slice through the same allow-list; a NIfTI volume is not DICOM."""
+    cases = cases_and_predictions(n=8)[0].iloc[:3]
+    images_dir = tmp_path / "images"
+    series = images_dir / cases["patient_id"][0] / "CT" / "image"
+    for slice_ in range(3):
+        write_dicom(series / f"s{slice_:03d}", "Canon", "Aquilion", "")  # no suffix: found by the DICM marker
+    (series / "notes.txt").write_text("not a slice")
+    write_dicom(images_dir / cases["patient_id"][1] / "CT" / "s000.dcm", "GE", "Revolution", "")
+    (images_dir / cases["patient_id"][2] / "CT").mkdir(parents=True)
+    (images_dir / cases["patient_id"][2] / "CT" / "image.nii.gz").write_bytes(b"\x1f\x8b")
+    rows = pd.DataFrame({"patient_id": cases["patient_id"],
+                         "image_path": [f"{cases['patient_id'][0]}/CT/image", f"{cases['patient_id'][1]}/CT",
+                                        f"{cases['patient_id'][2]}/CT/image.nii.gz"]})
+    values = stage.subgroup_values(cases, ["vendor", "scanner_model"], [50], rows, images_dir, "cases.csv")
+    assert values["vendor"].tolist() == ["Canon", "GE", "not DICOM"]
+    assert values["scanner_model"].tolist() == ["Aquilion", "Revolution", "not DICOM"]

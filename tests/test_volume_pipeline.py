@@ -223,3 +223,31 @@ def test_the_crops_table_reads_the_case_again(volume_run):
         image, lesion = read_case(row, workdir / "images", 10**8)
         assert np.array_equal(image.array, phantom(row.patient_id)) and np.array_equal(lesion.array, LESION)
     assert json.dumps(list(crops.columns))  # plain column names
+
+
+def test_annotations_record_what_the_volume_table_leaves_out(tmp_path):
+    """The exclusion record of a volume study (read by the participant flow): a listed
+    patient without a volume, and files beside a volume and its mask that nothing reads;
+    a series in the sequence folder itself has no such files (every file is a slice)."""
+    from spinedx import config as configuration
+    from spinedx.stages import volume_annotations
+
+    images = tmp_path / "images"
+    cases, boxes = write_cohort(images, tmp_path)
+    listed = pd.read_csv(cases)
+    pd.concat([listed, pd.DataFrame([{"patient_id": "P5", "diagnosis": "malignant", "cohort": "internal"}])]
+              ).to_csv(cases, index=False)
+    (images / "P1/CT/report.txt").write_text("an old report")
+    (images / "P3/CT/old_mask.nii.gz").write_bytes((images / "P3/CT/mask.nii.gz").read_bytes())
+    config = configuration.resolve({"data": {"format": "volume", "boxes": str(boxes)},
+                                    "classes": ["osteoporotic", "malignant"], "sequences": {"CT": ["CT"]}})
+    excluded = tmp_path / "excluded.csv"
+    table = volume_annotations.main_stage(config, images, cases, "CT", tmp_path / "CT.parquet", excluded)
+    assert sorted(table["patient_id"]) == ["P1", "P2", "P3", "P4"]
+    record = pd.read_csv(excluded, keep_default_na=False)
+    assert record.to_dict("records") == [
+        {"patient_id": "P5", "sequence": "CT", "level": "patient", "item": "", "reason": volume_annotations.NO_VOLUME},
+        {"patient_id": "P1", "sequence": "CT", "level": "image", "item": "P1/CT/report.txt",
+         "reason": volume_annotations.NOT_READ},
+        {"patient_id": "P3", "sequence": "CT", "level": "image", "item": "P3/CT/old_mask.nii.gz",
+         "reason": volume_annotations.NOT_READ}]

@@ -366,7 +366,8 @@ def test_issue15_outputs_agree_with_the_study_tables(run):
     # The model's row is the final system on the read cases (all 6 external cases).
     assert model.auc == pytest.approx(final.auc) and (model.tp, model.tn) == (final.tp, final.tn)
     mrmc = pd.read_csv(tables / "reader_study_mrmc.csv")
-    assert set(mrmc.contrast) == {"conditions", "model vs unaided", "model vs aided"}
+    assert set(mrmc.contrast) == {"conditions", "conditions, junior readers", "conditions, senior readers",
+                                  "model vs unaided", "model vs aided"}
     assert set(mrmc.analysis) == {"RRRC", "FRRC", "RRFC"} and set(mrmc.covariance) == {"jackknife"}
     flow = pd.read_csv(tables / "participant_flow.csv").set_index(["step", "cohort", "group"])
     assert flow.loc[("listed in the cases table", "external", "all"), "patients"] == 6

@@ -88,6 +88,85 @@ def test_model_card_and_checkpoints_describe_the_input_mode_and_recipe(run):
     assert checkpoint["intensity_recipe"] == card["input"]["intensity_recipe"]
 
 
+def test_reader_study_and_the_issue15_analyses_agree_with_the_studys_own_tables(run):
+    """Issue 15 for a two-class volume study: the demo reader study (2 senior + 2 junior
+    simulated readers, 5-point scale, unaided and aided by the final model), MRMC, paired
+    comparisons, calibration and decision curves, subgroups, participant flow, checklist;
+    the model's numbers are the study's own (tables 3 and 4) to the printed digit."""
+    _, results = run
+    tables = results / "tables"
+    table3 = pd.read_csv(tables / "table3_case_level.csv")
+    modes = pd.read_csv(tables / "table4_input_modes.csv")
+    all_input = table3[table3.input == "ALL"].set_index("backbone").loc[MODELS]
+    final = all_input.auc.idxmax()  # the best external ALL AUC, ties: the first model
+    readers = pd.read_csv(results / "demo_reader_study/readers.csv")
+    assert readers.groupby(["reader", "condition"]).size().eq(6).all() and readers.reader.nunique() == 4
+    assert set(readers.rating) <= {1, 2, 3, 4, 5} and readers.rating.dtype.kind == "i"
+    assert readers.drop_duplicates("reader").experience.value_counts().to_dict() == {"senior": 2, "junior": 2}
+
+    metrics = pd.read_csv(tables / "reader_study_metrics.csv")
+    model = metrics[metrics.reader == "model"].iloc[0]
+    mode_row = modes[(modes.cohort == "external") & (modes.model == final)].iloc[0]
+    for key in ("auc", "auc_lo", "auc_hi", "sensitivity", "specificity", "f1", "f1_lo", "f1_hi"):
+        assert f"{model[key]:.3f}" == f"{mode_row[key]:.3f}", key
+        assert model[key] == pytest.approx(mode_row[key], abs=1e-12), key
+    assert model.auc == pytest.approx(all_input.loc[final, "auc"], abs=1e-12)
+    singles = metrics[~metrics.reader.isin(["model", "mean"])]
+    assert len(singles) == 4 * 2 and (singles.f1_lo <= singles.f1).all() and (singles.f1 <= singles.f1_hi).all()
+    groups = metrics[metrics.reader == "mean"].set_index(["experience", "condition"])
+    assert sorted(groups.index) == sorted((g, c) for g in ("all", "junior", "senior") for c in ("unaided", "aided"))
+    for (group, condition), row in groups.iterrows():
+        members = singles[(singles.condition == condition) & ((singles.experience == group) | (group == "all"))]
+        assert row.n_readers == len(members) and row.auc == pytest.approx(members.auc.mean(), abs=1e-12)
+        assert row.f1 == pytest.approx(members.f1.mean(), abs=1e-12)
+    mrmc = pd.read_csv(tables / "reader_study_mrmc.csv")
+    assert set(mrmc.contrast) == {"conditions", "conditions, junior readers", "conditions, senior readers",
+                                  "model vs unaided", "model vs aided"}
+    rrrc = mrmc[(mrmc.analysis == "RRRC") & (mrmc.row_type == "modality")]
+    for contrast, group in (("conditions", "all"), ("conditions, senior readers", "senior")):
+        for row in rrrc[rrrc.contrast == contrast].itertuples():
+            assert row.estimate == pytest.approx(groups.loc[(group, row.modality), "auc"], abs=1e-12)
+            assert row.ci_lo == pytest.approx(groups.loc[(group, row.modality), "auc_lo"], abs=1e-12)
+    model_vs = mrmc[(mrmc.contrast == "model vs unaided") & (mrmc.row_type == "modality") & (mrmc.modality == "model")]
+    assert (model_vs.estimate - model.auc).abs().max() < 1e-12
+
+    comparisons = pd.read_csv(tables / "paired_comparisons.csv")
+    assert set(comparisons.kind) == {"backbones"} and len(comparisons) == 2 * 3 * 3
+    delong = pd.read_csv(tables / "table4_input_modes_delong.csv")
+    for row in comparisons[(comparisons.metric == "auc") & (comparisons.cohort == "external")].itertuples():
+        same = delong[(delong.cohort == "external") & (delong.metric == "auc")
+                      & (delong.model_a == row.model_a.split("/")[0]) & (delong.model_b == row.model_b.split("/")[0])]
+        assert same.p.iloc[0] == pytest.approx(row.p, rel=1e-9), row.comparison  # the same DeLong test
+    calibration = pd.read_csv(tables / "calibration.csv")
+    assert set(calibration.backbone) == set(MODELS) and calibration.final_system.sum() == 2
+    assert set(calibration.input) == {"ALL"} and len(calibration) == 3 * 2  # CT is ALL again: not repeated
+    assert set(calibration[calibration.final_system].backbone) == {final}
+    assert (calibration.n[calibration.cohort == "external"] == 6).all()
+    curve_models = set(pd.read_csv(tables / "decision_curve.csv").model)
+    assert {f"{m}/ALL" for m in MODELS} | {"treat all", "treat none"} <= curve_models
+    subgroups = pd.read_csv(tables / "subgroups.csv")
+    cases = pd.read_csv(results / "demo_cohort/cases.csv")
+    assert set(subgroups.variable) == {"all cases", "sex", "vendor"} and set(subgroups.backbone) == {final}
+    assert set(subgroups[subgroups.variable == "vendor"].level) == set(cases[cases.cohort == "external"].vendor)
+    assert subgroups.auc.iloc[0] == pytest.approx(model.auc, abs=1e-12)
+
+    flow = pd.read_csv(tables / "participant_flow.csv").set_index(["step", "cohort", "group"])
+    assert flow.loc[("listed in the cases table", "internal", "all"), "patients"] == 12
+    assert flow.loc[("with annotated images", "external", "all")].tolist() == [6, 6]  # one volume per case
+    assert flow.loc[("analysed", "internal", "ALL")].tolist() == [12, 12]  # volumes, not crops
+    assert flow.loc[("reader study", "external", "read by 4 readers"), "patients"] == 6
+    assert len(pd.read_csv(results / "annotations/excluded/CT.csv")) == 0  # nothing left out of the demo
+    checklist = pd.read_csv(tables / "reporting_checklist.csv").set_index(["guideline", "item"])
+    assert checklist.loc[("STARD 2015", "19"), "status"] == "answered"
+    assert "tables/table4_input_modes.csv" in checklist.loc[("STARD 2015", "14"), "files"]
+    assert "figures/reader_study_roc.png" in checklist.loc[("STARD 2015", "13a"), "files"]
+    for name in ("reader_study_roc", "calibration_curve", "decision_curve", "subgroups_forest", "participant_flow"):
+        assert (results / f"figures/{name}.pdf").read_bytes()[:5] == b"%PDF-", name
+        assert min(Image.open(results / f"figures/{name}.png").size) > 300, name
+    # No shift reference for volumes yet (README "Volumes"): the bundle holds none.
+    assert not (results / "bundle/shift_reference").exists()
+
+
 def test_nothing_to_do_on_a_second_run(run):
     workdir, _ = run
     output = snakemake(workdir, "-n", "--cores", "2", extra_configs=[CONFIG]).stdout

@@ -31,6 +31,16 @@ ENSEMBLE = "ensemble"
 _IMAGE_KEYS = ["image_id", "patient_id", "sequence", "cohort", "label"]
 
 
+def distinct_inputs(inputs) -> list[str]:
+    """The case-level inputs whose predictions differ, in order. With one sequence ALL is
+    that sequence's predictions again (e.g. a volume study's CT): only ALL, so analyses
+    neither compare an input with itself nor count it twice."""
+    inputs = list(dict.fromkeys(inputs))
+    if ALL_INPUT in inputs and len([name for name in inputs if name != ALL_INPUT]) <= 1:
+        return [ALL_INPUT]
+    return inputs
+
+
 def ensemble(predictions: pd.DataFrame, backbone: str, n_folds: int, source="predictions",
              prob_columns: Sequence[str] = ("prob",), split_scheme: str = "kfold") -> pd.DataFrame:
     """Per-model, mean ("ensemble") and internal predictions of one backbone x sequence.

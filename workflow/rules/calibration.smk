@@ -19,7 +19,8 @@ if config["calibration"]["enabled"] and not NCLASS_READER_ANALYSES:
             decision_curve_figure=figure_report(P.figure(paths.DECISION_CURVE_FIGURE), "decision_curve.rst",
                                                 "4. Final system", "Decision curves"),
         params:
-            settings=settings("classes", "decision", "evaluation", "calibration", "figures", "backbones"),
+            settings=settings("classes", "decision", "evaluation", "calibration", "figures", "backbones",
+                              *VOLUME_SECTIONS),
             calibration_figure=lambda wildcards, output: paths.figure_stem(output.calibration_figure[0]),
             decision_curve_figure=lambda wildcards, output: paths.figure_stem(output.decision_curve_figure[0]),
         log:

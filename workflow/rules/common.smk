@@ -206,9 +206,9 @@ CASE_LEVEL_FILES = expand(P.case_level("{backbone}"), backbone=BACKBONES)
 _FUSION_OWNER = getattr(P, "fusion_predictions", None)
 FUSION_CASE_PREDICTIONS = ([_FUSION_OWNER] if isinstance(_FUSION_OWNER, str)
                            and config.get("fusion", {}).get("enabled", False) else [])
-# The reader study: the user's readers.csv, or the demo's simulated one.
-# (the simulated readers are the spine demo's: none for a volume demo yet)
-DEMO_READERS = DEMO and not VOLUMES and not config["reader_study"]["readers"] and config["reader_study"]["demo"]["enabled"]
+# The reader study: the user's readers.csv, or the demo's simulated one (labelme and volume
+# demos alike: the simulated readers read the demo's external cases, aided by its final model).
+DEMO_READERS = DEMO and not config["reader_study"]["readers"] and config["reader_study"]["demo"]["enabled"]
 READERS_FILE = P.demo_readers if DEMO_READERS else config["reader_study"]["readers"]
 READER_STUDY_OUTPUTS = ([P.table(paths.READER_METRICS_TABLE), P.table(paths.READER_MRMC_TABLE),
                          P.table(paths.READER_DECISIONS_TABLE), *figures_of(paths.READER_ROC_FIGURE)]
@@ -217,9 +217,10 @@ READER_STUDY_OUTPUTS = ([P.table(paths.READER_METRICS_TABLE), P.table(paths.READ
 # audit mode scores the new cohort against the bundle's reference (when the bundle has one)
 # and the evaluation tables wait for it (SHIFT_CHECKED), so no AUC is read before it.
 # These analyses are built for the reference shape (two classes per case, k-fold, one external
-# cohort, labelme slices); other study shapes and volume studies do not get them yet
-# (README "Study shapes", "Volumes").
-READER_ANALYSES = REFERENCE_SHAPE and not VOLUMES
+# cohort); other study shapes do not get them yet (README "Study shapes").
+# Two-class volume studies of that shape get them too (r15ct): their stages resolve the
+# models (`2.5d_resnet10t`) from the VOLUME_SECTIONS their rules pass.
+READER_ANALYSES = REFERENCE_SHAPE
 # Volume studies: no shift reference yet (it reads 2-D caches); their models start from random weights.
 SHIFT_ENABLED = config["distribution_shift"]["enabled"] and READER_ANALYSES and not VOLUMES
 SHIFT_JOBS = [(backbone, sequence) for backbone in BACKBONES for sequence in SEQUENCES]

@@ -11,7 +11,7 @@ if config["comparisons"]["enabled"]:
             report(P.table(paths.COMPARISONS_TABLE), caption="../report/paired_comparisons.rst",
                    category="3. Backbone comparison", subcategory="Paired comparisons"),
         params:
-            settings=settings("classes", "decision", "evaluation", "comparisons", "backbones"),
+            settings=settings("classes", "decision", "evaluation", "comparisons", "backbones", *VOLUME_SECTIONS),
         log:
             P.log("comparisons", "comparisons"),
         benchmark:

@@ -15,7 +15,7 @@ rule participant_flow:
         figure=figure_report(P.figure(paths.FLOW_FIGURE), "participant_flow.rst", "1. Cohort",
                              "Participant flow (STARD 19)"),
     params:
-        settings=settings("classes", "audit", "data", "splits"),
+        settings=settings("classes", "audit", "data", "splits", *VOLUME_SECTIONS),
         figure=lambda wildcards, output: paths.figure_stem(output.figure[0]),
         folds=lambda wildcards, input: f"--folds {shlex.quote(input.folds)}" if input.folds else "",
         readers=lambda wildcards, input: f"--readers {shlex.quote(input.readers)}" if input.readers else "",

@@ -11,7 +11,7 @@ if DEMO_READERS and not NCLASS_READER_ANALYSES:
         output:
             P.demo_readers,
         params:
-            settings=settings("classes", "decision", "reader_study", "figures", "backbones"),
+            settings=settings("classes", "decision", "reader_study", "figures", "backbones", *VOLUME_SECTIONS),
         log:
             P.log("reader_study", "demo_reader_study"),
         benchmark:
@@ -42,7 +42,8 @@ if READERS_FILE and not NCLASS_READER_ANALYSES:
             figure=figure_report(P.figure(paths.READER_ROC_FIGURE), "reader_study_figure.rst", "8. Reader study",
                                  "Readers on the model's ROC"),
         params:
-            settings=settings("classes", "decision", "evaluation", "reader_study", "figures", "backbones", "audit"),
+            settings=settings("classes", "decision", "evaluation", "reader_study", "figures", "backbones", "audit",
+                              *VOLUME_SECTIONS),
             figure=lambda wildcards, output: paths.figure_stem(output.figure[0]),
         log:
             P.log("reader_study", "reader_study"),

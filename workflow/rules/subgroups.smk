@@ -13,7 +13,8 @@ if config["subgroups"]["variables"]:
                          category="4. Final system", subcategory="Subgroups"),
             figure=figure_report(P.figure(paths.SUBGROUP_FIGURE), "subgroups.rst", "4. Final system", "Subgroups"),
         params:
-            settings=settings("classes", "decision", "evaluation", "subgroups", "figures", "backbones", "audit", "data"),
+            settings=settings("classes", "decision", "evaluation", "subgroups", "figures", "backbones", "audit", "data",
+                              *VOLUME_SECTIONS),
             # table 3 chooses a two-class study's final backbone, the N-class overall table an N-class one's
             final_system=lambda wildcards, input: ("--overall " if len(config["classes"]) > 2 else "--table3 ")
             + shlex.quote(input.final_system),

@@ -12,6 +12,10 @@ shares::
     rating          Phi(latent - (1 - w) d_j / 2 - b_j), to two decimals (w = 0 unaided)
     decision        positive class when the rating is above 0.5
 
+On an ordinal scale (``rating_scale="ordinal"``, the 5-point confidence scale of many
+reader studies: 1 = definitely negative ... 5 = definitely positive) the rating is that
+probability cut at 0.2, 0.4, 0.6 and 0.8; the decision stays the probability's.
+
 ``E'`` is the second reading's noise (correlated 0.7 with the first: the reader still
 sees the same image the same way); ``M_k`` is the model's case-level probability on the
 logit scale, standardised over the read cases. Without case effects the unaided AUC of a
@@ -34,14 +38,19 @@ _CASE_VARIANCE = 0.3  # shared difficulty; the rest of the unit latent variance 
 _REREAD_CORRELATION = 0.7
 _BIAS_SD = 0.25
 _STREAM = 15  # keeps this generator's random stream apart from the image renderers'
+#: Cut points of the ordinal (5-point) scale on the rating probability.
+ORDINAL_CUTS = (0.2, 0.4, 0.6, 0.8)
 
 
 def simulate_readers(cases: pd.DataFrame, settings: dict, classes: Sequence[str],
-                     conditions: Sequence[str]) -> pd.DataFrame:
+                     conditions: Sequence[str], rating_scale: str = "probability") -> pd.DataFrame:
     """readers.csv rows (:mod:`spinedx.readers.reader_study`) for ``cases`` (columns
     patient_id, label 0/1, model_probability). ``settings``: config
     ``reader_study.demo`` (n_readers, seed, separation, aid_weight); ``conditions``: the
-    unaided and the aided condition's names."""
+    unaided and the aided condition's names; ``rating_scale``: config
+    ``reader_study.rating_scale`` (probability, or ordinal 1-5)."""
+    if rating_scale not in ("probability", "ordinal"):
+        raise ValueError(f"unknown rating scale {rating_scale!r}; use probability or ordinal")
     if len(conditions) != 2:
         raise ValueError(f"the demo reader study simulates two conditions (unaided, aided); "
                          f"reader_study.conditions is {list(conditions)}")
@@ -74,11 +83,13 @@ def simulate_readers(cases: pd.DataFrame, settings: dict, classes: Sequence[str]
         reader = f"R{j + 1}"
         for condition, latent, centre in ((conditions[0], unaided, separation / 2),
                                           (conditions[1], aided, (1 - weight) * separation / 2)):
-            rating = np.round(special.ndtr(latent - centre - bias), 2)
+            probability = np.round(special.ndtr(latent - centre - bias), 2)
+            rating = (1 + np.searchsorted(ORDINAL_CUTS, probability, side="left") if rating_scale == "ordinal"
+                      else probability)
             for k in range(n_cases):
                 rows.append({"reader": reader, "patient_id": cases["patient_id"].iloc[k],
-                             "condition": condition, "rating": float(rating[k]),
-                             "decision": classes[-1] if rating[k] > 0.5 else classes[0],
+                             "condition": condition, "rating": rating[k].item(),
+                             "decision": classes[-1] if probability[k] > 0.5 else classes[0],
                              "experience": "senior" if senior else "junior"})
     return pd.DataFrame(rows, columns=["reader", "patient_id", "condition", "rating", "decision", "experience"])
 

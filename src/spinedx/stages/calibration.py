@@ -2,7 +2,7 @@
 them worth it?
 
 * ``calibration.csv``: per cohort (external: ensemble; internal: out-of-fold) x backbone
-  x input, case level: Brier and scaled Brier score, calibration intercept
+  x input (one sequence: ALL only, the same predictions), case level: Brier and scaled Brier score, calibration intercept
   (calibration-in-the-large) and slope with patient-bootstrap percentile intervals
   (:func:`spinedx.stats.calibration.calibration_summary`, evaluation.bootstrap_replicates
   and seed); ``final_system`` marks the final system's rows.
@@ -14,7 +14,8 @@ them worth it?
   (:func:`spinedx.stats.decision_curve.decision_curve`, i.e. dcurves), thresholds from
   0.01 to calibration.dca_max_threshold in steps of calibration.dca_step.
 * Figures ``calibration_curve`` (final system, a panel per cohort) and ``decision_curve``
-  (the final backbone's inputs, the final system highlighted).
+  (the final backbone's inputs, the final system highlighted; a study of one sequence,
+  whose input and ALL coincide, e.g. a volume study: every model's ALL input).
 
 N-class studies (:func:`multiclass_main_stage`; more than two classes, labels per case):
 the final system (case-level ALL input of the backbone the N-class overall table chooses)
@@ -36,9 +37,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spinedx.aggregation import ALL_INPUT
+from spinedx.aggregation import ALL_INPUT, distinct_inputs
 from spinedx.final_system import (EVALUATED_MODEL, choose_final_backbone, choose_final_backbone_multiclass,
                                   EXTERNAL_POOLED, INTERNAL_TEST, evaluated_cases, scoring_predictions)
+from spinedx.input_modes import model_names
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import COLUMN_WIDTH, PAGE_WIDTH, PALETTE, colors, pyplot, save_figure
 from spinedx.stats.calibration import (calibration_summary, multiclass_brier, reliability_curve,
@@ -59,10 +61,11 @@ CURVE_COLUMNS = ["cohort", "curve", "bin", "lower", "upper", "n", "n_positive", 
 def calibration_table(case_predictions: pd.DataFrame, backbones, score_col: str, final_backbone: str,
                       n_boot: int, seed: int, level: float) -> pd.DataFrame:
     rows = []
+    inputs = distinct_inputs(case_predictions["input"])  # one sequence: ALL only (the same predictions)
     for cohort in COHORTS:
         cases = evaluated_cases(case_predictions, input_=None, cohorts=(cohort,))
         for (backbone, input_), group in cases.groupby(["backbone", "input"], sort=False):
-            if backbone not in backbones or group["label"].nunique() < 2:
+            if backbone not in backbones or input_ not in inputs or group["label"].nunique() < 2:
                 continue  # one class: calibration slope and scaled Brier undefined
             summary = calibration_summary(group["label"].to_numpy(), group[score_col].to_numpy(),
                                           group["patient_id"].to_numpy(), n_boot=n_boot, seed=seed, level=level)
@@ -90,7 +93,7 @@ def curve_table(final_cases: pd.DataFrame, score_col: str, settings: dict, level
 def decision_curve_table(case_predictions: pd.DataFrame, backbones, score_col: str, settings: dict) -> pd.DataFrame:
     """Net benefit of every backbone x input on the external cases all of them scored."""
     cases = evaluated_cases(case_predictions, input_=None, cohorts=("external",))
-    cases = cases[cases["backbone"].isin(backbones)]
+    cases = cases[cases["backbone"].isin(backbones) & cases["input"].isin(distinct_inputs(case_predictions["input"]))]
     if cases.empty:
         return pd.DataFrame()
     wide = cases.pivot_table(index=["patient_id", "label"], columns=["backbone", "input"], values=score_col)
@@ -151,17 +154,25 @@ def calibration_figure(final_cases: pd.DataFrame, curves: pd.DataFrame, summary:
     return fig
 
 
-def decision_curve_figure(curve: pd.DataFrame, backbone: str, inputs):
+def decision_curve_figure(curve: pd.DataFrame, backbone: str, inputs, backbones=()):
+    """The final backbone's inputs; with one sequence (its input and ALL are the same
+    predictions) every model's ALL input instead, e.g. a volume study's input modes."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH * 1.5, COLUMN_WIDTH * 1.1))
-    names = [f"{backbone}/{input_}" for input_ in inputs if f"{backbone}/{input_}" in set(curve["model"])]
+    one_sequence = len([i for i in inputs if i != ALL_INPUT]) <= 1
+    if one_sequence and backbones:
+        names = [f"{name}/{ALL_INPUT}" for name in backbones]
+    else:
+        names = [f"{backbone}/{input_}" for input_ in inputs]
+    names = [name for name in names if name in set(curve["model"])]
     palette = colors(names)
     prevalence = float(curve["prevalence"].iloc[0]) if len(curve) else 0.5
     for name in names:
         rows = curve[curve["model"] == name]
-        final = name.endswith(f"/{ALL_INPUT}")
+        final = name == f"{backbone}/{ALL_INPUT}"
+        label = name.split("/", 1)[0 if one_sequence and backbones else 1]
         ax.plot(rows["threshold"], rows["net_benefit"], color=palette[name], lw=2.0 if final else 1.0,
-                label=name.split("/", 1)[1] + (" (final system)" if final else ""), zorder=3 if final else 2)
+                label=label + (" (final system)" if final else ""), zorder=3 if final else 2)
     for strategy, style in ((TREAT_ALL, dict(color="0.4", ls="--")), (TREAT_NONE, dict(color="0.2", ls="-", lw=0.8))):
         rows = curve[curve["model"] == strategy]
         ax.plot(rows["threshold"], rows["net_benefit"], label=strategy, **style)
@@ -169,7 +180,8 @@ def decision_curve_figure(curve: pd.DataFrame, backbone: str, inputs):
     ax.set_xlim(0, 1)
     ax.set_xlabel("Threshold probability")
     ax.set_ylabel("Net benefit")
-    ax.set_title(f"Decision curves, {backbone}, external cohort")
+    ax.set_title(f"Decision curves, {ALL_INPUT} input, external cohort" if one_sequence and backbones
+                 else f"Decision curves, {backbone}, external cohort")
     ax.legend(loc="upper right", frameon=False)
     fig.tight_layout()
     return fig
@@ -180,7 +192,7 @@ def main_stage(config, case_prediction_paths, table3_path, out_summary, out_curv
     task = BinaryTask.from_config(config)
     settings, evaluation = config["calibration"], config["evaluation"]
     predictions = read_parquets(case_prediction_paths)
-    backbones = list(config["backbones"])
+    backbones = model_names(config)  # the backbones, or a volume study's models (2.5d_resnet10t)
     backbone = choose_final_backbone(pd.read_csv(table3_path), config)
     score_col = task.positive_column
     summary = calibration_table(predictions, backbones, score_col, backbone, int(evaluation["bootstrap_replicates"]),
@@ -195,7 +207,7 @@ def main_stage(config, case_prediction_paths, table3_path, out_summary, out_curv
     written = save_figure(calibration_figure(final_cases, curves, summary, score_col, backbone, task.positive_class),
                           Path(calibration_stem))
     inputs = list(dict.fromkeys(predictions["input"]))
-    written += save_figure(decision_curve_figure(curve, backbone, inputs), Path(decision_curve_stem))
+    written += save_figure(decision_curve_figure(curve, backbone, inputs, backbones), Path(decision_curve_stem))
     for row in summary[summary["final_system"]].itertuples():
         log.info("calibration of the final system, %s cohort: intercept %.2f, slope %.2f, Brier %.3f",
                  row.cohort, row.intercept, row.slope, row.brier)

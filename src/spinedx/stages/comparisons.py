@@ -1,6 +1,9 @@
 """Paired-comparisons stage: every pair of backbones (per input), every pair of inputs (per
 backbone) and, when the study fuses clinical data, fusion against image only, compared
-on the same cases.
+on the same cases. A volume study's models (``<mode>_<network>``) are its backbones, so
+every pair of models is compared, also of the same mode (``table4_input_modes_delong``
+has the pairs of different modes, Holm-adjusted per metric). With one sequence only the
+ALL input is compared (the sequence's predictions are the same).
 
 One table (``paired_comparisons.csv``) of :func:`spinedx.stats.comparisons.paired_comparison_table`
 rows: AUC by DeLong's test for correlated AUCs, sensitivity and specificity by McNemar's
@@ -28,7 +31,9 @@ from itertools import combinations
 import pandas as pd
 
 from spinedx.errors import InputError
+from spinedx.aggregation import distinct_inputs
 from spinedx.final_system import evaluated_cases
+from spinedx.input_modes import model_names
 from spinedx.io import read_parquets, write_csv
 from spinedx.stats.comparisons import COLUMNS, adjust_family, paired_comparison_table
 from spinedx.task import BinaryTask
@@ -121,9 +126,11 @@ def main_stage(config, case_prediction_paths, out, fusion_paths=()) -> pd.DataFr
     task = BinaryTask.from_config(config)
     settings = config["comparisons"]
     predictions = read_parquets(case_prediction_paths)
-    inputs = list(dict.fromkeys(predictions["input"]))
+    # One sequence: only ALL (no pair counted twice in the multiplicity family).
+    inputs = distinct_inputs(predictions["input"])
     fusion = read_parquets(fusion_paths) if fusion_paths else None
-    table = comparisons_table(predictions, list(config["backbones"]), inputs, task.positive_column,
+    # model_names: the backbones, or a volume study's models (2d_resnet10t, 3d_resnet10, ...).
+    table = comparisons_table(predictions, model_names(config), inputs, task.positive_column,
                               task.threshold, config["evaluation"]["ci_level"], settings["adjust"],
                               settings["family"], fusion)
     write_csv(table, out)

@@ -1,6 +1,8 @@
 """Demo reader-study stage: the built-in synthetic readers (:mod:`spinedx.demo.reader_study`)
 rate the demo's external cases without and with the final system's help, written as the
-``readers.csv`` a real reader study brings (README "Reader studies")."""
+``readers.csv`` a real reader study brings (README "Reader studies"). The final system is
+the chosen or best model (:func:`spinedx.final_system.choose_final_backbone`): a
+backbone, or in a volume study a model of one input mode (``2.5d_resnet10t``)."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ def main_stage(config, case_prediction_paths, table3_path, out) -> pd.DataFrame:
     cases = cases.assign(model_probability=cases[task.positive_column]).sort_values("patient_id")
     try:
         readers = simulate_readers(cases, config["reader_study"]["demo"], task.classes,
-                                   config["reader_study"]["conditions"])
+                                   config["reader_study"]["conditions"], config["reader_study"]["rating_scale"])
     except ValueError as error:  # settings the schema allows but the simulation cannot honour
         raise ConfigError(f"reader_study.demo: {error}") from error
     write_csv(readers, out)

@@ -27,6 +27,7 @@ import pandas as pd
 
 from spinedx.aggregation import ALL_INPUT, ENSEMBLE, PREDICTION_SET
 from spinedx.final_system import EVALUATED_MODEL, INTERNAL_TEST, evaluated_cases
+from spinedx.input_modes import volume_study
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import PAGE_WIDTH, PALETTE, pyplot, save_figure
 from spinedx.readers.cases import COHORTS, INTERNAL_COHORT, read_cases
@@ -77,8 +78,11 @@ def _split_rows(folds: pd.DataFrame, with_images: set, their_images: pd.DataFram
 
 def flow_table(cases: pd.DataFrame, images: pd.DataFrame, excluded: pd.DataFrame, folds: pd.DataFrame | None,
                case_predictions: pd.DataFrame, classes, readers: pd.DataFrame | None = None,
-               cohorts=COHORTS) -> pd.DataFrame:
-    """The counts (module docstring); ``cohorts``: internal, then the external cohorts."""
+               cohorts=COHORTS, volumes: bool = False) -> pd.DataFrame:
+    """The flow's counts (module docstring); ``cohorts``: internal, then the external
+    cohorts. ``volumes``: a volume study, whose image table has one volume per case x
+    sequence; the analysed ``images`` are then the volumes of the analysed cases (a
+    case-level row's ``n_images`` counts the model's crops, which differ between modes)."""
     rows = []
 
     def add(step, cohort, group, patients, images_=None):
@@ -114,7 +118,12 @@ def flow_table(cases: pd.DataFrame, images: pd.DataFrame, excluded: pd.DataFrame
         scored = _scored(case_predictions, cohort)
         scored = scored[scored["backbone"] == scored["backbone"].iloc[0]] if len(scored) else scored
         for input_, group in scored.groupby("input", sort=False):
-            add(ANALYSED, cohort, input_, group["patient_id"].nunique(), int(group["n_images"].sum()))
+            if volumes:
+                analysed = their_images[their_images["patient_id"].isin(set(group["patient_id"]))]
+                n_analysed = len(analysed) if input_ == ALL_INPUT else int((analysed["sequence"] == input_).sum())
+            else:
+                n_analysed = int(group["n_images"].sum())
+            add(ANALYSED, cohort, input_, group["patient_id"].nunique(), n_analysed)
         all_input = scored[scored["input"] == ALL_INPUT]
         for label, name in enumerate(classes):
             add(ANALYSED, cohort, f"{ALL_INPUT}: {name}", int((all_input["label"] == label).sum()))
@@ -146,9 +155,11 @@ def _wrap(text: str, width: int = 44) -> str:
     return "\n".join(textwrap.wrap(text, width)) or text
 
 
-def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, cohorts=COHORTS, holdout: str = ""):
+def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, cohorts=COHORTS, holdout: str = "",
+                unit: str = "images"):
     """STARD-style diagram: listed -> with images (left out beside) -> one column per
-    cohort: split -> analysed -> reader study. Arrows run from box edge to box edge."""
+    cohort: split -> analysed -> reader study. Arrows run from box edge to box edge.
+    ``unit``: what the ``images`` counts are (``volumes`` in a volume study)."""
     plt = pyplot()
     cohorts = [c for c in cohorts if ((table["cohort"] == c) & (table["step"] == LISTED)).any()]
     fig = plt.figure(figsize=(PAGE_WIDTH * max(1.0, len(cohorts) / 2), 6.4))
@@ -173,8 +184,8 @@ def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, cohorts=COHOR
     n_images = {c: _count(table, WITH_IMAGES, c, "all", "images") for c in cohorts}
     top = box(0.5, 0.95, f"Patients listed in the cases table: n = {sum(listed.values())}\n"
                          + ", ".join(f"{c} {n}" for c, n in listed.items()))
-    found = box(0.5, 0.74, f"Patients with annotated images: n = {sum(with_images.values())}\n"
-                           f"annotated images: {sum(n_images.values())}")
+    found = box(0.5, 0.74, f"Patients with annotated {unit}: n = {sum(with_images.values())}\n"
+                           f"annotated {unit}: {sum(n_images.values())}")
     arrow(top, found)
     lines = []
     for reason, group in table[table["step"] == EXCLUDED].groupby("group", sort=False):
@@ -193,7 +204,7 @@ def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, cohorts=COHOR
         per_class = ", ".join(f"{name} {_count(table, WITH_IMAGES, cohort, name)}" for name in classes)
         if cohort == INTERNAL_COHORT:
             folds = table[(table["step"] == SPLIT) & (table["cohort"] == cohort)]
-            split = ("\n".join(f"{r.group}: n = {r.patients} ({r.images} images)" for r in folds.itertuples())
+            split = ("\n".join(f"{r.group}: n = {r.patients} ({r.images} {unit})" for r in folds.itertuples())
                      if len(folds) and str(folds["group"].iloc[0]).startswith(("fold", "repeat"))
                      else "no folds (audit)")
             title = (f"Internal cohort (hold-out {holdout})" if holdout else
@@ -202,7 +213,7 @@ def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, cohorts=COHOR
             split = "test set: never used for training\nor model selection"
             title = "External cohort (test)" if cohort == "external" else f"External cohort {cohort} (test)"
         cohort_box = box(x, 0.57, f"{title}\n{_wrap(f'n = {with_images[cohort]} ({per_class})')}\n"
-                                  f"{n_images[cohort]} images",
+                                  f"{n_images[cohort]} {unit}",
                          color=color + "22", edge=color)
         arrow(found, cohort_box)
         split_box = box(x, 0.41, split, edge=color)
@@ -212,7 +223,7 @@ def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, cohorts=COHOR
         scorer = ("internal-test" if holdout and cohort == INTERNAL_COHORT
                   else EVALUATED_MODEL.get(cohort, EVALUATED_MODEL["external"]))
         text = (f"Analysed ({scorer} predictions, case level)\n"
-                + "\n".join(f"{r.group}: n = {r.patients} ({r.images} images)" for r in analysed.itertuples())
+                + "\n".join(f"{r.group}: n = {r.patients} ({r.images} {unit})" for r in analysed.itertuples())
                 + "\n" + _wrap(", ".join(f"{name} {_count(table, ANALYSED, cohort, f'{ALL_INPUT}: {name}')}"
                                          for name in classes)))
         analysed_box = box(x, 0.22, text, color=color + "22", edge=color)
@@ -239,13 +250,15 @@ def main_stage(config, cases_path, images_path, exclusion_paths, case_prediction
     readers = pd.read_csv(readers_path, dtype=str) if readers_path else None
     if readers is not None and "patient_id" not in readers.columns and "case" in readers.columns:
         readers = readers.rename(columns={"case": "patient_id"})
+    volumes = volume_study(config)
     table = flow_table(cases, images, excluded, folds, read_parquets(case_prediction_paths), classes, readers,
-                       cohorts)
+                       cohorts, volumes=volumes)
     write_csv(table, out)
     holdout = folds is not None and "partition" in folds.columns
     n_folds = int(folds["fold"].nunique()) if folds is not None and not holdout else None
     ratios = ":".join(f"{r:g}" for r in config["splits"]["ratios"])
     holdout_text = (f"{ratios}, {int(folds['repeat'].nunique())} repeat(s)" if holdout else "")
-    save_figure(flow_figure(table, classes, n_folds, cohorts, holdout_text), Path(figure_stem))
+    save_figure(flow_figure(table, classes, n_folds, cohorts, holdout_text, "volumes" if volumes else "images"),
+                Path(figure_stem))
     log.info("participant flow: %d counts -> %s", len(table), out)
     return table

@@ -4,13 +4,20 @@ comparison of the conditions and of the model against the readers, and the figur
 * ``reader_study_metrics.csv``: per reader x condition, and the model: AUC of the
   ratings with DeLong's interval (:func:`spinedx.stats.delong.auc_confidence_interval`),
   sensitivity, specificity and accuracy of the decisions with Wilson intervals
-  (:func:`spinedx.stats.binary.metrics_from_counts`). The model's decisions are the
-  study's rule (positive class's probability > decision.threshold).
+  (:func:`spinedx.stats.binary.metrics_from_counts`), F1 of the positive class with the
+  patient-bootstrap interval of the evaluation tables (evaluation.bootstrap_replicates,
+  seed). Then rows ``reader = mean`` per reader group (``experience``: ``all`` readers,
+  and each experience group, e.g. senior / junior, of at least 2 readers) x condition:
+  mean AUC with the Obuchowski-Rockette single-modality interval of the primary analysis,
+  mean sensitivity, specificity, accuracy and F1 with case-bootstrap intervals (readers
+  fixed). The model's decisions are the study's rule (positive class's probability >
+  decision.threshold).
 * ``reader_study_mrmc.csv``: Obuchowski-Rockette analyses with Hillis' ddf
   (:func:`spinedx.stats.mrmc.obuchowski_rockette`) of config ``reader_study.analyses``
   (RRRC, FRRC, RRFC) with ``reader_study.covariance`` covariances: the conditions
-  compared with each other (differences: a later condition minus an earlier one), and,
-  with ``model_vs_readers``, the model against the readers of each condition. The model
+  compared with each other (differences: a later condition minus an earlier one), also
+  within each experience group (contrast ``conditions, <group> readers``), and, with
+  ``model_vs_readers``, the model against the readers of each condition. The model
   is a second modality whose rating of a case is its case-level probability, duplicated
   for every reader (RJafroc's "2T" approach; its reader AUCs are all equal, so the model
   modality adds case variance but no reader variance). Rows: ``modality`` (mean AUC and
@@ -24,8 +31,9 @@ comparison of the conditions and of the model against the readers, and the figur
   operating point in each condition and arrows from the first condition to the last.
 
 The model's ratings are the final system's (:mod:`spinedx.final_system`): case-level ALL
-input of the final backbone, the external cohort's ensemble and the internal cohort's
-out-of-fold predictions. With more than two classes, ratings, truth and the MRMC analysis
+input of the final backbone (a volume study's final model, e.g. ``2.5d_resnet10t``), the
+external cohort's ensemble and the internal cohort's out-of-fold predictions. With more
+than two classes, ratings, truth and the MRMC analysis
 are those of the binary contrast ``reader_study.positive_classes``; decisions stay class
 names (accuracy and confusion tables); the model's rating of the contrast is the sum of
 its probabilities of the positive classes and its decision the class of highest
@@ -48,16 +56,21 @@ from spinedx.plotting import PAGE_WIDTH, colors, pyplot, roc_axis, roc_points, s
 from spinedx.readers.cases import read_cases
 from spinedx.readers.reader_study import positive_set, read_reader_study
 from spinedx.stats.binary import confusion_counts, metrics_from_counts, positive_calls, wilson_interval
+from spinedx.stats.bootstrap import reader_mean_intervals
 from spinedx.stats.delong import auc_confidence_interval
 from spinedx.stats.mrmc import obuchowski_rockette
+from spinedx.stats.multiclass import multiclass_tables
 from spinedx.task import PROBABILITY_PREFIX
 
 log = logging.getLogger(__name__)
 
 MODEL = "model"
-METRIC_COLUMNS = ["reader", "experience", "condition", "n_cases", "n_pos", "n_neg", "auc", "auc_se", "auc_lo",
-                  "auc_hi", "tp", "fp", "fn", "tn", "sensitivity", "sensitivity_lo", "sensitivity_hi",
-                  "specificity", "specificity_lo", "specificity_hi", "accuracy", "accuracy_lo", "accuracy_hi"]
+#: ``reader`` of the rows that summarise a group of readers (``experience``: the group, or ALL_READERS).
+GROUP_MEAN, ALL_READERS = "mean", "all"
+METRIC_COLUMNS = ["reader", "experience", "condition", "n_readers", "n_cases", "n_pos", "n_neg", "auc", "auc_se",
+                  "auc_lo", "auc_hi", "tp", "fp", "fn", "tn", "sensitivity", "sensitivity_lo", "sensitivity_hi",
+                  "specificity", "specificity_lo", "specificity_hi", "accuracy", "accuracy_lo", "accuracy_hi",
+                  "f1", "f1_lo", "f1_hi"]
 MRMC_COLUMNS = ["contrast", "analysis", "covariance", "row_type", "modality", "comparison", "reader", "estimate",
                 "se", "df", "statistic", "p", "ci_lo", "ci_hi", "df1", "df2", "var_R", "var_TR", "var_E", "cov1",
                 "cov2", "cov3", "n_readers", "n_cases", "n_positive"]
@@ -83,9 +96,24 @@ def model_ratings(case_predictions: pd.DataFrame, backbone: str, classes, positi
                          "called_positive": called, "decision": decision})
 
 
-def _metrics_row(reader, experience, condition, truth, rating, called, correct, level) -> dict:
+def _f1(truth, called, cases, bootstrap: dict | None, level: float) -> dict:
+    """F1 of the positive (contrast) class with the patient-bootstrap interval of the
+    evaluation tables (:func:`spinedx.stats.multiclass.multiclass_tables`, stratified by
+    class, Wilson for proportions): on the same cases the model's row equals the F1 of
+    table 4 of a volume study. ``bootstrap``: n_boot and seed (None: no interval)."""
+    tables = multiclass_tables(np.asarray(truth, dtype=int), np.asarray(cases), ("negative", "positive"),
+                               decisions=np.asarray(called, dtype=int), n_boot=bootstrap["n_boot"] if bootstrap else 0,
+                               seed=bootstrap["seed"] if bootstrap else 0, level=level,
+                               proportion_intervals="wilson", stratify="class")
+    positive = tables["per_class"].iloc[1]
+    return {key: float(positive[key]) for key in ("f1", "f1_lo", "f1_hi")}
+
+
+def _metrics_row(reader, experience, condition, truth, rating, called, correct, level, cases=None,
+                 bootstrap: dict | None = None) -> dict:
     counts = confusion_counts(truth, called.astype(float), 0.5)
-    row = {"reader": reader, "experience": experience, "condition": condition, "n_cases": int(truth.size)}
+    row = {"reader": reader, "experience": experience, "condition": condition, "n_readers": 1,
+           "n_cases": int(truth.size)}
     row.update(metrics_from_counts(**counts, level=level))
     interval = auc_confidence_interval(truth, rating, level)
     row.update(auc=interval["auc"], auc_se=interval["se"], auc_lo=interval["auc_lo"], auc_hi=interval["auc_hi"])
@@ -93,23 +121,74 @@ def _metrics_row(reader, experience, condition, truth, rating, called, correct, 
     n_correct = int(np.sum(correct))
     row["accuracy"] = n_correct / truth.size
     row["accuracy_lo"], row["accuracy_hi"] = wilson_interval(n_correct, int(truth.size), level)
+    row.update(_f1(truth, called, np.arange(truth.size) if cases is None else cases, bootstrap, level))
     return row
 
 
-def reader_metrics(study: pd.DataFrame, model: pd.DataFrame, conditions, level: float) -> pd.DataFrame:
-    """Per reader x condition metrics, then the model's on the read cases it scored."""
+def reader_groups(study: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """(group, its readers): every reader (ALL_READERS), then each experience group when
+    readers.csv gives more than one; groups of fewer than 2 readers are left out (no
+    random-reader variance)."""
+    experience = study.drop_duplicates("reader").set_index("reader")["experience"]
+    groups = [(ALL_READERS, sorted(experience.index))]
+    levels = sorted(set(experience) - {""})
+    if len(levels) > 1:
+        groups += [(level, sorted(experience.index[experience == level])) for level in levels]
+    return [(name, readers) for name, readers in groups if len(readers) >= 2]
+
+
+def group_metrics(study: pd.DataFrame, conditions, settings: dict, level: float, bootstrap: dict | None,
+                  source: str) -> list[dict]:
+    """Per reader group (:func:`reader_groups`) x condition: the readers' mean AUC with the
+    single-modality Obuchowski-Rockette interval of the primary analysis (first of
+    reader_study.analyses, with reader_study.covariance; the same numbers as the
+    ``modality`` rows of the MRMC table), and mean sensitivity, specificity, accuracy and
+    F1 with case-bootstrap intervals, the group's readers fixed
+    (:func:`spinedx.stats.bootstrap.reader_mean_intervals`)."""
+    rows = []
+    analysis = settings["analyses"][0]
+    for group, readers in reader_groups(study):
+        for condition in conditions:
+            readings = study[(study["condition"] == condition) & study["reader"].isin(readers)]
+            long = readings.rename(columns={"patient_id": "case", "condition": "modality"})
+            result = obuchowski_rockette(long, analysis=analysis, covariance=settings["covariance"], level=level,
+                                         modalities=[condition], source=source)
+            auc = result.modality_auc.iloc[0]
+            wide = readings.pivot(index="reader", columns="patient_id", values="called_positive")
+            truth = readings.drop_duplicates("patient_id").set_index("patient_id")["truth"].loc[wide.columns]
+            means = reader_mean_intervals(truth.to_numpy(), wide.to_numpy(),
+                                          n_boot=bootstrap["n_boot"] if bootstrap else 0,
+                                          seed=bootstrap["seed"] if bootstrap else 0, level=level)
+            rows.append({"reader": GROUP_MEAN, "experience": group, "condition": condition,
+                         "n_readers": len(readers), "n_cases": int(truth.size), "n_pos": int(truth.sum()),
+                         "n_neg": int(truth.size - truth.sum()), "auc": auc["auc"], "auc_se": auc["se"],
+                         "auc_lo": auc["ci_lo"], "auc_hi": auc["ci_hi"], **means})
+    return rows
+
+
+def reader_metrics(study: pd.DataFrame, model: pd.DataFrame, conditions, level: float,
+                   settings: dict | None = None, bootstrap: dict | None = None, source: str = "reader study"
+                   ) -> pd.DataFrame:
+    """Per reader x condition metrics, then (with ``settings``: config reader_study) the
+    reader groups' means (:func:`group_metrics`), then the model's on the read cases it
+    scored. ``bootstrap``: n_boot and seed of the F1 and group intervals (None: none)."""
     rows = []
     for condition in conditions:
         for reader, readings in study[study["condition"] == condition].groupby("reader", sort=True):
             rows.append(_metrics_row(reader, readings["experience"].iloc[0], condition,
                                      readings["truth"].to_numpy(), readings["rating"].to_numpy(),
                                      readings["called_positive"].to_numpy(),
-                                     readings["decision_label"].to_numpy() == readings["label"].to_numpy(), level))
+                                     readings["decision_label"].to_numpy() == readings["label"].to_numpy(), level,
+                                     readings["patient_id"].to_numpy(), bootstrap))
+    if settings is not None:
+        rows += group_metrics(study, conditions, settings, level, bootstrap, source)
     scored = study.drop_duplicates("patient_id")[["patient_id", "truth", "diagnosis"]].merge(model, on="patient_id")
     if len(scored):
         rows.append(_metrics_row(MODEL, "", MODEL, scored["truth"].to_numpy(), scored["rating"].to_numpy(),
                                  scored["called_positive"].to_numpy(),
-                                 scored["decision"].to_numpy() == scored["diagnosis"].to_numpy(), level))
+                                 scored["decision"].to_numpy() == scored["diagnosis"].to_numpy(), level,
+                                 scored["patient_id"].to_numpy(), bootstrap))
+        rows[-1]["n_readers"] = None  # the model is no reader
     return pd.DataFrame(rows).reindex(columns=METRIC_COLUMNS)
 
 
@@ -172,6 +251,10 @@ def mrmc_table(study: pd.DataFrame, model: pd.DataFrame, settings: dict, level: 
     if len(conditions) > 1:
         # Later conditions first: the library reports "first minus second", i.e. later minus earlier.
         rows += _or_rows(long, "conditions", conditions[::-1], settings, level, source)
+        # The same per experience group (e.g. senior and junior readers), when readers.csv has several.
+        for group, readers in reader_groups(study)[1:]:
+            rows += _or_rows(long[long["reader"].isin(readers)], f"conditions, {group} readers", conditions[::-1],
+                             settings, level, source)
     if settings["model_vs_readers"]:
         scored = long[long["case"].isin(model["patient_id"])]
         unscored = sorted(set(long["case"]) - set(model["patient_id"]))
@@ -198,6 +281,7 @@ def reader_roc_figure(study: pd.DataFrame, model: pd.DataFrame, metrics: pd.Data
     fig, ax = plt.subplots(figsize=(PAGE_WIDTH * 0.62, PAGE_WIDTH * 0.62))
     roc_axis(ax, positive)
     model_row = metrics[metrics["reader"] == MODEL]
+    metrics = metrics[metrics["reader"] != GROUP_MEAN]
     if len(cases):
         fpr, tpr = roc_points(cases["truth"], cases["rating"])
         label = f"model ({backbone}), AUC {model_row['auc'].iloc[0]:.2f}" if len(model_row) else "model"
@@ -249,7 +333,9 @@ def main_stage(config, readers_path, cases_path, case_prediction_paths, table3_p
     model = model_ratings(read_parquets(case_prediction_paths), backbone, classes, positives,
                           config["decision"]["threshold"])
     model = model[model["patient_id"].isin(study["patient_id"])].reset_index(drop=True)
-    metrics = reader_metrics(study, model, settings["conditions"], level)
+    evaluation = config["evaluation"]
+    bootstrap = {"n_boot": int(evaluation["bootstrap_replicates"]), "seed": int(evaluation["seed"])}
+    metrics = reader_metrics(study, model, settings["conditions"], level, settings, bootstrap, str(readers_path))
     mrmc = mrmc_table(study, model, settings, level, str(readers_path))
     write_csv(metrics, out_metrics)
     write_csv(mrmc, out_mrmc)

@@ -54,7 +54,9 @@ def evidence_files(results_dir: str, outputs) -> dict[str, list[str]]:
                                                                                 *nclass_figures),
         "fold_2x2": tables(paths.FOLD_2X2),
         "meta_analysis": tables(paths.META_ANALYSIS_TABLE) + figures(paths.SROC_FIGURE),
-        "comparisons": tables(paths.COMPARISONS_TABLE),
+        # Volume studies also compare their input modes (2d, 2.5d, 3d) on the same cases.
+        "comparisons": tables(paths.COMPARISONS_TABLE, paths.INPUT_MODES_TABLE, paths.INPUT_MODES_TESTS_TABLE)
+        + figures(paths.ROC_INPUT_MODES_FIGURE),
         "calibration": tables(paths.CALIBRATION_TABLE, paths.CALIBRATION_CURVE_TABLE) + figures(paths.CALIBRATION_FIGURE),
         "decision_curve": tables(paths.DECISION_CURVE_TABLE) + figures(paths.DECISION_CURVE_FIGURE),
         "subgroups": tables(paths.SUBGROUP_TABLE) + figures(paths.SUBGROUP_FIGURE),

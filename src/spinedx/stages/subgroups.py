@@ -74,14 +74,24 @@ def age_bands(ages: pd.Series, cuts) -> pd.Series:
     return pd.Series(np.where(np.isnan(values), MISSING, np.asarray(labels, dtype=object)[index]), index=ages.index)
 
 
+def _dicom_file(path: Path) -> Path | None:
+    """The DICOM file an image row stands for: the file itself, or for a volume study's
+    DICOM series (a folder of slices) its first DICOM file by name (the acquisition
+    attributes are the same for every slice of a series); None when not DICOM."""
+    if path.is_dir():
+        return next((p for p in sorted(path.iterdir()) if p.is_file() and is_dicom(p)), None)
+    return path if path.is_file() and is_dicom(path) else None
+
+
 def dicom_values(images: pd.DataFrame, images_dir: Path, variables) -> pd.DataFrame:
     """Per patient, the most frequent value of each DICOM acquisition variable over their
-    images (ties: the alphabetically first); NOT_DICOM for patients without DICOM images."""
+    images or DICOM series (ties: the alphabetically first); NOT_DICOM for patients without
+    DICOM images."""
     counts: dict[str, dict[str, Counter]] = {}
     for row in images[["patient_id", "image_path"]].drop_duplicates().itertuples(index=False):
-        path = images_dir / row.image_path
+        path = _dicom_file(images_dir / row.image_path)
         per_patient = counts.setdefault(row.patient_id, {name: Counter() for name in variables})
-        if not path.is_file() or not is_dicom(path):
+        if path is None:
             continue
         attributes = acquisition_attributes(path)
         for name in variables:

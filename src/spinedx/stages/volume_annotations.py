@@ -124,14 +124,44 @@ def check_duplicates(table: pd.DataFrame, images_dir: Path) -> None:
 
 # The participant flow's exclusion record (the columns of stages.annotations' record).
 EXCLUSION_COLUMNS = ["patient_id", "sequence", "level", "item", "reason"]
+NO_VOLUME = "no volume of this sequence"
+NOT_READ = "file beside the volume and its lesion, not read"
+
+
+def exclusions(images_dir, cases_path, config, sequence: str | None, table: pd.DataFrame) -> pd.DataFrame:
+    """What the volume table of ``sequence`` (None: all) legitimately leaves out, one row
+    each: patients of the cases table without a volume of it (level ``patient``), and
+    files in a case's sequence folder that are neither its image (file or DICOM series
+    folder) nor its mask (level ``image``, e.g. an old segmentation or a report). A volume
+    that cannot be read, a missing lesion or a second image is bad input: it stops the
+    stage (:func:`tabulate`) and is never recorded here. Read by the participant flow."""
+    images_dir = Path(images_dir)
+    sequences = [sequence] if sequence else list(config["sequences"])
+    cases = read_cases(cases_path, config["classes"], all_external=bool(config["audit"]["bundle"]),
+                       external_cohorts=None)  # names checked by tabulate
+    rows = []
+    for name in sequences:
+        have = set(table.loc[table["sequence"] == name, "patient_id"])
+        rows += [{"patient_id": patient, "sequence": name, "level": "patient", "item": "", "reason": NO_VOLUME}
+                 for patient in sorted(set(cases["patient_id"]) - have)]
+        for case in volume_cases(images_dir, config["sequences"], name):
+            folder = images_dir / case.patient_id / case.sequence_folder
+            if case.image == folder:  # a DICOM series in the sequence folder itself: every file is a slice
+                continue
+            used = {case.image, *([case.mask] if case.mask is not None else [])}
+            for path in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
+                if path not in used:
+                    rows.append({"patient_id": case.patient_id, "sequence": name, "level": "image",
+                                 "item": path.relative_to(images_dir).as_posix(), "reason": NOT_READ})
+    return pd.DataFrame(rows, columns=EXCLUSION_COLUMNS)
 
 
 def main_stage(config, images_dir, cases_path, sequence, out, exclusions_out=None) -> pd.DataFrame:
     table = tabulate(images_dir, cases_path, config, sequence)
+    if exclusions_out is not None:
+        excluded = exclusions(images_dir, cases_path, config, sequence, table)
+        write_csv(excluded, exclusions_out)
+        log.info("%d exclusion(s) recorded -> %s", len(excluded), exclusions_out)
     write_parquet(table, out)
     log.info("%d volumes of %d patients -> %s", len(table), table["patient_id"].nunique(), out)
-    if exclusions_out is not None:
-        # A volume that cannot be read is refused (InputError), never left out silently:
-        # the record of what the table leaves out is empty.
-        write_csv(pd.DataFrame(columns=EXCLUSION_COLUMNS), exclusions_out)
     return table

@@ -147,3 +147,62 @@ def bootstrap_intervals(
         "kappa_lo": float(kappa_lo),
         "kappa_hi": float(kappa_hi),
     }
+
+
+#: Metrics of :func:`reader_mean_intervals`, in order.
+READER_MEAN_METRICS = ("sensitivity", "specificity", "accuracy", "f1")
+
+
+def reader_mean_intervals(truth, called, n_boot: int = 2000, seed: int = 0,
+                          level: float = 0.95) -> dict[str, float]:
+    """Mean over a group of readers of sensitivity, specificity, accuracy and F1 (of the
+    positive class) of their decisions, with percentile intervals from a case bootstrap
+    stratified by class, the readers held fixed (the group's readers, the case sample
+    random: FRRC-like; an interval for new readers needs a random-reader analysis).
+
+    ``truth``: 0/1 per case; ``called``: readers x cases, 1 = the reader called the case
+    positive (every reader reads every case). Each replicate draws, from
+    ``numpy.random.default_rng(seed)``, the negatives' then the positives' indices,
+    ``rng.integers(0, n_stratum, size=(n_boot, n_stratum))`` each, and computes every
+    reader's metrics on the drawn cases; the replicate's value is their mean.
+
+    Returns ``{metric: estimate, metric_lo: ..., metric_hi: ...}`` for
+    :data:`READER_MEAN_METRICS`; bounds NaN when ``n_boot == 0`` or a class is absent.
+    """
+    check_level(level)
+    if int(n_boot) != n_boot or n_boot < 0:
+        raise InputError(f"n_boot must be a non-negative integer, got {n_boot!r}")
+    truth = np.asarray(truth, dtype=int)
+    called = np.atleast_2d(np.asarray(called, dtype=int))
+    if called.shape[1] != truth.size:
+        raise InputError(f"called has {called.shape[1]} cases per reader, truth {truth.size}")
+
+    def metrics(weights: np.ndarray) -> dict[str, np.ndarray]:
+        """Per replicate (rows of ``weights``: how often each case is drawn), reader means."""
+        tp = weights @ (called * truth).T
+        fn = weights @ ((1 - called) * truth).T
+        fp = weights @ (called * (1 - truth)).T
+        tn = weights @ ((1 - called) * (1 - truth)).T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values = {"sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp),
+                      "accuracy": (tp + tn) / (tp + fn + fp + tn), "f1": 2 * tp / (2 * tp + fp + fn)}
+        return {name: value.mean(axis=1) for name, value in values.items()}
+
+    point = {name: float(value[0]) for name, value in metrics(np.ones((1, truth.size))).items()}
+    result = {}
+    strata = [np.flatnonzero(truth == 0), np.flatnonzero(truth == 1)]
+    if n_boot and all(len(s) for s in strata):
+        rng = np.random.default_rng(seed)
+        weights = np.zeros((int(n_boot), truth.size))
+        for members in strata:
+            draws = members[rng.integers(0, members.size, size=(int(n_boot), members.size))]
+            np.add.at(weights, (np.arange(int(n_boot))[:, None], draws), 1)
+        replicates = metrics(weights)
+        tail = 100 * (1 - level) / 2
+        bounds = {name: np.nanpercentile(value, [tail, 100 - tail]) for name, value in replicates.items()}
+    else:
+        bounds = {name: (math.nan, math.nan) for name in READER_MEAN_METRICS}
+    for name in READER_MEAN_METRICS:
+        result[name] = point[name]
+        result[f"{name}_lo"], result[f"{name}_hi"] = (float(b) for b in bounds[name])
+    return result
