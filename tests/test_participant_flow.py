@@ -116,6 +116,6 @@ def test_a_volume_study_counts_volumes_not_the_models_crops():
     assert get.loc[("analysed", "internal", "T1")].tolist() == [2, 2]
     assert get.loc[("analysed", "external", "ALL")].tolist() == [2, 3]
     assert get.loc[("analysed", "external", "T2")].tolist() == [1, 1]
-    fig = participant_flow.flow_figure(table, ["ependymoma", "schwannoma"], 2, "volumes")
+    fig = participant_flow.flow_figure(table, ["ependymoma", "schwannoma"], 2, unit="volumes")
     text = "\n".join(t.get_text() for t in fig.axes[0].texts)
     assert "annotated volumes: 7" in text and "ALL: n = 3 (4 volumes)" in text and "images" not in text
