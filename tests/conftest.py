@@ -31,17 +31,31 @@ def pytest_configure(config):
                                        "(tests/test_first_run.py; the default demo: minutes)")
 
 
+def _schedule_rank(item) -> int:
+    """0: end-to-end study runs (marked workflow, minutes each); 1: other tests sharing a
+    module- or session-scoped fixture (their xdist group); 2: the rest."""
+    if item.get_closest_marker("workflow"):
+        return 0
+    return 1 if item.get_closest_marker("xdist_group") else 2
+
+
 #: Why a test is refused before its fixtures run (set at collection).
 REFUSED = pytest.StashKey[str]()
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """Under `-n N --dist loadgroup` every test of an xdist group must reach one worker, or
+    """Longest work first: with `-n 2 --dist loadgroup --no-loadscope-reorder` the workers
+    take groups and modules in collection order, so the study runs start at once and the
+    many short tests fill the gaps at the end, instead of a study run starting last and
+    running alone (pytest-xdist's default order is by the number of tests in a group).
+
+    Under `-n N --dist loadgroup` every test of an xdist group must reach one worker, or
     each worker builds the group's shared study again (minutes each). pytest-xdist marks a
     grouped test by renaming its node id to `<id>@<group>` before this hook runs; some
     pytest/xdist pairs silently drop that rename (pytest 9.2 with xdist 3.8): refuse those
     tests then, before their fixtures start a study run."""
+    items.sort(key=_schedule_rank)  # stable: file order within a rank
     if not getattr(config.option, "loadgroup", False):  # set on xdist workers under loadgroup
         return
     ungrouped = [item for item in items
