@@ -47,7 +47,6 @@ the prediction that never saw it (:func:`spinedx.final_system.scoring_prediction
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -227,11 +226,6 @@ def gain_table(study: pd.DataFrame, n_classes: int, conditions, options: dict) -
 
 # --- MRMC -------------------------------------------------------------------------------
 
-def _df(value: float) -> float:
-    """Degrees of freedom as reported: beyond 1e6 (the model modality's identical reader
-    values give a reader mean square of ~1e-33 instead of 0) t and normal agree to 6 digits."""
-    return math.inf if value > 1e6 else value
-
 
 def _or_rows(data: pd.DataFrame, contrast: str, modalities, analyses, level: float, source: str) -> list[dict]:
     rows = []
@@ -241,22 +235,7 @@ def _or_rows(data: pd.DataFrame, contrast: str, modalities, analyses, level: flo
                                      truth="label")
         base = {"contrast": contrast, "figure_of_merit": result.figure_of_merit, "analysis": analysis,
                 "covariance": result.covariance_method, "n_readers": result.n_readers, "n_cases": result.n_cases}
-        for row in result.modality_fom.itertuples():
-            rows.append({**base, "row_type": "modality", "modality": row.modality, "estimate": row.fom,
-                         "se": row.se, "df": _df(row.df), "ci_lo": row.ci_lo, "ci_hi": row.ci_hi})
-        for row in result.differences.itertuples():
-            rows.append({**base, "row_type": "difference", "comparison": row.comparison, "estimate": row.difference,
-                         "se": row.se, "df": _df(row.df), "statistic": row.statistic, "p": row.p,
-                         "ci_lo": row.ci_lo, "ci_hi": row.ci_hi})
-        test, components = result.global_test, result.variance_components
-        if len(modalities) > 1:
-            rows.append({**base, "row_type": "global", "comparison": f"{test['name']} test of equal accuracy",
-                         "statistic": test["statistic"], "df1": test["df1"], "df2": _df(test["df2"]), "p": test["p"],
-                         **{key: components[key] for key in ("var_R", "var_TR", "var_E", "cov1", "cov2", "cov3")}})
-        for row in result.reader_differences.itertuples():
-            rows.append({**base, "row_type": "reader difference", "comparison": row.comparison, "reader": row.reader,
-                         "estimate": row.difference, "se": row.se, "statistic": row.z, "p": row.p,
-                         "ci_lo": row.ci_lo, "ci_hi": row.ci_hi, "df": np.inf})
+        rows += result.table_rows(base, "equal accuracy")
     return rows
 
 

@@ -43,7 +43,6 @@ probability.
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -210,12 +209,6 @@ def decision_table(study: pd.DataFrame, model: pd.DataFrame, classes) -> pd.Data
     return pd.DataFrame(rows, columns=["reader", "condition", "true_class", "decided_class", "n"])
 
 
-def _df(value: float) -> float:
-    """Degrees of freedom as reported: the model modality's reader AUCs are identical, so
-    its reader mean square is 0 and Hillis' df infinite; rounding leaves ~1e-33 instead of
-    0 and a df of ~1e60. Beyond 1e6 the t and normal quantiles agree to 6 digits."""
-    return math.inf if value > 1e6 else value
-
 
 def _or_rows(data: pd.DataFrame, contrast: str, modalities, settings: dict, level: float, source: str) -> list[dict]:
     rows = []
@@ -224,22 +217,7 @@ def _or_rows(data: pd.DataFrame, contrast: str, modalities, settings: dict, leve
                                      modalities=modalities, source=source)
         base = {"contrast": contrast, "analysis": analysis, "covariance": result.covariance_method,
                 "n_readers": result.n_readers, "n_cases": result.n_cases, "n_positive": result.n_positive}
-        for row in result.modality_auc.itertuples():
-            rows.append({**base, "row_type": "modality", "modality": row.modality, "estimate": row.auc,
-                         "se": row.se, "df": _df(row.df), "ci_lo": row.ci_lo, "ci_hi": row.ci_hi})
-        for row in result.differences.itertuples():
-            rows.append({**base, "row_type": "difference", "comparison": row.comparison, "estimate": row.difference,
-                         "se": row.se, "df": _df(row.df), "statistic": row.statistic, "p": row.p,
-                         "ci_lo": row.ci_lo, "ci_hi": row.ci_hi})
-        test, components = result.global_test, result.variance_components
-        if len(modalities) > 1:
-            rows.append({**base, "row_type": "global", "comparison": f"{test['name']} test of equal AUCs",
-                         "statistic": test["statistic"], "df1": test["df1"], "df2": _df(test["df2"]), "p": test["p"],
-                         **{key: components[key] for key in ("var_R", "var_TR", "var_E", "cov1", "cov2", "cov3")}})
-        for row in result.reader_differences.itertuples():
-            rows.append({**base, "row_type": "reader difference", "comparison": row.comparison, "reader": row.reader,
-                         "estimate": row.difference, "se": row.se, "statistic": row.z, "p": row.p,
-                         "ci_lo": row.ci_lo, "ci_hi": row.ci_hi, "df": np.inf})
+        rows += result.table_rows(base, "equal AUCs")
     return rows
 
 

@@ -394,6 +394,35 @@ class ORResult:
     def modality_fom(self) -> pd.DataFrame:
         return self.modality_auc
 
+    def table_rows(self, base: dict, hypothesis: str) -> list[dict]:
+        """This analysis as rows of a results table, each starting with ``base``: one per
+        modality (``estimate`` = its figure of merit), per difference, the global test when
+        there are several modalities (``hypothesis`` names it, e.g. "equal AUCs"), and the
+        per-reader differences (FRRC). Degrees of freedom above 1e6 are reported as inf:
+        a modality whose readers agree exactly (the model's) has a reader mean square of
+        ~1e-33 instead of 0 and a df of ~1e60; t and normal quantiles agree to 6 digits
+        there."""
+        def df(value: float) -> float:
+            return math.inf if value > 1e6 else value
+
+        rows = [{**base, "row_type": "modality", "modality": row.modality, "estimate": row.fom, "se": row.se,
+                 "df": df(row.df), "ci_lo": row.ci_lo, "ci_hi": row.ci_hi}
+                for row in self.modality_fom.itertuples()]
+        rows += [{**base, "row_type": "difference", "comparison": row.comparison, "estimate": row.difference,
+                  "se": row.se, "df": df(row.df), "statistic": row.statistic, "p": row.p,
+                  "ci_lo": row.ci_lo, "ci_hi": row.ci_hi}
+                 for row in self.differences.itertuples()]
+        if len(self.modality_fom) > 1:
+            test, components = self.global_test, self.variance_components
+            rows.append({**base, "row_type": "global", "comparison": f"{test['name']} test of {hypothesis}",
+                         "statistic": test["statistic"], "df1": test["df1"], "df2": df(test["df2"]), "p": test["p"],
+                         **{key: components[key] for key in ("var_R", "var_TR", "var_E", "cov1", "cov2", "cov3")}})
+        rows += [{**base, "row_type": "reader difference", "comparison": row.comparison, "reader": row.reader,
+                  "estimate": row.difference, "se": row.se, "statistic": row.z, "p": row.p,
+                  "ci_lo": row.ci_lo, "ci_hi": row.ci_hi, "df": np.inf}
+                 for row in self.reader_differences.itertuples()]
+        return rows
+
 
 def obuchowski_rockette(data: pd.DataFrame, *, analysis: str = "RRRC",
                         covariance: str = "jackknife", level: float = 0.95,
