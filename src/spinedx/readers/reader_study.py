@@ -96,15 +96,7 @@ def read_reader_study(path: str | Path, cases: pd.DataFrame, classes: Sequence[s
     table["decision_label"] = table["decision"].map({name: i for i, name in enumerate(classes)}).astype(int)
     table["called_positive"] = table["decision"].isin(positives).astype(int)
 
-    duplicated = table.duplicated(["reader", "patient_id", "condition"], keep=False)
-    if duplicated.any():
-        raise InputError(f"{path}: more than one rating of the same reader, case and condition on "
-                         f"line(s) {_lines(duplicated)}; keep one reading each")
-    experience = table.groupby("reader")["experience"].nunique()
-    if (experience > 1).any():
-        raise InputError(f"{path}: reader(s) {experience.index[experience > 1].tolist()} have more than one "
-                         "experience value; give each reader one")
-    _check_crossed(table, path, conditions)
+    _check_design(table, path, conditions, "rating")
 
     joined = table.join(known[["diagnosis", "label", "cohort"]], on="patient_id")
     joined["truth"] = joined["diagnosis"].isin(positives).astype(int)
@@ -154,15 +146,7 @@ def read_multiclass_reader_study(path: str | Path, cases: pd.DataFrame, classes:
                              f"{total[off].round(3).tolist()[:5]}, not 1; give each reading's probability of "
                              "every class")
         table[probability_columns] = values.div(total, axis=0)
-    duplicated = table.duplicated(["reader", "patient_id", "condition"], keep=False)
-    if duplicated.any():
-        raise InputError(f"{path}: more than one reading of the same reader, case and condition on "
-                         f"line(s) {_lines(duplicated)}; keep one reading each")
-    experience = table.groupby("reader")["experience"].nunique()
-    if (experience > 1).any():
-        raise InputError(f"{path}: reader(s) {experience.index[experience > 1].tolist()} have more than one "
-                         "experience value; give each reader one")
-    _check_crossed(table, path, conditions)
+    _check_design(table, path, conditions, "reading")
     joined = table.join(known[["diagnosis", "label", "cohort"]], on="patient_id")
     if joined["patient_id"].nunique() < 2:
         raise InputError(f"{path}: the readers read {joined['patient_id'].nunique()} case(s); a reader study "
@@ -258,6 +242,20 @@ def _decisions(table: pd.DataFrame, path: Path, classes: list[str]) -> pd.Series
                          f"{_lines(unknown)} are not one of {sorted(allowed)}; write the class the reader "
                          "chose (config `classes`)")
     return decisions
+
+
+def _check_design(table: pd.DataFrame, path, conditions, reading: str) -> None:
+    """One ``reading`` per reader, case and condition, one experience value per reader,
+    and every reader reading every case in every condition (:func:`_check_crossed`)."""
+    duplicated = table.duplicated(["reader", "patient_id", "condition"], keep=False)
+    if duplicated.any():
+        raise InputError(f"{path}: more than one {reading} of the same reader, case and condition on "
+                         f"line(s) {_lines(duplicated)}; keep one reading each")
+    experience = table.groupby("reader")["experience"].nunique()
+    if (experience > 1).any():
+        raise InputError(f"{path}: reader(s) {experience.index[experience > 1].tolist()} have more than one "
+                         "experience value; give each reader one")
+    _check_crossed(table, path, conditions)
 
 
 def _check_crossed(table: pd.DataFrame, path: Path, conditions: list[str]) -> None:
