@@ -12,7 +12,7 @@ external cohort's name.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import pandas as pd
 
@@ -29,6 +29,15 @@ OUT_OF_FOLD = "oof"
 ENSEMBLE = "ensemble"
 
 _IMAGE_KEYS = ["image_id", "patient_id", "sequence", "cohort", "label"]
+
+
+def image_inputs(images: pd.DataFrame, sequences, planes: Mapping) -> Iterator[tuple[str, pd.DataFrame]]:
+    """(input, image rows): each sequence, each plane (its sequences' images), ALL."""
+    for sequence in sequences:
+        yield sequence, images[images["sequence"] == sequence]
+    for plane, members in planes.items():
+        yield plane, images[images["sequence"].isin(members)]
+    yield ALL_INPUT, images
 
 
 def distinct_inputs(inputs) -> list[str]:

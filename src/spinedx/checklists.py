@@ -44,6 +44,16 @@ EVIDENCE = {
     "shift": "distribution shift of the audited cohort",
 }
 
+#: Items answered by a reader study, and their status in a study designed without one
+#: (labels of images: readers read cases, and such labels have none; the canine study had
+#: no readers). A study that has readers but whose run produced no reader-study files
+#: still falls back to the author.
+WITHOUT_READER_STUDY = {
+    ("STARD 2015", "13a"): NOT_APPLICABLE + ": no reader study; the index test is the model alone, its inputs are "
+                           "in the resolved configuration",
+    ("CLAIM", "18"): AUTHOR + ": annotator agreement (the study has no reader study to measure it)",
+}
+
 # (guideline, item, topic, paraphrase, evidence keys, what the author adds or why n/a)
 ITEMS: list[tuple[str, str, str, str, tuple[str, ...], str]] = [
     # --- STARD 2015 ---------------------------------------------------------------------

@@ -348,24 +348,24 @@ def cmd_calibration(args, config):
 def cmd_multiclass_calibration(args, config):
     from spinedx.stages import calibration
     calibration.multiclass_main_stage(config, args.case_predictions, args.overall, args.summary, args.curve,
-                                      args.calibration_figure)
+                                      args.calibration_figure, args.image_predictions)
 
 
 def cmd_subgroups(args, config):
     from spinedx.stages import subgroups
     subgroups.main_stage(config, args.cases, args.images, args.images_dir, args.case_predictions, args.table3,
-                         args.out, args.figure, args.overall)
+                         args.out, args.figure, args.overall, args.image_predictions)
 
 
 def cmd_participant_flow(args, config):
     from spinedx.stages import participant_flow
     participant_flow.main_stage(config, args.cases, args.images, args.excluded, args.case_predictions, args.out,
-                                args.figure, args.folds, args.readers)
+                                args.figure, args.folds, args.readers, args.image_predictions)
 
 
 def cmd_reporting_checklist(args, config):
     from spinedx.stages import reporting_checklist
-    reporting_checklist.main_stage(args.results_dir, args.outputs, args.out)
+    reporting_checklist.main_stage(args.results_dir, args.outputs, args.out, not args.no_reader_study)
 
 
 def cmd_shift_reference(args, config):
@@ -382,6 +382,9 @@ def cmd_distribution_shift(args, config):
 def add_issue15_stages(stage) -> None:
     """The parsers of the issue-15 stages (``stage(name, function, help)`` adds one)."""
     predictions = dict(nargs="+", required=True, help="case_level outputs (parquet)")
+    # Labels of images (no case level): the ensembled image predictions instead.
+    case_or_image = dict(nargs="*", default=[], help="case_level outputs (parquet; or --image-predictions)")
+    image_predictions = dict(nargs="*", default=[], help="ensembling outputs (parquet), where labels belong to images")
     table3 = dict(required=True, help=f"{paths.table_file(paths.TABLE3_CASE_LEVEL)} (chooses the final backbone)")
     sub = stage("demo_reader_study", cmd_demo_reader_study, "simulate the built-in demo reader study (readers.csv)")
     sub.add_argument("--case-predictions", **predictions)
@@ -417,7 +420,8 @@ def add_issue15_stages(stage) -> None:
         sub.add_argument(option, required=True)
     sub = stage("multiclass_calibration", cmd_multiclass_calibration,
                 "N classes: one-vs-rest calibration per class, multi-class Brier score")
-    sub.add_argument("--case-predictions", **predictions)
+    sub.add_argument("--case-predictions", **case_or_image)
+    sub.add_argument("--image-predictions", **image_predictions)
     sub.add_argument("--overall", **overall)
     for option in ("--summary", "--curve", "--calibration-figure"):
         sub.add_argument(option, required=True)
@@ -428,17 +432,21 @@ def add_issue15_stages(stage) -> None:
                      "backbone)")
     sub.add_argument("--overall", help=f"{paths.table_file(paths.MULTICLASS_OVERALL)} (N classes: chooses the final "
                      "backbone)")
-    sub.add_argument("--case-predictions", **predictions)
+    sub.add_argument("--case-predictions", **case_or_image)
+    sub.add_argument("--image-predictions", **image_predictions)
     sub = stage("participant_flow", cmd_participant_flow, "STARD participant flow: table and diagram")
     for option in ("--cases", "--images", "--out", "--figure"):
         sub.add_argument(option, required=True)
     sub.add_argument("--excluded", nargs="+", required=True, help="exclusion records of the annotations stage")
-    sub.add_argument("--case-predictions", **predictions)
+    sub.add_argument("--case-predictions", **case_or_image)
+    sub.add_argument("--image-predictions", **image_predictions)
     sub.add_argument("--folds", help="folds of the splits stage (absent in audit mode)")
     sub.add_argument("--readers", help="readers.csv of the reader study, if any")
     sub = stage("reporting_checklist", cmd_reporting_checklist, "STARD, TRIPOD+AI, CLAIM items -> the study's files")
     sub.add_argument("outputs", nargs="*", help="the study's output files")
     sub.add_argument("--results-dir", required=True)
+    sub.add_argument("--no-reader-study", action="store_true",
+                     help="the study is designed without a reader study (labels of images)")
     sub.add_argument("--out", required=True)
     sub = stage("shift_reference", cmd_shift_reference, "the training cohort's distribution-shift reference")
     sub.add_argument("checkpoints", nargs="+", help=f"{paths.CHECKPOINT_FILE} of every backbone x sequence x fold")

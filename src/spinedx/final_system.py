@@ -58,19 +58,20 @@ def evaluated_cases(case_predictions: pd.DataFrame, backbone: str | None = None,
     return case_predictions[keep].reset_index(drop=True)
 
 
-def choose_final_backbone_multiclass(overall: pd.DataFrame, config: Mapping, test_set: str) -> str:
-    """N-class studies: figures.final_backbone, or the best case-level macro-AUC of the ALL
-    input on ``test_set`` (a prediction set of the N-class overall table; ties: config
-    order)."""
+def choose_final_backbone_multiclass(overall: pd.DataFrame, config: Mapping, test_set: str,
+                                     level: str = "case") -> str:
+    """N-class studies: figures.final_backbone, or the best macro-AUC of the ALL input at
+    ``level`` (``case``; ``image`` where labels belong to images) on ``test_set`` (a
+    prediction set of the N-class overall table; ties: config order)."""
     if config["figures"]["final_backbone"]:
         return config["figures"]["final_backbone"]
-    rows = overall[(overall["level"] == "case") & (overall["input"] == ALL_INPUT)
+    rows = overall[(overall["level"] == level) & (overall["input"] == ALL_INPUT)
                    & (overall[PREDICTION_SET] == test_set)].set_index("backbone")
     ranked = [(rows.loc[b, "macro_auc"] if b in rows.index else np.nan, -i, b)
               for i, b in enumerate(model_names(config))]
     ranked = [r for r in ranked if np.isfinite(r[0])]
     if not ranked:
-        raise InputError(f"{paths.table_file(paths.MULTICLASS_OVERALL)}: no finite case-level macro-AUC of the "
+        raise InputError(f"{paths.table_file(paths.MULTICLASS_OVERALL)}: no finite {level}-level macro-AUC of the "
                          f"ALL input on {test_set} for any backbone; set figures.final_backbone")
     return max(ranked)[2]
 
@@ -81,8 +82,22 @@ def scoring_predictions(case_predictions: pd.DataFrame, backbone: str, input_: s
     (k-fold) or, with a hold-out split, the internal-test prediction of the first repeat
     that tests the patient (validation patients chose the epoch: not a test)."""
     rows = case_predictions[(case_predictions["backbone"] == backbone) & (case_predictions["input"] == input_)]
+    return _never_seen(rows, "patient_id")
+
+
+def scoring_image_predictions(image_predictions: pd.DataFrame, backbone: str) -> pd.DataFrame:
+    """Studies whose labels belong to images (labels.source annotation; no case level):
+    one row per image of every sequence (the ALL input), the prediction whose model never
+    saw the image's patient, chosen as :func:`scoring_predictions` chooses case rows
+    (external cohorts: the ensemble; internal: out-of-fold, or the internal-test
+    prediction of the first repeat testing the patient; validation images chose the
+    epoch and score nothing)."""
+    return _never_seen(image_predictions[image_predictions["backbone"] == backbone], "image_id")
+
+
+def _never_seen(rows: pd.DataFrame, key: str) -> pd.DataFrame:
     external = rows[(rows["cohort"] != "internal") & (rows["model"] == ENSEMBLE)]
     internal = rows[(rows["cohort"] == "internal") & rows[PREDICTION_SET].isin((OUT_OF_FOLD, INTERNAL_TEST))]
     internal = internal.assign(_repeat=internal["model"].str.extract(r"(\d+)$", expand=False).fillna("-1").astype(int))
-    internal = internal.sort_values("_repeat", kind="stable").drop_duplicates("patient_id").drop(columns="_repeat")
+    internal = internal.sort_values("_repeat", kind="stable").drop_duplicates(key).drop(columns="_repeat")
     return pd.concat([external, internal.sort_index()]).reset_index(drop=True)

@@ -1,7 +1,7 @@
 # Calibration and clinical utility (stage calibration): calibration curves, intercept,
 # slope, Brier with patient-bootstrap intervals; decision curves (dcurves).
 # Two-class studies (N-class ones: rule multiclass_calibration below).
-if config["calibration"]["enabled"] and not NCLASS_READER_ANALYSES:
+if config["calibration"]["enabled"] and not MULTICLASS_CALIBRATION:
 
     rule calibration:
         input:
@@ -39,12 +39,14 @@ if config["calibration"]["enabled"] and not NCLASS_READER_ANALYSES:
 
 
 # N-class studies: one-vs-rest calibration per class and the multi-class Brier score (no
-# decision curve: it needs one treatment threshold on one probability).
-if config["calibration"]["enabled"] and NCLASS_READER_ANALYSES:
+# decision curve: it needs one treatment threshold on one probability). Labels of images:
+# the same on the ensembled images (the bootstrap draws patients with all their images).
+if config["calibration"]["enabled"] and MULTICLASS_CALIBRATION:
 
     rule multiclass_calibration:
         input:
-            case_predictions=CASE_LEVEL_FILES,
+            case_predictions=ISSUE15_CASE_PREDICTIONS,
+            image_predictions=ISSUE15_IMAGE_PREDICTIONS,
             overall=MULTICLASS_TABLES[paths.MULTICLASS_OVERALL],
         output:
             summary=report(P.table(paths.CALIBRATION_TABLE), caption="../report/calibration.rst",
@@ -65,6 +67,6 @@ if config["calibration"]["enabled"] and NCLASS_READER_ANALYSES:
             "../../envs/figures.yaml"
         shell:
             "python -m spinedx multiclass_calibration --settings {params.settings:q}"
-            " --case-predictions {input.case_predictions:q} --overall {input.overall:q}"
-            " --summary {output.summary:q} --curve {output.curve:q}"
+            " --case-predictions {input.case_predictions:q} --image-predictions {input.image_predictions:q}"
+            " --overall {input.overall:q} --summary {output.summary:q} --curve {output.curve:q}"
             " --calibration-figure {params.calibration_figure:q} 2> {log:q}"

@@ -288,8 +288,36 @@ if NCLASS_READER_ANALYSES:
     ]
     CHECKLIST_EVIDENCE = [*STUDY_OUTPUTS, *ISSUE15_OUTPUTS, P.splits]
     STUDY_OUTPUTS += [*ISSUE15_OUTPUTS, P.table(paths.CHECKLIST_TABLE)]
+
+# --- Issue 15 for studies whose labels belong to images (canine shape: labels.source
+# annotation, any number of classes, no case level): participant flow (images per class,
+# input, cohort and hold-out partition), one-vs-rest calibration with the multi-class
+# Brier score and N-class subgroups (plane, sequence, cases- and image-table columns), all
+# on images with intervals from a bootstrap that resamples patients (dogs) with all their
+# images, and the checklist. No reader study: readers read cases, and these labels have
+# no case (the canine paper had none). No paired comparisons, decision curves or
+# distribution shift (README). Not in audit mode, not for volume studies.
+IMAGE_LABEL_ANALYSES = config["labels"]["source"] == "annotation" and not VOLUMES and not AUDIT
+if IMAGE_LABEL_ANALYSES:
+    if config["reader_study"]["readers"]:
+        print(f"spinedx: reader study skipped: labels of images (labels.source annotation) have no case to read "
+              f"(remove reader_study.readers to silence this note)", file=sys.stderr)
+    DEMO_READERS, READERS_FILE = False, None
+    ISSUE15_OUTPUTS = [
+        P.table(paths.FLOW_TABLE), *figures_of(paths.FLOW_FIGURE),
+        *([P.table(paths.SUBGROUP_TABLE), *figures_of(paths.SUBGROUP_FIGURE)] if config["subgroups"]["variables"] else []),
+        *([P.table(paths.CALIBRATION_TABLE), P.table(paths.CALIBRATION_CURVE_TABLE),
+           *figures_of(paths.CALIBRATION_FIGURE)] if config["calibration"]["enabled"] else []),
+    ]
+    CHECKLIST_EVIDENCE = [*STUDY_OUTPUTS, *ISSUE15_OUTPUTS, P.splits]
+    STUDY_OUTPUTS += [*ISSUE15_OUTPUTS, P.table(paths.CHECKLIST_TABLE)]
+# The N-class calibration (one-vs-rest, multi-class Brier) serves N-class case labels and image labels.
+MULTICLASS_CALIBRATION = NCLASS_READER_ANALYSES or IMAGE_LABEL_ANALYSES
+# The predictions issue-15 stages read: case level, or the ensembled images where labels belong to images.
+ISSUE15_CASE_PREDICTIONS = [] if IMAGE_LABEL_ANALYSES else CASE_LEVEL_FILES
+ISSUE15_IMAGE_PREDICTIONS = ENSEMBLED if IMAGE_LABEL_ANALYSES else []
 # The table that chooses the final system (subgroups): table 3 (two classes) or the N-class overall table.
-FINAL_SYSTEM_TABLE = (MULTICLASS_TABLES[paths.MULTICLASS_OVERALL] if len(config["classes"]) > 2
+FINAL_SYSTEM_TABLE = (MULTICLASS_TABLES[paths.MULTICLASS_OVERALL] if len(config["classes"]) > 2 or IMAGE_LABEL_ANALYSES
                       else EVALUATION_TABLES["table3"])
 
 

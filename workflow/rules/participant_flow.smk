@@ -1,12 +1,14 @@
 # Participant flow (STARD 2015 item 19, stage participant_flow): from the cases table, the
 # image table, the annotations stage's exclusion records, the folds, the case-level
-# predictions and the reader study. Folds or hold-out partitions (P.splits), every cohort.
+# predictions (the ensembled image predictions where labels belong to images) and the
+# reader study. Folds or hold-out partitions (P.splits), every cohort.
 rule participant_flow:
     input:
         cases=CASES,
         images=P.images_table,
         excluded=expand(P.annotation_exclusions("{sequence}"), sequence=SEQUENCES),
-        case_predictions=CASE_LEVEL_FILES,
+        case_predictions=ISSUE15_CASE_PREDICTIONS,
+        image_predictions=ISSUE15_IMAGE_PREDICTIONS,
         folds=[] if AUDIT else P.splits,
         readers=READERS_FILE or [],
     output:
@@ -15,7 +17,7 @@ rule participant_flow:
         figure=figure_report(P.figure(paths.FLOW_FIGURE), "participant_flow.rst", "1. Cohort",
                              "Participant flow (STARD 19)"),
     params:
-        settings=settings("classes", "audit", "data", "splits", *VOLUME_SECTIONS),
+        settings=settings("classes", "audit", "data", "splits", "sequences", "planes", *VOLUME_SECTIONS),
         figure=lambda wildcards, output: paths.figure_stem(output.figure[0]),
         folds=lambda wildcards, input: f"--folds {shlex.quote(input.folds)}" if input.folds else "",
         readers=lambda wildcards, input: f"--readers {shlex.quote(input.readers)}" if input.readers else "",
@@ -29,4 +31,5 @@ rule participant_flow:
     shell:
         "python -m spinedx participant_flow --settings {params.settings:q} --cases {input.cases:q}"
         " --images {input.images:q} --excluded {input.excluded:q} --case-predictions {input.case_predictions:q}"
+        " --image-predictions {input.image_predictions:q}"
         " {params.folds} {params.readers} --out {output.table:q} --figure {params.figure:q} 2> {log:q}"

@@ -9,6 +9,8 @@ rule reporting_checklist:
     params:
         settings=settings(),
         results_dir=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
+        # labels of images: no reader study by design (common.smk, IMAGE_LABEL_ANALYSES)
+        reader_study="--no-reader-study" if IMAGE_LABEL_ANALYSES else "",
     log:
         P.log("reporting_checklist", "reporting_checklist"),
     benchmark:
@@ -18,4 +20,4 @@ rule reporting_checklist:
         "../../envs/evaluation.yaml"
     shell:
         "python -m spinedx reporting_checklist {input:q} --settings {params.settings:q}"
-        " --results-dir {params.results_dir:q} --out {output:q} 2> {log:q}"
+        " --results-dir {params.results_dir:q} {params.reader_study} --out {output:q} 2> {log:q}"

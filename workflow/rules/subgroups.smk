@@ -6,7 +6,8 @@ if config["subgroups"]["variables"]:
         input:
             cases=CASES,
             images=P.images_table,
-            case_predictions=CASE_LEVEL_FILES,
+            case_predictions=ISSUE15_CASE_PREDICTIONS,
+            image_predictions=ISSUE15_IMAGE_PREDICTIONS,
             final_system=FINAL_SYSTEM_TABLE,
         output:
             table=report(P.table(paths.SUBGROUP_TABLE), caption="../report/subgroups.rst",
@@ -14,9 +15,11 @@ if config["subgroups"]["variables"]:
             figure=figure_report(P.figure(paths.SUBGROUP_FIGURE), "subgroups.rst", "4. Final system", "Subgroups"),
         params:
             settings=settings("classes", "decision", "evaluation", "subgroups", "figures", "backbones", "audit", "data",
-                              *VOLUME_SECTIONS),
-            # table 3 chooses a two-class study's final backbone, the N-class overall table an N-class one's
-            final_system=lambda wildcards, input: ("--overall " if len(config["classes"]) > 2 else "--table3 ")
+                              *VOLUME_SECTIONS, *(["planes"] if IMAGE_LABEL_ANALYSES else [])),
+            # table 3 chooses a two-class study's final backbone, the N-class overall table an
+            # N-class one's (and that of a study whose labels belong to images)
+            final_system=lambda wildcards, input: ("--overall " if len(config["classes"]) > 2 or IMAGE_LABEL_ANALYSES
+                                                   else "--table3 ")
             + shlex.quote(input.final_system),
             images_dir=IMAGES_DIR,
             figure=lambda wildcards, output: paths.figure_stem(output.figure[0]),
@@ -30,5 +33,6 @@ if config["subgroups"]["variables"]:
         shell:
             "python -m spinedx subgroups --settings {params.settings:q} --cases {input.cases:q}"
             " --images {input.images:q} --images-dir {params.images_dir:q}"
-            " --case-predictions {input.case_predictions:q} {params.final_system}"
+            " --case-predictions {input.case_predictions:q} --image-predictions {input.image_predictions:q}"
+            " {params.final_system}"
             " --out {output.table:q} --figure {params.figure:q} 2> {log:q}"

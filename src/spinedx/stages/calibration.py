@@ -27,6 +27,13 @@ intervals, as above) and one row ``class = all`` with the multi-class Brier scor
 one-vs-rest reliability curve of every class on the pooled external cohorts; the figure a
 panel per class. Decision curves need one treatment threshold on one probability: not
 made for N classes.
+
+Studies whose labels belong to images (labels.source annotation, e.g. the canine study;
+no case level): the same N-class calibration on images (every image of every sequence,
+the ALL input, the backbone of the best image-level macro-AUC; rows chosen by
+:func:`spinedx.final_system.scoring_image_predictions`), with intervals from the
+bootstrap that resamples patients (dogs) with all their images, since images of one
+patient are correlated.
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ import pandas as pd
 
 from spinedx.aggregation import ALL_INPUT, distinct_inputs
 from spinedx.final_system import (EVALUATED_MODEL, choose_final_backbone, choose_final_backbone_multiclass,
-                                  EXTERNAL_POOLED, INTERNAL_TEST, evaluated_cases, scoring_predictions)
+                                  EXTERNAL_POOLED, INTERNAL_TEST, evaluated_cases, scoring_image_predictions,
+                                  scoring_predictions)
 from spinedx.input_modes import model_names
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import COLUMN_WIDTH, PAGE_WIDTH, PALETTE, colors, pyplot, save_figure
@@ -234,22 +242,27 @@ def evaluated_sets(scored: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 
 def multiclass_calibration_table(scored: pd.DataFrame, task, backbone: str, n_boot: int, seed: int,
-                                 level: float) -> pd.DataFrame:
+                                 level: float, unit: str = "case") -> pd.DataFrame:
+    """``unit``: ``case`` (one row per patient) or ``image`` (rows are images; the bootstrap
+    still draws patients, with all their images)."""
     rows = []
+    interval = (f"patient bootstrap (percentile, {n_boot} replicates"
+                + (", a patient's images drawn together)" if unit == "image" else ")"))
     for name, group in evaluated_sets(scored):
         labels, patients = group["label"].to_numpy(dtype=int), group["patient_id"].to_numpy()
         probs = task.probabilities(group)
         brier = multiclass_brier(labels, probs, patients, n_boot=n_boot, seed=seed, level=level)
         rows.append({"test_set": name, "backbone": backbone, "input": ALL_INPUT, "class": ALL_CLASSES,
                      "n": brier["n"], "brier": brier["brier"], "brier_lo": brier["brier_lo"],
-                     "brier_hi": brier["brier_hi"], "interval": f"patient bootstrap (percentile, {n_boot} replicates)"})
+                     "brier_hi": brier["brier_hi"], "interval": interval})
         for k, class_name in enumerate(task.classes):
             outcome = (labels == k).astype(int)
             if outcome.min() == outcome.max():
                 continue  # the class absent (or alone): intercept, slope and scaled Brier undefined
             summary = calibration_summary(outcome, probs[:, k], patients, n_boot=n_boot, seed=seed, level=level)
             rows.append({"test_set": name, "backbone": backbone, "input": ALL_INPUT, "class": class_name,
-                         **{key: summary[key] for key in SUMMARY_KEYS}})
+                         **{key: summary[key] for key in SUMMARY_KEYS},
+                         **({"interval": interval} if unit == "image" and n_boot > 0 else {})})
     return pd.DataFrame(rows, columns=MULTICLASS_SUMMARY_COLUMNS)
 
 
@@ -264,7 +277,8 @@ def multiclass_curve_table(name: str, group: pd.DataFrame, task, settings: dict,
     return pd.concat(parts, ignore_index=True).reindex(columns=MULTICLASS_CURVE_COLUMNS)
 
 
-def multiclass_calibration_figure(curves: pd.DataFrame, summary: pd.DataFrame, classes, backbone: str, name: str):
+def multiclass_calibration_figure(curves: pd.DataFrame, summary: pd.DataFrame, classes, backbone: str, name: str,
+                                  unit: str = "case"):
     plt = pyplot()
     columns = min(len(classes), 3)
     rows = int(np.ceil(len(classes) / columns))
@@ -289,27 +303,33 @@ def multiclass_calibration_figure(curves: pd.DataFrame, summary: pd.DataFrame, c
         axes[index // columns][index % columns].axis("off")
     overall = summary[(summary["test_set"] == name) & (summary["class"] == ALL_CLASSES)]
     brier = f", multi-class Brier {overall['brier'].iloc[0]:.3f}" if len(overall) else ""
-    fig.suptitle(f"One-vs-rest calibration of the final system ({backbone}, {ALL_INPUT}, case level, {name}{brier})")
+    fig.suptitle(f"One-vs-rest calibration of the final system ({backbone}, {ALL_INPUT}, {unit} level, {name}{brier})")
     fig.tight_layout()
     return fig
 
 
 def multiclass_main_stage(config, case_prediction_paths, overall_path, out_summary, out_curve,
-                          calibration_stem) -> dict:
+                          calibration_stem, image_prediction_paths=()) -> dict:
+    """``image_prediction_paths`` (the ensembling stage's tables) instead of
+    ``case_prediction_paths`` where labels belong to images."""
     task = task_from_config(config)
     settings, evaluation = config["calibration"], config["evaluation"]
     external = list(config["data"]["external_cohorts"])
     pooled = EXTERNAL_POOLED if len(external) > 1 else external[0]
-    backbone = choose_final_backbone_multiclass(pd.read_csv(overall_path), config, pooled)
-    scored = scoring_predictions(read_parquets(case_prediction_paths), backbone)
+    unit = "image" if image_prediction_paths else "case"
+    backbone = choose_final_backbone_multiclass(pd.read_csv(overall_path), config, pooled, level=unit)
+    if image_prediction_paths:
+        scored = scoring_image_predictions(read_parquets(image_prediction_paths), backbone)
+    else:
+        scored = scoring_predictions(read_parquets(case_prediction_paths), backbone)
     summary = multiclass_calibration_table(scored, task, backbone, int(evaluation["bootstrap_replicates"]),
-                                           int(evaluation["seed"]), evaluation["ci_level"])
+                                           int(evaluation["seed"]), evaluation["ci_level"], unit=unit)
     sets = dict(evaluated_sets(scored))
     name = pooled if pooled in sets else next(iter(sets))
     curves = multiclass_curve_table(name, sets[name], task, settings, evaluation["ci_level"])
     write_csv(summary, out_summary)
     write_csv(curves, out_curve)
-    written = save_figure(multiclass_calibration_figure(curves, summary, list(task.classes), backbone, name),
+    written = save_figure(multiclass_calibration_figure(curves, summary, list(task.classes), backbone, name, unit),
                           Path(calibration_stem))
     for row in summary[summary["class"] == ALL_CLASSES].itertuples():
         log.info("calibration of the final system, %s: multi-class Brier %.3f (%.3f to %.3f)", row.test_set,

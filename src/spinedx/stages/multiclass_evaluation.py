@@ -41,14 +41,14 @@ see the README ("Study shapes").
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from spinedx import paths
-from spinedx.aggregation import ALL_INPUT, ENSEMBLE, OUT_OF_FOLD, PREDICTION_SET
+from spinedx.aggregation import ALL_INPUT, ENSEMBLE, OUT_OF_FOLD, PREDICTION_SET, image_inputs
 from spinedx.errors import InputError
 from spinedx.final_system import EXTERNAL_POOLED  # the prediction set of every external cohort together
 from spinedx.io import read_parquets, write_csv
@@ -95,15 +95,6 @@ def evaluation_sets(rows: pd.DataFrame, external_cohorts) -> Iterator[tuple[str,
         yield cohort, ENSEMBLE, external[external["cohort"] == cohort]
     if len(present) > 1:
         yield EXTERNAL_POOLED, ENSEMBLE, external
-
-
-def image_inputs(images: pd.DataFrame, sequences, planes: Mapping) -> Iterator[tuple[str, pd.DataFrame]]:
-    """(input, image rows): each sequence, each plane (its sequences' images), ALL."""
-    for sequence in sequences:
-        yield sequence, images[images["sequence"] == sequence]
-    for plane, members in planes.items():
-        yield plane, images[images["sequence"].isin(members)]
-    yield ALL_INPUT, images
 
 
 def _evaluate(rows: pd.DataFrame, task: Task, options: dict, proportion_intervals: str,

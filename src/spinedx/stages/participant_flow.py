@@ -12,6 +12,15 @@ for every external cohort) and, when the study has one, the reader study (cases 
 cases without reader ratings). Cohorts: ``internal`` and each external cohort of config
 ``data.external_cohorts`` (one column each in the figure).
 
+Studies whose labels belong to images (labels.source annotation, e.g. the canine study;
+no case level) count images where others count patients' cases: the classes of the
+annotated images (``with annotated images``: images of each class and the patients
+having one), and the analysed images of each input (each sequence, each plane of config
+``planes``, ALL) and class, from the image-level predictions that score each cohort
+(:func:`spinedx.final_system.scoring_image_predictions`: the external cohorts' ensemble,
+the internal test partition of a hold-out; validation images chose the epoch and are
+not analysed).
+
 ``participant_flow.csv``: one row per count: step, cohort, group (a fold, an input, a
 class, a reason), patients, images. ``participant_flow`` figure: the STARD diagram, boxes
 and arrows, one column per cohort.
@@ -25,8 +34,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from spinedx.aggregation import ALL_INPUT, ENSEMBLE, PREDICTION_SET
-from spinedx.final_system import EVALUATED_MODEL, INTERNAL_TEST, evaluated_cases
+from spinedx.aggregation import ALL_INPUT, ENSEMBLE, PREDICTION_SET, image_inputs
+from spinedx.final_system import EVALUATED_MODEL, INTERNAL_TEST, evaluated_cases, scoring_image_predictions
 from spinedx.input_modes import volume_study
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import PAGE_WIDTH, PALETTE, pyplot, save_figure
@@ -41,6 +50,7 @@ LISTED, WITH_IMAGES, EXCLUDED, SPLIT, ANALYSED, READ = (
 NO_ANNOTATED_IMAGE = "no annotated image of any sequence"
 LACKING = "lacking a sequence (still analysed in the others and ALL)"
 NO_RATINGS = "no reader ratings"
+NO_TEST_PARTITION = "none (no internal test partition)"
 
 
 def _scored(case_predictions: pd.DataFrame, cohort: str) -> pd.DataFrame:
@@ -77,13 +87,18 @@ def _split_rows(folds: pd.DataFrame, with_images: set, their_images: pd.DataFram
 
 
 def flow_table(cases: pd.DataFrame, images: pd.DataFrame, excluded: pd.DataFrame, folds: pd.DataFrame | None,
-               case_predictions: pd.DataFrame, classes, readers: pd.DataFrame | None = None,
-               cohorts=COHORTS, volumes: bool = False) -> pd.DataFrame:
+               case_predictions: pd.DataFrame | None, classes, readers: pd.DataFrame | None = None,
+               cohorts=COHORTS, volumes: bool = False, image_predictions: pd.DataFrame | None = None,
+               sequences=(), planes=None) -> pd.DataFrame:
     """The flow's counts (module docstring); ``cohorts``: internal, then the external
     cohorts. ``volumes``: a volume study, whose image table has one volume per case x
     sequence; the analysed ``images`` are then the volumes of the analysed cases (a
-    case-level row's ``n_images`` counts the model's crops, which differ between modes)."""
+    case-level row's ``n_images`` counts the model's crops, which differ between modes).
+    ``image_predictions`` (labels of images; instead of ``case_predictions``): the scored
+    image rows of one backbone, counted per input (``sequences``, ``planes``, ALL) and
+    class."""
     rows = []
+    image_labels = image_predictions is not None
 
     def add(step, cohort, group, patients, images_=None):
         rows.append({"step": step, "cohort": cohort, "group": group, "patients": int(patients),
@@ -100,8 +115,13 @@ def flow_table(cases: pd.DataFrame, images: pd.DataFrame, excluded: pd.DataFrame
             add(LISTED, cohort, name, int((listed["diagnosis"] == name).sum()))
         with_images = set(their_images["patient_id"])
         add(WITH_IMAGES, cohort, "all", len(with_images), len(their_images))
-        for name in classes:
-            add(WITH_IMAGES, cohort, name, int(listed[listed["patient_id"].isin(with_images)]["diagnosis"].eq(name).sum()))
+        for label, name in enumerate(classes):
+            if image_labels:
+                of_class = their_images[their_images["label"] == label]
+                add(WITH_IMAGES, cohort, name, of_class["patient_id"].nunique(), len(of_class))
+            else:
+                add(WITH_IMAGES, cohort, name,
+                    int(listed[listed["patient_id"].isin(with_images)]["diagnosis"].eq(name).sum()))
         add(EXCLUDED, cohort, NO_ANNOTATED_IMAGE, len(ids - with_images), 0)
         theirs = excluded[excluded["patient_id"].isin(ids)]
         lacking = theirs[(theirs["level"] == "patient") & theirs["patient_id"].isin(with_images)]
@@ -115,8 +135,14 @@ def flow_table(cases: pd.DataFrame, images: pd.DataFrame, excluded: pd.DataFrame
                 add(SPLIT, cohort, group, patients, n_images)
         else:
             add(SPLIT, cohort, "all" if cohort == INTERNAL_COHORT else "test", len(with_images), len(their_images))
+        if image_labels:
+            _add_analysed_images(add, cohort, image_predictions[image_predictions["cohort"] == cohort], classes,
+                                 sequences, planes or {})
+            continue
         scored = _scored(case_predictions, cohort)
         scored = scored[scored["backbone"] == scored["backbone"].iloc[0]] if len(scored) else scored
+        if scored.empty and cohort == INTERNAL_COHORT:
+            add(ANALYSED, cohort, NO_TEST_PARTITION, 0, 0)
         for input_, group in scored.groupby("input", sort=False):
             if volumes:
                 analysed = their_images[their_images["patient_id"].isin(set(group["patient_id"]))]
@@ -133,6 +159,20 @@ def flow_table(cases: pd.DataFrame, images: pd.DataFrame, excluded: pd.DataFrame
                 add(READ, cohort, f"read by {readers['reader'].nunique()} readers", len(read))
                 add(READ, cohort, NO_RATINGS, len(with_images - read))
     return pd.DataFrame(rows, columns=FLOW_COLUMNS).astype({"patients": int, "images": "Int64"})
+
+
+def _add_analysed_images(add, cohort: str, scored: pd.DataFrame, classes, sequences, planes) -> None:
+    """Labels of images: the analysed images per input and per class (ALL input)."""
+    if scored.empty:
+        if cohort == INTERNAL_COHORT:
+            add(ANALYSED, cohort, NO_TEST_PARTITION, 0, 0)
+        return
+    for input_, group in image_inputs(scored, sequences, planes):
+        if len(group):
+            add(ANALYSED, cohort, input_, group["patient_id"].nunique(), len(group))
+    for label, name in enumerate(classes):
+        of_class = scored[scored["label"] == label]
+        add(ANALYSED, cohort, f"{ALL_INPUT}: {name}", of_class["patient_id"].nunique(), len(of_class))
 
 
 def _count(table: pd.DataFrame, step: str, cohort: str, group: str, what: str = "patients") -> int:
@@ -156,10 +196,13 @@ def _wrap(text: str, width: int = 44) -> str:
 
 
 def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, cohorts=COHORTS, holdout: str = "",
-                unit: str = "images"):
+                unit: str = "images", image_labels: bool = False):
     """STARD-style diagram: listed -> with images (left out beside) -> one column per
     cohort: split -> analysed -> reader study. Arrows run from box edge to box edge.
-    ``unit``: what the ``images`` counts are (``volumes`` in a volume study)."""
+    ``unit``: what the ``images`` counts are (``volumes`` in a volume study).
+    ``image_labels``: the classes are the images' (counted in images, image level)."""
+    per = "images" if image_labels else "patients"
+    level = "image level" if image_labels else "case level"
     plt = pyplot()
     cohorts = [c for c in cohorts if ((table["cohort"] == c) & (table["step"] == LISTED)).any()]
     fig = plt.figure(figsize=(PAGE_WIDTH * max(1.0, len(cohorts) / 2), 6.4))
@@ -201,7 +244,7 @@ def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, cohorts=COHOR
     columns = {c: (i + 0.5) / len(cohorts) for i, c in enumerate(cohorts)}
     for index, (cohort, x) in enumerate(columns.items()):
         color = PALETTE[min(index, len(PALETTE) - 1)]
-        per_class = ", ".join(f"{name} {_count(table, WITH_IMAGES, cohort, name)}" for name in classes)
+        per_class = ", ".join(f"{name} {_count(table, WITH_IMAGES, cohort, name, per)}" for name in classes)
         if cohort == INTERNAL_COHORT:
             folds = table[(table["step"] == SPLIT) & (table["cohort"] == cohort)]
             split = ("\n".join(f"{r.group}: n = {r.patients} ({r.images} {unit})" for r in folds.itertuples())
@@ -212,7 +255,9 @@ def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, cohorts=COHOR
         else:
             split = "test set: never used for training\nor model selection"
             title = "External cohort (test)" if cohort == "external" else f"External cohort {cohort} (test)"
-        cohort_box = box(x, 0.57, f"{title}\n{_wrap(f'n = {with_images[cohort]} ({per_class})')}\n"
+        classes_text = (f"n = {with_images[cohort]}; {unit} by class: {per_class}" if image_labels
+                        else f"n = {with_images[cohort]} ({per_class})")
+        cohort_box = box(x, 0.57, f"{title}\n{_wrap(classes_text)}\n"
                                   f"{n_images[cohort]} {unit}",
                          color=color + "22", edge=color)
         arrow(found, cohort_box)
@@ -222,9 +267,9 @@ def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, cohorts=COHOR
                          & ~table["group"].str.contains(":")]
         scorer = ("internal-test" if holdout and cohort == INTERNAL_COHORT
                   else EVALUATED_MODEL.get(cohort, EVALUATED_MODEL["external"]))
-        text = (f"Analysed ({scorer} predictions, case level)\n"
+        text = (f"Analysed ({scorer} predictions, {level})\n"
                 + "\n".join(f"{r.group}: n = {r.patients} ({r.images} {unit})" for r in analysed.itertuples())
-                + "\n" + _wrap(", ".join(f"{name} {_count(table, ANALYSED, cohort, f'{ALL_INPUT}: {name}')}"
+                + "\n" + _wrap(", ".join(f"{name} {_count(table, ANALYSED, cohort, f'{ALL_INPUT}: {name}', per)}"
                                          for name in classes)))
         analysed_box = box(x, 0.22, text, color=color + "22", edge=color)
         arrow(split_box, analysed_box)
@@ -239,7 +284,9 @@ def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, cohorts=COHOR
 
 
 def main_stage(config, cases_path, images_path, exclusion_paths, case_prediction_paths, out, figure_stem,
-               folds_path=None, readers_path=None) -> pd.DataFrame:
+               folds_path=None, readers_path=None, image_prediction_paths=()) -> pd.DataFrame:
+    """``image_prediction_paths`` (the ensembling stage's tables) instead of
+    ``case_prediction_paths`` where labels belong to images."""
     classes = list(config["classes"])
     cases = read_cases(cases_path, classes, all_external=bool(config["audit"]["bundle"]), external_cohorts=None)
     cohorts = list(dict.fromkeys([INTERNAL_COHORT, *config["data"]["external_cohorts"],
@@ -251,14 +298,20 @@ def main_stage(config, cases_path, images_path, exclusion_paths, case_prediction
     if readers is not None and "patient_id" not in readers.columns and "case" in readers.columns:
         readers = readers.rename(columns={"case": "patient_id"})
     volumes = volume_study(config)
-    table = flow_table(cases, images, excluded, folds, read_parquets(case_prediction_paths), classes, readers,
-                       cohorts, volumes=volumes)
+    image_predictions = None
+    if image_prediction_paths:
+        predictions = read_parquets(image_prediction_paths)
+        image_predictions = scoring_image_predictions(predictions, predictions["backbone"].iloc[0])
+    table = flow_table(cases, images, excluded, folds,
+                       read_parquets(case_prediction_paths) if case_prediction_paths else None, classes, readers,
+                       cohorts, volumes=volumes, image_predictions=image_predictions,
+                       sequences=list(config["sequences"]), planes=dict(config["planes"]))
     write_csv(table, out)
     holdout = folds is not None and "partition" in folds.columns
     n_folds = int(folds["fold"].nunique()) if folds is not None and not holdout else None
     ratios = ":".join(f"{r:g}" for r in config["splits"]["ratios"])
     holdout_text = (f"{ratios}, {int(folds['repeat'].nunique())} repeat(s)" if holdout else "")
-    save_figure(flow_figure(table, classes, n_folds, cohorts, holdout_text, "volumes" if volumes else "images"),
-                Path(figure_stem))
+    save_figure(flow_figure(table, classes, n_folds, cohorts, holdout_text, "volumes" if volumes else "images",
+                            image_labels=image_predictions is not None), Path(figure_stem))
     log.info("participant flow: %d counts -> %s", len(table), out)
     return table

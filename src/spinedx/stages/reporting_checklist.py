@@ -5,7 +5,9 @@ of this study that answer them (:mod:`spinedx.checklists`).
 (``answered`` when the study's files answer it, ``partly: ...`` when the author must add
 something, ``author must state`` or ``not applicable``) and the answering files, relative
 to the results folder. An item whose evidence the run did not produce (e.g. no reader
-study, no audit) falls back to the author.
+study, no audit) falls back to the author; a study designed without a reader study
+(``reader_study=False``: labels of images) states so for the items only readers answer
+(:data:`spinedx.checklists.WITHOUT_READER_STUDY`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from spinedx import paths
-from spinedx.checklists import AUTHOR, ITEMS, NOT_APPLICABLE
+from spinedx.checklists import AUTHOR, ITEMS, NOT_APPLICABLE, WITHOUT_READER_STUDY
 from spinedx.io import write_csv
 
 log = logging.getLogger(__name__)
@@ -73,12 +75,15 @@ def evidence_files(results_dir: str, outputs) -> dict[str, list[str]]:
             for key, files in found.items()}
 
 
-def checklist_table(results_dir: str, outputs) -> pd.DataFrame:
+def checklist_table(results_dir: str, outputs, reader_study: bool = True) -> pd.DataFrame:
+    """``reader_study``: False for a study designed without one (module docstring)."""
     evidence = evidence_files(results_dir, outputs)
     rows = []
     for guideline, item, topic, paraphrase, keys, author_part in ITEMS:
         files = list(dict.fromkeys(f for key in keys for f in evidence[key]))
-        if files:
+        if not reader_study and (guideline, item) in WITHOUT_READER_STUDY:
+            status = WITHOUT_READER_STUDY[(guideline, item)]
+        elif files:
             status = f"partly: {author_part}" if author_part else "answered"
             if author_part.startswith((AUTHOR, NOT_APPLICABLE)):
                 status = f"partly: {author_part}"
@@ -93,8 +98,8 @@ def checklist_table(results_dir: str, outputs) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def main_stage(results_dir, outputs, out) -> pd.DataFrame:
-    table = checklist_table(results_dir, outputs)
+def main_stage(results_dir, outputs, out, reader_study: bool = True) -> pd.DataFrame:
+    table = checklist_table(results_dir, outputs, reader_study)
     write_csv(table, out)
     answered = table["status"].str.startswith(("answered", "partly"))
     log.info("reporting checklist: %d of %d items answered (fully or in part) by the study's files -> %s",

@@ -27,6 +27,15 @@ from :func:`spinedx.stats.multiclass.multiclass_tables`, the same call the N-cla
 evaluation makes, so the "all cases" row equals that table's row of the same cases. The
 forest plot shows accuracy and macro-F1. ``cohort`` is a variable like any other column of
 the cases table (one level per external centre).
+
+Studies whose labels belong to images (labels.source annotation, e.g. the canine study;
+no case level): the same N-class rows on images (every image of every sequence scored
+by the predictions that never saw its patient, :func:`spinedx.final_system.scoring_image_predictions`;
+final backbone by the best image-level macro-AUC), every interval from the bootstrap that
+resamples patients (dogs) with all their images (accuracy too: images of one dog are
+correlated, so no Wilson interval). Variables may then also be columns of the image table
+(``sequence``, or any column the annotations stage writes) and ``plane`` (the plane of
+config ``planes`` holding the image's sequence); columns of the cases table come first.
 """
 
 from __future__ import annotations
@@ -40,7 +49,8 @@ import pandas as pd
 
 from spinedx.errors import InputError
 from spinedx.final_system import (EVALUATED_MODEL, EXTERNAL_POOLED, choose_final_backbone,
-                                  choose_final_backbone_multiclass, evaluated_cases, scoring_predictions)
+                                  choose_final_backbone_multiclass, evaluated_cases, scoring_image_predictions,
+                                  scoring_predictions)
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import PAGE_WIDTH, PALETTE, pyplot, save_figure
 from spinedx.readers.cases import read_cases
@@ -52,6 +62,7 @@ from spinedx.task import BinaryTask, Task, task_from_config
 log = logging.getLogger(__name__)
 
 AGE_BAND = "age_band"
+PLANE = "plane"
 MISSING, NOT_DICOM = "missing", "not DICOM"
 ALL_CASES = "all cases"
 DICOM_VARIABLES = tuple(ACQUISITION_ATTRIBUTES.values())
@@ -148,13 +159,26 @@ def subgroup_table(cases: pd.DataFrame, values: pd.DataFrame, variables, score_c
     return pd.concat(parts, ignore_index=True)
 
 
+def image_subgroup_values(images: pd.DataFrame, variables, planes) -> pd.DataFrame:
+    """image_id and one text column per image-level variable: a column of the image table,
+    or ``plane`` (the plane of config ``planes`` holding the image's sequence; none: missing)."""
+    values = images[["image_id"]].copy()
+    plane_of = {sequence: plane for plane, members in (planes or {}).items() for sequence in members}
+    for variable in variables:
+        column = images["sequence"].map(plane_of) if variable == PLANE else images[variable]
+        values[variable] = column.astype("string").str.strip().fillna(MISSING).replace("", MISSING).astype(str)
+    return values
+
+
 def multiclass_subgroup_table(cases: pd.DataFrame, values: pd.DataFrame, variables, task: Task,
-                              evaluation: dict) -> pd.DataFrame:
+                              evaluation: dict, proportion_intervals: str = "wilson") -> pd.DataFrame:
     """N classes: one row for all cases, then one per variable x level (levels sorted,
     missing last), :data:`MULTICLASS_SUBGROUP_COLUMNS` (rows keep the predictions' order,
-    so the bootstrap draws the N-class evaluation's patients)."""
+    so the bootstrap draws the N-class evaluation's patients). ``cases``: case rows, or
+    image rows whose image-level variables are already columns (``values`` then holds the
+    patient-level ones); ``proportion_intervals``: ``bootstrap`` for image rows."""
     options = dict(n_boot=int(evaluation["bootstrap_replicates"]), seed=int(evaluation["seed"]),
-                   level=float(evaluation["ci_level"]), proportion_intervals="wilson", stratify="none")
+                   level=float(evaluation["ci_level"]), proportion_intervals=proportion_intervals, stratify="none")
     frame = cases.merge(values, on="patient_id", how="left", sort=False)
 
     def row(variable, level, rows):
@@ -170,7 +194,7 @@ def multiclass_subgroup_table(cases: pd.DataFrame, values: pd.DataFrame, variabl
     return pd.DataFrame(out, columns=["variable", "level", *MULTICLASS_SUBGROUP_COLUMNS])
 
 
-def multiclass_forest_figure(table: pd.DataFrame, backbone: str, cohort: str):
+def multiclass_forest_figure(table: pd.DataFrame, backbone: str, cohort: str, unit: str = "case"):
     """Accuracy and macro-F1 with their intervals, one row per subgroup level."""
     plt = pyplot()
     rows = table.reset_index(drop=True)
@@ -194,15 +218,17 @@ def multiclass_forest_figure(table: pd.DataFrame, backbone: str, cohort: str):
         ax.grid(axis="y", visible=False)
     axes[0].set_yticks(y, [f"{label}  (n = {int(n)})" for label, n in zip(labels, rows["n"])])
     axes[0].set_ylim(-0.7, len(rows) - 0.3)
-    fig.suptitle(f"Subgroups of the final system ({backbone}, case level, {cohort})")
-    fig.text(0.01, 0.0, "95% intervals (accuracy: Wilson; macro-F1: patient bootstrap); dashed line: all cases",
+    fig.suptitle(f"Subgroups of the final system ({backbone}, {unit} level, {cohort})")
+    intervals = ("patient bootstrap, a patient's images drawn together" if unit == "image"
+                 else "accuracy: Wilson; macro-F1: patient bootstrap")
+    fig.text(0.01, 0.0, f"95% intervals ({intervals}); dashed line: all {unit}s",
              fontsize=6, color="0.3", va="bottom")
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 
 def _multiclass_stage(config, cases_path, images_path, images_dir, case_prediction_paths, overall_path, out,
-                      figure_stem) -> pd.DataFrame:
+                      figure_stem, image_prediction_paths=()) -> pd.DataFrame:
     task = task_from_config(config)
     settings = config["subgroups"]
     variables = list(settings["variables"])
@@ -210,20 +236,32 @@ def _multiclass_stage(config, cases_path, images_path, images_dir, case_predicti
                        external_cohorts=None)
     external = list(config["data"]["external_cohorts"])
     test_set = EXTERNAL_POOLED if len(external) > 1 else external[0]
-    backbone = choose_final_backbone_multiclass(pd.read_csv(overall_path), config, test_set)
-    scored = scoring_predictions(read_parquets(case_prediction_paths), backbone)
+    unit = "image" if image_prediction_paths else "case"
+    backbone = choose_final_backbone_multiclass(pd.read_csv(overall_path), config, test_set, level=unit)
+    if image_prediction_paths:
+        scored = scoring_image_predictions(read_parquets(image_prediction_paths), backbone)
+    else:
+        scored = scoring_predictions(read_parquets(case_prediction_paths), backbone)
     final = scored[scored["cohort"] != "internal"]
     cohort = f"{test_set} (ensemble)"
     if final.empty:
         final, cohort = scored, "internal (internal test)"
     images = pd.read_parquet(images_path) if images_path else None
-    values = subgroup_values(cases, variables, settings["age_bands"], images, images_dir, cases_path)
-    table = multiclass_subgroup_table(final.drop(columns=[v for v in variables if v in final.columns]), values,
-                                      variables, task, config["evaluation"])
+    per_image = []
+    if image_prediction_paths:
+        per_image = [v for v in variables if v not in cases.columns and (v == PLANE or v in images.columns)]
+    per_patient = [v for v in variables if v not in per_image]
+    values = subgroup_values(cases, per_patient, settings["age_bands"], images, images_dir, cases_path)
+    final = final.drop(columns=[v for v in variables if v in final.columns])
+    if per_image:
+        final = final.merge(image_subgroup_values(images, per_image, config["planes"]), on="image_id", how="left",
+                            sort=False)
+    table = multiclass_subgroup_table(final, values, variables, task, config["evaluation"],
+                                      proportion_intervals="bootstrap" if unit == "image" else "wilson")
     table.insert(0, "cohort", cohort)
     table.insert(1, "backbone", backbone)
     write_csv(table, out)
-    save_figure(multiclass_forest_figure(table, backbone, cohort), Path(figure_stem))
+    save_figure(multiclass_forest_figure(table, backbone, cohort, unit), Path(figure_stem))
     log.info("subgroups (N classes): %d levels of %s -> %s", len(table) - 1, variables, out)
     return table
 
@@ -272,14 +310,17 @@ def forest_figure(table: pd.DataFrame, backbone: str, cohort: str):
 
 
 def main_stage(config, cases_path, images_path, images_dir, case_prediction_paths, table3_path, out,
-               figure_stem, overall_path=None) -> pd.DataFrame:
+               figure_stem, overall_path=None, image_prediction_paths=()) -> pd.DataFrame:
     """``table3_path`` chooses the final backbone of a two-class study, ``overall_path``
-    (the N-class overall table) that of an N-class one."""
-    if len(config["classes"]) > 2:
+    (the N-class overall table) that of an N-class one or of a study whose labels belong
+    to images (``image_prediction_paths``, the ensembling stage's tables, instead of
+    ``case_prediction_paths``; any number of classes)."""
+    if len(config["classes"]) > 2 or image_prediction_paths:
         if not overall_path:
-            raise InputError("subgroups of an N-class study need the N-class overall table (--overall)")
+            raise InputError("subgroups of an N-class study or of image labels need the N-class overall table "
+                             "(--overall)")
         return _multiclass_stage(config, cases_path, images_path, images_dir, case_prediction_paths, overall_path,
-                                 out, figure_stem)
+                                 out, figure_stem, image_prediction_paths)
     task = BinaryTask.from_config(config)
     settings = config["subgroups"]
     variables = list(settings["variables"])
