@@ -279,6 +279,59 @@ def test_canine_labels_from_the_annotation_planes_and_reference_tables(canine):
     assert card["labels"]["source"] == "annotation" and "each image" in card["task"]
 
 
+def test_canine_flow_calibration_subgroups_and_checklist_on_images(canine):
+    """Issue 15 for labels of images (read-only checks of the tiny canine run): the flow
+    counts images per class, input and partition; calibration and subgroups score every
+    external image by the ensemble, intervals from the dog bootstrap; no reader study."""
+    _, results = canine
+    images = pd.read_parquet(results / "annotations/images.parquet")
+    external = images[images.cohort == "external"]
+    flow = pd.read_csv(results / "tables/participant_flow.csv").set_index(["step", "cohort", "group"])
+    for k, name in enumerate(CANINE_CLASSES):
+        assert flow.loc[("analysed", "external", f"ALL: {name}"), "images"] == (external.label == k).sum()
+    planes = {"sagittal": ["T1_SAG", "T2_SAG"], "transverse": ["T1_TRA", "T2_TRA"]}
+    for input_, members in [*((s, [s]) for s in ("T1_SAG", "T2_SAG", "T1_TRA", "T2_TRA")), *planes.items(),
+                            ("ALL", [*planes["sagittal"], *planes["transverse"]])]:
+        assert flow.loc[("analysed", "external", input_), "images"] == external.sequence.isin(members).sum()
+    holdout = pd.read_csv(results / "splits/holdout.tsv", sep="\t")
+    for partition in ("train", "validation"):
+        ids = set(holdout[holdout.partition == partition].patient_id)
+        assert flow.loc[("split", "internal", f"repeat 0: {partition}"), "images"] == images.patient_id.isin(ids).sum()
+    assert ("analysed", "internal", "none (no internal test partition)") in flow.index
+    # Calibration: explicit Brier scores of the external images' ensemble predictions.
+    predictions = pd.concat([pd.read_parquet(results / f"ensembling/resnet10t/{s}.parquet")
+                             for s in ("T1_SAG", "T2_SAG", "T1_TRA", "T2_TRA")])
+    scored = predictions[(predictions.cohort == "external") & (predictions.model == "ensemble")]
+    probs = scored[[f"prob_{c}" for c in CANINE_CLASSES]].to_numpy()
+    truth = np.eye(len(CANINE_CLASSES))[scored.label.to_numpy()]
+    calibration = pd.read_csv(results / "tables/calibration.csv").set_index("class")
+    assert calibration.loc["all", "n"] == len(external) == len(scored)
+    assert f"{calibration.loc['all', 'brier']:.4f}" == f"{((probs - truth) ** 2).sum(axis=1).mean():.4f}"
+    for k, name in enumerate(CANINE_CLASSES):
+        if name in calibration.index:
+            assert f"{calibration.loc[name, 'brier']:.4f}" == f"{((probs[:, k] - truth[:, k]) ** 2).mean():.4f}"
+    assert calibration.interval.str.contains("a patient's images drawn together").all()
+    # Subgroups: the all-images row equals the N-class table's image-level ALL row on the
+    # external cohort (the same images, the same dog bootstrap); plane and sequence levels.
+    overall = pd.read_csv(results / "tables/multiclass_overall.csv")
+    own = overall[(overall.level == "image") & (overall.input == "ALL") & (overall.prediction_set == "external")].iloc[0]
+    subgroups = pd.read_csv(results / "tables/subgroups.csv")
+    everyone = subgroups[subgroups.variable == "all cases"].iloc[0]
+    for column in ("n", "accuracy", "accuracy_lo", "accuracy_hi", "macro_f1", "macro_f1_lo", "kappa", "macro_auc"):
+        assert f"{everyone[column]:.3f}" == f"{own[column]:.3f}", column
+    levels = subgroups.groupby("variable")["level"].apply(set)
+    assert levels["plane"] == {"sagittal", "transverse"} and levels["sequence"] == {"T1_SAG", "T2_SAG", "T1_TRA", "T2_TRA"}
+    by_plane = subgroups[subgroups.variable == "plane"].set_index("level").n
+    assert by_plane["sagittal"] == external.sequence.isin(planes["sagittal"]).sum()
+    checklist = pd.read_csv(results / "tables/reporting_checklist.csv").fillna("").set_index(["guideline", "item"])
+    assert checklist.loc[("STARD 2015", "13a"), "status"].startswith("not applicable: no reader study")
+    for name in ("participant_flow.csv", "subgroups.csv", "calibration.csv"):
+        assert checklist.files.str.contains(name).any(), name
+    assert_figures(results, ["participant_flow", "subgroups_forest", "calibration_curve"])
+    assert not (results / "demo_reader_study").exists() and not (results / "tables/reader_study_metrics.csv").exists()
+    assert not (results / "tables/decision_curve.csv").exists()
+
+
 def test_canine_rerun_has_nothing_to_do(canine):
     workdir, _ = canine
     done = run_study(workdir, ".test/canine.yaml", "-n")
