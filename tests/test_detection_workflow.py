@@ -50,6 +50,47 @@ def test_tables_cover_every_model_and_input_with_plausible_numbers(run):
     assert all(list(lesions[c]) == [cohort.lesions[c]] for c in ("internal", "external"))
 
 
+def test_flow_subgroups_and_checklist_follow_the_detection_records(run):
+    """Issue 15 for detection (read-only): the flow counts patients, volumes and lesions of
+    the detection records; the subgroups' all-cases and size-band rows are the detection
+    evaluation's rows of the chosen system; the checklist maps the detection tables."""
+    _, results = run
+    cases = pd.read_parquet(results / "detection/cases.parquet")
+    lesions = pd.read_parquet(results / "detection/lesions.parquet")
+    flow = pd.read_csv(results / "tables/participant_flow.csv").set_index(["step", "cohort", "group"])
+    folds = pd.read_csv(results / "splits/folds.tsv", sep="\t")
+    for cohort, rows in cases.groupby("cohort"):
+        assert tuple(flow.loc[("with annotated images", cohort, "all"), ["patients", "images", "lesions"]]) == (
+            len(rows), 2 * len(rows), (lesions.cohort == cohort).sum())
+        assert flow.loc[("analysed", cohort, "bright_blood"), "images"] == len(rows)
+    for fold, members in folds.groupby("fold"):
+        assert flow.loc[("split", "internal", f"fold {fold}"), "lesions"] == lesions.patient_id.isin(
+            members.patient_id).sum()
+    assert flow.loc[("reader study", "external", "read by 2 readers"), "patients"] == (cases.cohort == "external").sum()
+    table = pd.read_csv(results / "tables/subgroups.csv")
+    summary = pd.read_csv(results / f"tables/{paths.DETECTION_SUMMARY}.csv")
+    internal = summary[summary.cohort == "internal"]
+    best = internal.iloc[int(np.argmax(internal.cpm.to_numpy()))]  # first of the best, in the study's order
+    assert (table.model.iloc[0], table.input.iloc[0]) == (best.model, best.input)
+    own = summary[(summary.model == best.model) & (summary.input == best.input) & (summary.cohort == "external")].iloc[0]
+    everyone = table[table.variable == "all cases"].iloc[0]
+    for column in ("n_lesions", "n_detected", "lesion_sensitivity", "lesion_sensitivity_lo", "lesion_sensitivity_hi",
+                   "fp_per_case", "fp_per_case_lo", "fp_per_case_hi"):
+        assert f"{everyone[column]:.4f}" == f"{own[column]:.4f}", column
+    bands = pd.read_csv(results / f"tables/{paths.DETECTION_SIZE_BANDS}.csv")
+    bands = bands[(bands.model == best.model) & (bands.input == best.input) & (bands.cohort == "external")]
+    by_size = table[table.variable == "lesion size"]
+    assert list(by_size.level) == list(bands.band) and list(by_size.n_lesions) == list(bands.n_lesions)
+    assert set(table.variable) == {"all cases", "lesion size", "sex", "age_band", "vendor"}
+    checklist = pd.read_csv(results / "tables/reporting_checklist.csv").fillna("").set_index(["guideline", "item"])
+    assert "tables/participant_flow.csv" in checklist.loc[("STARD 2015", "19"), "files"]
+    assert "tables/detection_readers.csv" in checklist.loc[("STARD 2015", "13a"), "files"]
+    assert "tables/subgroups.csv" in checklist.loc[("STARD 2015", "17"), "files"]
+    for name in ("participant_flow", "subgroups_forest"):
+        assert (results / f"figures/{name}.pdf").read_bytes()[:5] == b"%PDF-"
+        assert (results / f"figures/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_bundle_records_what_audit_mode_reapplies(run):
     _, results = run
     card = verify(results / "bundle")  # every file against SHA256SUMS

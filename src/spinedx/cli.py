@@ -363,6 +363,18 @@ def cmd_participant_flow(args, config):
                                 args.figure, args.folds, args.readers, args.image_predictions)
 
 
+def cmd_detection_participant_flow(args, config):
+    from spinedx.stages import participant_flow
+    participant_flow.detection_main_stage(config, args.cases, args.lesion_hits, args.out, args.figure, args.folds,
+                                          args.reader_lesions)
+
+
+def cmd_detection_subgroups(args, config):
+    from spinedx.stages import subgroups
+    subgroups.detection_main_stage(config, args.cases, args.candidates, args.lesions, args.summary,
+                                   args.operating_points, args.out, args.figure)
+
+
 def cmd_reporting_checklist(args, config):
     from spinedx.stages import reporting_checklist
     reporting_checklist.main_stage(args.results_dir, args.outputs, args.out, not args.no_reader_study)
@@ -442,6 +454,19 @@ def add_issue15_stages(stage) -> None:
     sub.add_argument("--image-predictions", **image_predictions)
     sub.add_argument("--folds", help="folds of the splits stage (absent in audit mode)")
     sub.add_argument("--readers", help="readers.csv of the reader study, if any")
+    sub = stage("detection_participant_flow", cmd_detection_participant_flow,
+                "detection studies: STARD participant flow (patients, volumes, lesions)")
+    for option in ("--cases", "--out", "--figure"):
+        sub.add_argument(option, required=True)
+    sub.add_argument("--lesion-hits", nargs="+", required=True, help="lesion tables of the candidates stage")
+    sub.add_argument("--folds", help="folds of the detection_splits stage")
+    sub.add_argument("--reader-lesions", help="the readers' lesion table, if any")
+    sub = stage("detection_subgroups", cmd_detection_subgroups,
+                "detection studies: lesion sensitivity and FPs per case per subgroup, forest plot")
+    for option in ("--cases", "--summary", "--operating-points", "--out", "--figure"):
+        sub.add_argument(option, required=True)
+    sub.add_argument("--candidates", nargs="+", required=True, help="candidate tables (every model x input)")
+    sub.add_argument("--lesions", nargs="+", required=True, help="lesion tables (every model x input)")
     sub = stage("reporting_checklist", cmd_reporting_checklist, "STARD, TRIPOD+AI, CLAIM items -> the study's files")
     sub.add_argument("outputs", nargs="*", help="the study's output files")
     sub.add_argument("--results-dir", required=True)

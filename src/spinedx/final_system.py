@@ -101,3 +101,17 @@ def _never_seen(rows: pd.DataFrame, key: str) -> pd.DataFrame:
     internal = internal.assign(_repeat=internal["model"].str.extract(r"(\d+)$", expand=False).fillna("-1").astype(int))
     internal = internal.sort_values("_repeat", kind="stable").drop_duplicates(key).drop(columns="_repeat")
     return pd.concat([external, internal.sort_index()]).reset_index(drop=True)
+
+
+def choose_detection_system(summary: pd.DataFrame, pairs) -> tuple[str, str]:
+    """Detection studies: the model x input of best internal (out-of-fold) CPM in the
+    detection summary table (ties: the study's order, ``pairs``); chosen on the internal
+    cohort so that the external cohort stays a test set."""
+    internal = summary[summary["cohort"] == "internal"].set_index(["model", "input"])
+    ranked = [(internal.loc[pair, "cpm"] if pair in internal.index else np.nan, -i, pair)
+              for i, pair in enumerate(map(tuple, pairs))]
+    ranked = [r for r in ranked if np.isfinite(r[0])]
+    if not ranked:
+        raise InputError(f"{paths.table_file(paths.DETECTION_SUMMARY)}: no finite internal CPM of any model x "
+                         "input; rerun detection_evaluation")
+    return max(ranked)[2]

@@ -396,3 +396,18 @@ if DETECTION:
         P.software_versions,
         *([P.audit_verified] if AUDIT else DETECTION_BUNDLE_FILES),
     ]
+    # --- Issue 15 for detection studies: participant flow (patients, volumes and lesions
+    # per cohort and fold; rule detection_participant_flow), subgroups of the detection
+    # system (lesion sensitivity and false positives per case per lesion-size band and per
+    # cases-table column, patient-bootstrap intervals; rule detection_subgroups) and the
+    # checklist, whose items the FROC, operating-point, size-band and reader tables answer.
+    # Not in audit mode (an audit has no folds and keeps the released thresholds only).
+    DETECTION_ISSUE15 = not AUDIT
+    if DETECTION_ISSUE15:
+        DETECTION_ISSUE15_OUTPUTS = [
+            P.table(paths.FLOW_TABLE), *figures_of(paths.FLOW_FIGURE),
+            *([P.table(paths.SUBGROUP_TABLE), *figures_of(paths.SUBGROUP_FIGURE)] if config["subgroups"]["variables"]
+              else []),
+        ]
+        CHECKLIST_EVIDENCE = [*STUDY_OUTPUTS, *DETECTION_ISSUE15_OUTPUTS, P.folds]
+        STUDY_OUTPUTS += [*DETECTION_ISSUE15_OUTPUTS, P.table(paths.CHECKLIST_TABLE)]

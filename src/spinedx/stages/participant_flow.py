@@ -21,6 +21,15 @@ having one), and the analysed images of each input (each sequence, each plane of
 the internal test partition of a hold-out; validation images chose the epoch and are
 not analysed).
 
+Detection studies (:func:`detection_main_stage`): the detection_cases stage's tables
+(every listed patient with a volume of each sequence and the lesion labels: a patient
+lacking one stops that stage, so nothing is left out silently), the folds, the lesion
+tables of the candidates stage (the lesions each model x input was evaluated on) and the
+readers' lesion table; the patients are split by lesion load (with lesions, without), a
+``lesions`` column counts the ground-truth lesions, ``images`` are volumes (patients x
+sequences of the input), and every patient of a cohort is analysed (internal: the
+out-of-fold maps; external: the fold ensemble).
+
 ``participant_flow.csv``: one row per count: step, cohort, group (a fold, an input, a
 class, a reason), patients, images. ``participant_flow`` figure: the STARD diagram, boxes
 and arrows, one column per cohort.
@@ -36,10 +45,12 @@ import pandas as pd
 
 from spinedx.aggregation import ALL_INPUT, ENSEMBLE, PREDICTION_SET, image_inputs
 from spinedx.final_system import EVALUATED_MODEL, INTERNAL_TEST, evaluated_cases, scoring_image_predictions
+from spinedx.detection_task import DetectionTask
 from spinedx.input_modes import volume_study
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import PAGE_WIDTH, PALETTE, pyplot, save_figure
 from spinedx.readers.cases import COHORTS, INTERNAL_COHORT, read_cases
+from spinedx.readers.detection_cases import read_cases_table
 from spinedx.splitting import read_splits
 
 log = logging.getLogger(__name__)
@@ -51,6 +62,9 @@ NO_ANNOTATED_IMAGE = "no annotated image of any sequence"
 LACKING = "lacking a sequence (still analysed in the others and ALL)"
 NO_RATINGS = "no reader ratings"
 NO_TEST_PARTITION = "none (no internal test partition)"
+LESION_LOADS = ("with lesions", "without lesions")
+NO_EXCLUSION = "none (a patient lacking a volume or its lesion labels stops the detection_cases stage)"
+DETECTION_FLOW_COLUMNS = [*FLOW_COLUMNS, "lesions"]
 
 
 def _scored(case_predictions: pd.DataFrame, cohort: str) -> pd.DataFrame:
@@ -161,6 +175,50 @@ def flow_table(cases: pd.DataFrame, images: pd.DataFrame, excluded: pd.DataFrame
     return pd.DataFrame(rows, columns=FLOW_COLUMNS).astype({"patients": int, "images": "Int64"})
 
 
+def detection_flow_table(cases: pd.DataFrame, folds: pd.DataFrame | None, lesion_hits: dict[str, pd.DataFrame],
+                         input_sequences: dict[str, tuple], n_sequences: int, readers: dict | None = None,
+                         cohorts=("internal", "external")) -> pd.DataFrame:
+    """Detection studies (module docstring). ``cases``: the detection cases table (one row
+    per patient, ``n_lesions``); ``lesion_hits``: per detection input, the lesion table of
+    one model evaluated on it; ``input_sequences``: each input's sequences; ``readers``:
+    {"cohort": the cohort read, "n_readers": how many} or None."""
+    rows = []
+
+    def add(step, cohort, group, patients, volumes=None, lesions=None):
+        rows.append({"step": step, "cohort": cohort, "group": group, "patients": int(patients),
+                     "images": None if volumes is None else int(volumes),
+                     "lesions": None if lesions is None else int(lesions)})
+
+    for cohort in cohorts:
+        listed = cases[cases["cohort"] == cohort]
+        if listed.empty:
+            continue
+        loads = {LESION_LOADS[0]: listed[listed["n_lesions"] > 0], LESION_LOADS[1]: listed[listed["n_lesions"] == 0]}
+        add(LISTED, cohort, "all", len(listed), None, listed["n_lesions"].sum())
+        for name, group in loads.items():
+            add(LISTED, cohort, name, len(group), None, group["n_lesions"].sum())
+        add(WITH_IMAGES, cohort, "all", len(listed), len(listed) * n_sequences, listed["n_lesions"].sum())
+        for name, group in loads.items():
+            add(WITH_IMAGES, cohort, name, len(group), len(group) * n_sequences, group["n_lesions"].sum())
+        add(EXCLUDED, cohort, NO_EXCLUSION, 0, 0, 0)
+        if cohort == INTERNAL_COHORT and folds is not None:
+            for fold, group in folds.groupby("fold"):
+                mine = listed[listed["patient_id"].isin(set(group["patient_id"]))]
+                add(SPLIT, cohort, f"fold {fold}", len(mine), len(mine) * n_sequences, mine["n_lesions"].sum())
+        else:
+            add(SPLIT, cohort, "all" if cohort == INTERNAL_COHORT else "test", len(listed), len(listed) * n_sequences,
+                listed["n_lesions"].sum())
+        for input_, hits in lesion_hits.items():
+            analysed = hits[hits["cohort"] == cohort]
+            add(ANALYSED, cohort, input_, len(listed), len(listed) * len(input_sequences[input_]), len(analysed))
+        for name, group in loads.items():
+            add(ANALYSED, cohort, f"{ALL_INPUT}: {name}", len(group), None, group["n_lesions"].sum())
+        if readers and readers["cohort"] == cohort:
+            add(READ, cohort, f"read by {readers['n_readers']} readers", len(listed), None, listed["n_lesions"].sum())
+    return pd.DataFrame(rows, columns=DETECTION_FLOW_COLUMNS).astype(
+        {"patients": int, "images": "Int64", "lesions": "Int64"})
+
+
 def _add_analysed_images(add, cohort: str, scored: pd.DataFrame, classes, sequences, planes) -> None:
     """Labels of images: the analysed images per input and per class (ALL input)."""
     if scored.empty:
@@ -196,13 +254,21 @@ def _wrap(text: str, width: int = 44) -> str:
 
 
 def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, cohorts=COHORTS, holdout: str = "",
-                unit: str = "images", image_labels: bool = False):
+                unit: str = "images", image_labels: bool = False, level: str | None = None):
     """STARD-style diagram: listed -> with images (left out beside) -> one column per
     cohort: split -> analysed -> reader study. Arrows run from box edge to box edge.
     ``unit``: what the ``images`` counts are (``volumes`` in a volume study).
-    ``image_labels``: the classes are the images' (counted in images, image level)."""
+    ``image_labels``: the classes are the images' (counted in images, image level);
+    ``level``: what the analysis scores (default: image or case level)."""
     per = "images" if image_labels else "patients"
-    level = "image level" if image_labels else "case level"
+    level = level or ("image level" if image_labels else "case level")
+    has_lesions = "lesions" in table.columns
+
+    def counted(r) -> str:
+        """``(n volumes, m lesions)`` of a row (detection: lesions too)."""
+        lesions = f", {r.lesions} lesions" if has_lesions and pd.notna(r.lesions) else ""
+        return f"({r.images} {unit}{lesions})"
+
     plt = pyplot()
     cohorts = [c for c in cohorts if ((table["cohort"] == c) & (table["step"] == LISTED)).any()]
     fig = plt.figure(figsize=(PAGE_WIDTH * max(1.0, len(cohorts) / 2), 6.4))
@@ -247,7 +313,7 @@ def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, cohorts=COHOR
         per_class = ", ".join(f"{name} {_count(table, WITH_IMAGES, cohort, name, per)}" for name in classes)
         if cohort == INTERNAL_COHORT:
             folds = table[(table["step"] == SPLIT) & (table["cohort"] == cohort)]
-            split = ("\n".join(f"{r.group}: n = {r.patients} ({r.images} {unit})" for r in folds.itertuples())
+            split = ("\n".join(f"{r.group}: n = {r.patients} {counted(r)}" for r in folds.itertuples())
                      if len(folds) and str(folds["group"].iloc[0]).startswith(("fold", "repeat"))
                      else "no folds (audit)")
             title = (f"Internal cohort (hold-out {holdout})" if holdout else
@@ -257,6 +323,8 @@ def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, cohorts=COHOR
             title = "External cohort (test)" if cohort == "external" else f"External cohort {cohort} (test)"
         classes_text = (f"n = {with_images[cohort]}; {unit} by class: {per_class}" if image_labels
                         else f"n = {with_images[cohort]} ({per_class})")
+        if has_lesions:
+            classes_text += f"; {_count(table, WITH_IMAGES, cohort, 'all', 'lesions')} lesions"
         cohort_box = box(x, 0.57, f"{title}\n{_wrap(classes_text)}\n"
                                   f"{n_images[cohort]} {unit}",
                          color=color + "22", edge=color)
@@ -268,7 +336,7 @@ def flow_figure(table: pd.DataFrame, classes, n_folds: int | None, cohorts=COHOR
         scorer = ("internal-test" if holdout and cohort == INTERNAL_COHORT
                   else EVALUATED_MODEL.get(cohort, EVALUATED_MODEL["external"]))
         text = (f"Analysed ({scorer} predictions, {level})\n"
-                + "\n".join(f"{r.group}: n = {r.patients} ({r.images} {unit})" for r in analysed.itertuples())
+                + "\n".join(f"{r.group}: n = {r.patients} {counted(r)}" for r in analysed.itertuples())
                 + "\n" + _wrap(", ".join(f"{name} {_count(table, ANALYSED, cohort, f'{ALL_INPUT}: {name}', per)}"
                                          for name in classes)))
         analysed_box = box(x, 0.22, text, color=color + "22", edge=color)
@@ -314,4 +382,31 @@ def main_stage(config, cases_path, images_path, exclusion_paths, case_prediction
     save_figure(flow_figure(table, classes, n_folds, cohorts, holdout_text, "volumes" if volumes else "images",
                             image_labels=image_predictions is not None), Path(figure_stem))
     log.info("participant flow: %d counts -> %s", len(table), out)
+    return table
+
+
+def detection_main_stage(config, cases_path, lesion_hit_paths, out, figure_stem, folds_path=None,
+                         reader_lesions_path=None) -> pd.DataFrame:
+    """Detection studies: ``cases_path`` the detection_cases stage's cases table,
+    ``lesion_hit_paths`` the candidates stage's lesion tables (one per model x input, in
+    the study's order), ``reader_lesions_path`` the readers' lesion table (if any)."""
+    task = DetectionTask.from_config(config)
+    cases = read_cases_table(cases_path)
+    hits = {}
+    for (model, input_), path in zip(task.pairs, lesion_hit_paths):
+        hits.setdefault(input_, pd.read_parquet(path))  # the first model of each input
+    readers = None
+    if reader_lesions_path:
+        marked = pd.read_parquet(reader_lesions_path)
+        readers = {"cohort": config["detection_evaluation"]["readers"]["cohort"],
+                   "n_readers": int(marked["reader"].nunique())}
+    folds = read_splits(folds_path) if folds_path else None
+    table = detection_flow_table(cases, folds, hits, {name: tuple(m) for name, m in task.inputs.items()},
+                                 len(config["sequences"]), readers)
+    write_csv(table, out)
+    n_folds = int(folds["fold"].nunique()) if folds is not None else None
+    save_figure(flow_figure(table, LESION_LOADS, n_folds, ("internal", "external"), unit="volumes",
+                            level="lesion level"),
+                Path(figure_stem))
+    log.info("participant flow (detection): %d counts -> %s", len(table), out)
     return table

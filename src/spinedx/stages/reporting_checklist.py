@@ -42,18 +42,21 @@ def evidence_files(results_dir: str, outputs) -> dict[str, list[str]]:
 
     nclass_tables = (paths.MULTICLASS_OVERALL, paths.MULTICLASS_PER_CLASS, paths.MULTICLASS_CONFUSION)
     nclass_figures = (paths.MULTICLASS_ROC_FIGURE, paths.MULTICLASS_CONFUSION_FIGURE, paths.MULTICLASS_F1_FIGURE)
+    # Detection studies: lesion-level FROC tables and figure (the readers' points on it).
+    froc = figures(paths.DETECTION_FROC_FIGURE)
     wanted = {
         "config": [study.report_config], "versions": [study.software_versions], "model_card": [study.bundle.card_md],
         "annotations": [study.images_table], "splits": [study.folds, study.holdout],
-        "cohort": tables(paths.COHORT_TABLE),
+        "cohort": tables(paths.COHORT_TABLE, paths.DETECTION_COHORT),
         "flow": tables(paths.FLOW_TABLE) + figures(paths.FLOW_FIGURE),
-        "training": prefixed(paths.training_curves_figure("", "")[:-1]),
+        "training": prefixed(paths.training_curves_figure("", "")[:-1])
+        + prefixed(paths.detection_curves_figure("", "")[:-1]),
         "internal_cv": tables(paths.INTERNAL_CV_IMAGE_LEVEL, paths.INTERNAL_CV_CASE_LEVEL),
         # N-class studies: their tables hold the image and the case level.
-        "image_level": tables(paths.TABLE2_IMAGE_LEVEL, *nclass_tables) + figures(paths.ROC_BACKBONES_FIGURE,
-                                                                                  *nclass_figures),
-        "case_level": tables(paths.TABLE3_CASE_LEVEL, *nclass_tables) + figures(paths.FINAL_SYSTEM_FIGURE,
-                                                                                *nclass_figures),
+        "image_level": tables(paths.TABLE2_IMAGE_LEVEL, *nclass_tables, paths.DETECTION_FROC, paths.DETECTION_SIZE_BANDS)
+        + figures(paths.ROC_BACKBONES_FIGURE, *nclass_figures) + froc,
+        "case_level": tables(paths.TABLE3_CASE_LEVEL, *nclass_tables, paths.DETECTION_SUMMARY,
+                             paths.DETECTION_OPERATING_POINTS) + figures(paths.FINAL_SYSTEM_FIGURE, *nclass_figures) + froc,
         "fold_2x2": tables(paths.FOLD_2X2),
         "meta_analysis": tables(paths.META_ANALYSIS_TABLE) + figures(paths.SROC_FIGURE),
         # Volume studies also compare their input modes (2d, 2.5d, 3d) on the same cases.
@@ -63,7 +66,8 @@ def evidence_files(results_dir: str, outputs) -> dict[str, list[str]]:
         "decision_curve": tables(paths.DECISION_CURVE_TABLE) + figures(paths.DECISION_CURVE_FIGURE),
         "subgroups": tables(paths.SUBGROUP_TABLE) + figures(paths.SUBGROUP_FIGURE),
         "reader_study": tables(paths.READER_METRICS_TABLE, paths.READER_PER_CLASS_TABLE, paths.READER_GAIN_TABLE,
-                               paths.READER_MRMC_TABLE) + figures(paths.READER_ROC_FIGURE, paths.READER_ACCURACY_FIGURE),
+                               paths.READER_MRMC_TABLE, paths.DETECTION_READERS)
+        + figures(paths.READER_ROC_FIGURE, paths.READER_ACCURACY_FIGURE) + froc,
         "gradcam": prefixed(paths.gradcam_figure("", "")[:-1]),
         "shift": tables(paths.SHIFT_SUMMARY_TABLE, paths.SHIFT_TABLE) + figures(paths.SHIFT_FIGURE),
     }

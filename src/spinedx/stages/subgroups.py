@@ -36,6 +36,17 @@ resamples patients (dogs) with all their images (accuracy too: images of one dog
 correlated, so no Wilson interval). Variables may then also be columns of the image table
 (``sequence``, or any column the annotations stage writes) and ``plane`` (the plane of
 config ``planes`` holding the image's sequence); columns of the cases table come first.
+
+Detection studies (:func:`detection_main_stage`): the final detection system (the model
+x input of best internal out-of-fold CPM, :func:`spinedx.final_system.choose_detection_system`)
+on the external cohort (fold ensemble), at its operating threshold (the detection
+evaluation's): lesion-level sensitivity and false positives per case
+(:func:`spinedx.stats.froc.evaluate_detection`, the detection evaluation's own call)
+for all cases, per lesion-size band (``detection_evaluation.size_bands_mm``; sensitivity
+only: false positives belong to cases, not to a lesion size) and per level of each
+variable (columns of the cases table, ``age_band``), with percentile intervals from the
+patient bootstrap (stratified by lesion-bearing patients; a patient's lesions and false
+positives drawn together). Forest plot of both.
 """
 
 from __future__ import annotations
@@ -48,13 +59,17 @@ import numpy as np
 import pandas as pd
 
 from spinedx.errors import InputError
-from spinedx.final_system import (EVALUATED_MODEL, EXTERNAL_POOLED, choose_final_backbone,
+from spinedx.detection_task import DetectionTask
+from spinedx.final_system import (EVALUATED_MODEL, EXTERNAL_POOLED, choose_detection_system, choose_final_backbone,
                                   choose_final_backbone_multiclass, evaluated_cases, scoring_image_predictions,
                                   scoring_predictions)
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import PAGE_WIDTH, PALETTE, pyplot, save_figure
 from spinedx.readers.cases import read_cases
+from spinedx.readers.detection_cases import read_cases_table
 from spinedx.readers.dicom import ACQUISITION_ATTRIBUTES, acquisition_attributes, is_dicom
+from spinedx.stats.detection import matches_from_tables
+from spinedx.stats.froc import evaluate_detection
 from spinedx.stats.multiclass import multiclass_tables
 from spinedx.stats.tables import METRIC_COLUMNS, metrics_table
 from spinedx.task import BinaryTask, Task, task_from_config
@@ -63,6 +78,10 @@ log = logging.getLogger(__name__)
 
 AGE_BAND = "age_band"
 PLANE = "plane"
+LESION_SIZE = "lesion size"
+DETECTION_METRICS = ("lesion_sensitivity", "fp_per_case")
+DETECTION_SUBGROUP_COLUMNS = ["n_cases", "n_lesions", "n_detected", "n_fp",
+                              *(f"{m}{s}" for m in DETECTION_METRICS for s in ("", "_lo", "_hi"))]
 MISSING, NOT_DICOM = "missing", "not DICOM"
 ALL_CASES = "all cases"
 DICOM_VARIABLES = tuple(ACQUISITION_ATTRIBUTES.values())
@@ -341,4 +360,110 @@ def main_stage(config, cases_path, images_path, images_dir, case_prediction_path
     write_csv(table[["cohort", "backbone", "variable", "level", *METRIC_COLUMNS]], out)
     save_figure(forest_figure(table, backbone, cohort), Path(figure_stem))
     log.info("subgroups: %d levels of %s -> %s", len(table) - 1, variables, out)
+    return table
+
+
+# --- Detection studies --------------------------------------------------------------------
+
+
+def detection_subgroup_table(matches, values: pd.DataFrame, variables, threshold: float, size_bands_mm,
+                             evaluation: dict) -> pd.DataFrame:
+    """All cases, each lesion-size band, then each variable x level (levels sorted,
+    missing last): :data:`DETECTION_SUBGROUP_COLUMNS`. ``matches``: the cohort's
+    :class:`~spinedx.stats.froc.CaseMatch` list; ``values``: patient_id and one column per
+    variable, for every case of ``matches``."""
+    options = dict(threshold=threshold, n_boot=int(evaluation["bootstrap_replicates"]), seed=int(evaluation["seed"]),
+                   level=float(evaluation["ci_level"]))
+    by_case = values.set_index("patient_id")
+
+    def row(variable, level, chosen, with_bands=False):
+        result = evaluate_detection(chosen, size_bands_mm=size_bands_mm if with_bands else None, **options)
+        wide = {m.metric: (m.estimate, m.ci_lo, m.ci_hi) for m in result.summary.itertuples()}
+        settings = result.settings
+        out = {"variable": variable, "level": level, "n_cases": settings["n_cases"],
+               "n_lesions": settings["n_lesions"], "n_detected": settings["n_detected"], "n_fp": settings["n_fp"]}
+        for metric in DETECTION_METRICS:
+            out[metric], out[f"{metric}_lo"], out[f"{metric}_hi"] = wide[metric]
+        return out, result.size_bands
+
+    first, bands = row(ALL_CASES, ALL_CASES, matches, with_bands=bool(size_bands_mm))
+    rows = [first]
+    for band in ([] if bands is None else bands.itertuples()):
+        rows.append({"variable": LESION_SIZE, "level": band.band, "n_cases": first["n_cases"],
+                     "n_lesions": band.n_lesions, "n_detected": band.n_detected, "n_fp": np.nan,
+                     "lesion_sensitivity": band.sensitivity, "lesion_sensitivity_lo": band.ci_lo,
+                     "lesion_sensitivity_hi": band.ci_hi, "fp_per_case": np.nan, "fp_per_case_lo": np.nan,
+                     "fp_per_case_hi": np.nan})
+    case_values = by_case.loc[[m.case_id for m in matches]]
+    for variable in variables:
+        column = case_values[variable].to_numpy()
+        levels = sorted(set(column), key=lambda v: (v in (MISSING, NOT_DICOM), _natural(v)))
+        for level in levels:
+            rows.append(row(variable, level, [m for m, v in zip(matches, column) if v == level])[0])
+    return pd.DataFrame(rows, columns=["variable", "level", *DETECTION_SUBGROUP_COLUMNS])
+
+
+def detection_forest_figure(table: pd.DataFrame, system: str, cohort: str):
+    """Lesion sensitivity and false positives per case with their intervals, one row per level."""
+    plt = pyplot()
+    rows = table.reset_index(drop=True)
+    labels = [ALL_CASES if r.variable == ALL_CASES else f"{r.variable}: {r.level}" for r in rows.itertuples()]
+    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH * 0.8, 1.2 + 0.24 * len(rows)), sharey=True)
+    y = np.arange(len(rows))[::-1]
+    for ax, (metric, title), color in zip(axes, (("lesion_sensitivity", "Lesion sensitivity"),
+                                                 ("fp_per_case", "False positives per case")), PALETTE):
+        estimate = rows[metric].to_numpy(dtype=float)
+        lo, hi = rows[f"{metric}_lo"].to_numpy(dtype=float), rows[f"{metric}_hi"].to_numpy(dtype=float)
+        shown = np.isfinite(estimate)
+        err = np.vstack([np.where(np.isfinite(lo), estimate - lo, 0), np.where(np.isfinite(hi), hi - estimate, 0)])
+        ax.errorbar(estimate[shown], y[shown], xerr=err[:, shown], fmt="s", color=color, ms=4, capsize=2, lw=1)
+        if np.isfinite(estimate[0]):
+            ax.axvline(estimate[0], color="0.5", lw=0.8, ls="--", zorder=0)
+        right = 1.02 if metric == "lesion_sensitivity" else max(1.0, float(np.nanmax(np.r_[hi, estimate, 0])) * 1.1)
+        for yy in y[~shown]:
+            ax.text(right / 2, yy, "n/a", ha="center", va="center", fontsize=6, color="0.4")
+        ax.set_xlim(-0.02 * right, right)
+        ax.set_title(title)
+        ax.grid(axis="y", visible=False)
+    axes[0].set_yticks(y, [f"{label}  ({int(r.n_cases)} cases, {int(r.n_lesions)} lesions)"
+                           for label, r in zip(labels, rows.itertuples())])
+    axes[0].set_ylim(-0.7, len(rows) - 0.3)
+    fig.suptitle(f"Subgroups of the detection system ({system}, lesion level, {cohort})")
+    fig.text(0.01, 0.0, "95% intervals: patient bootstrap; dashed line: all cases; lesion-size bands: "
+             "sensitivity only (false positives belong to cases)", fontsize=6, color="0.3", va="bottom")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def detection_main_stage(config, cases_path, candidate_paths, lesion_paths, summary_path, operating_points_path,
+                         out, figure_stem) -> pd.DataFrame:
+    """Detection studies (module docstring): ``cases_path`` the detection_cases stage's
+    cases table (it keeps the cases table's columns), ``candidate_paths`` /
+    ``lesion_paths`` the candidates stage's tables of every model x input (the study's
+    order), the detection summary (chooses the system) and operating points (its threshold)."""
+    task = DetectionTask.from_config(config)
+    settings = config["subgroups"]
+    variables = list(settings["variables"])
+    cases = read_cases_table(cases_path)
+    model, input_ = choose_detection_system(pd.read_csv(summary_path), task.pairs)
+    index = [tuple(pair) for pair in task.pairs].index((model, input_))
+    points = pd.read_csv(operating_points_path).set_index(["model", "input"])
+    threshold = float(points.loc[(model, input_), "threshold"])
+    cohort = "external" if (cases["cohort"] == "external").any() else "internal"
+    ids = cases.loc[cases["cohort"] == cohort, "patient_id"].tolist()
+    candidates, lesions = pd.read_parquet(candidate_paths[index]), pd.read_parquet(lesion_paths[index])
+    matches = matches_from_tables(ids, candidates[candidates["cohort"] == cohort], lesions[lesions["cohort"] == cohort],
+                                  candidate_paths[index])
+    values = subgroup_values(cases, variables, settings["age_bands"], None, None, cases_path)
+    table = detection_subgroup_table(matches, values, variables, threshold,
+                                     config["detection_evaluation"]["size_bands_mm"], config["evaluation"])
+    scorer = "fold ensemble" if cohort == "external" else "out-of-fold"
+    table.insert(0, "cohort", f"{cohort} ({scorer})")
+    table.insert(1, "model", model)
+    table.insert(2, "input", input_)
+    table.insert(3, "threshold", threshold)
+    write_csv(table, out)
+    save_figure(detection_forest_figure(table, f"{model} x {input_}", f"{cohort} cohort, {scorer}"),
+                Path(figure_stem))
+    log.info("subgroups (detection): %d levels of %s -> %s", len(table) - 1, variables, out)
     return table
