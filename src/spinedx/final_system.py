@@ -115,3 +115,18 @@ def choose_detection_system(summary: pd.DataFrame, pairs) -> tuple[str, str]:
         raise InputError(f"{paths.table_file(paths.DETECTION_SUMMARY)}: no finite internal CPM of any model x "
                          "input; rerun detection_evaluation")
     return max(ranked)[2]
+
+
+def multiclass_final_system(overall: pd.DataFrame, config: Mapping, case_predictions: pd.DataFrame | None = None,
+                            image_predictions: pd.DataFrame | None = None) -> tuple[str, pd.DataFrame, str, str]:
+    """N-class studies and studies whose labels belong to images: (backbone, its scoring
+    rows, unit, test set). ``image_predictions`` (labels of images) or
+    ``case_predictions``; the test set is the external cohort, or with several the pooled
+    ones; the unit is ``image`` or ``case`` (the level whose macro-AUC chooses the backbone)."""
+    external = list(config["data"]["external_cohorts"])
+    test_set = EXTERNAL_POOLED if len(external) > 1 else external[0]
+    unit = "image" if image_predictions is not None else "case"
+    backbone = choose_final_backbone_multiclass(overall, config, test_set, level=unit)
+    if image_predictions is not None:
+        return backbone, scoring_image_predictions(image_predictions, backbone), unit, test_set
+    return backbone, scoring_predictions(case_predictions, backbone), unit, test_set

@@ -45,9 +45,8 @@ import numpy as np
 import pandas as pd
 
 from spinedx.aggregation import ALL_INPUT, distinct_inputs
-from spinedx.final_system import (EVALUATED_MODEL, choose_final_backbone, choose_final_backbone_multiclass,
-                                  EXTERNAL_POOLED, INTERNAL_TEST, evaluated_cases, scoring_image_predictions,
-                                  scoring_predictions)
+from spinedx.final_system import (EVALUATED_MODEL, EXTERNAL_POOLED, INTERNAL_TEST, choose_final_backbone,
+                                  evaluated_cases, multiclass_final_system)
 from spinedx.input_modes import model_names
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import COLUMN_WIDTH, PAGE_WIDTH, PALETTE, colors, pyplot, save_figure
@@ -314,14 +313,10 @@ def multiclass_main_stage(config, case_prediction_paths, overall_path, out_summa
     ``case_prediction_paths`` where labels belong to images."""
     task = task_from_config(config)
     settings, evaluation = config["calibration"], config["evaluation"]
-    external = list(config["data"]["external_cohorts"])
-    pooled = EXTERNAL_POOLED if len(external) > 1 else external[0]
-    unit = "image" if image_prediction_paths else "case"
-    backbone = choose_final_backbone_multiclass(pd.read_csv(overall_path), config, pooled, level=unit)
-    if image_prediction_paths:
-        scored = scoring_image_predictions(read_parquets(image_prediction_paths), backbone)
-    else:
-        scored = scoring_predictions(read_parquets(case_prediction_paths), backbone)
+    backbone, scored, unit, pooled = multiclass_final_system(
+        pd.read_csv(overall_path), config,
+        case_predictions=None if image_prediction_paths else read_parquets(case_prediction_paths),
+        image_predictions=read_parquets(image_prediction_paths) if image_prediction_paths else None)
     summary = multiclass_calibration_table(scored, task, backbone, int(evaluation["bootstrap_replicates"]),
                                            int(evaluation["seed"]), evaluation["ci_level"], unit=unit)
     sets = dict(evaluated_sets(scored))

@@ -60,9 +60,8 @@ import pandas as pd
 
 from spinedx.errors import InputError
 from spinedx.detection_task import DetectionTask
-from spinedx.final_system import (EVALUATED_MODEL, EXTERNAL_POOLED, choose_detection_system, choose_final_backbone,
-                                  choose_final_backbone_multiclass, evaluated_cases, scoring_image_predictions,
-                                  scoring_predictions)
+from spinedx.final_system import (EVALUATED_MODEL, choose_detection_system, choose_final_backbone, evaluated_cases,
+                                  multiclass_final_system)
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import PAGE_WIDTH, PALETTE, pyplot, save_figure
 from spinedx.readers.cases import read_cases
@@ -213,16 +212,16 @@ def multiclass_subgroup_table(cases: pd.DataFrame, values: pd.DataFrame, variabl
     return pd.DataFrame(out, columns=["variable", "level", *MULTICLASS_SUBGROUP_COLUMNS])
 
 
-def multiclass_forest_figure(table: pd.DataFrame, backbone: str, cohort: str, unit: str = "case"):
-    """Accuracy and macro-F1 with their intervals, one row per subgroup level."""
+def _forest(table: pd.DataFrame, panels, counts, title: str, note: str, width: float):
+    """The forest plot of every subgroup figure: one row per level (labelled with
+    ``counts``), one panel per (metric, panel title, right end of the axis), the estimate
+    with its interval, the all-cases value dashed, "n/a" where undefined."""
     plt = pyplot()
     rows = table.reset_index(drop=True)
     labels = [ALL_CASES if r.variable == ALL_CASES else f"{r.variable}: {r.level}" for r in rows.itertuples()]
-    height = 1.2 + 0.24 * len(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH * 0.8, height), sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 1.2 + 0.24 * len(rows)), sharey=True)
     y = np.arange(len(rows))[::-1]
-    for ax, (metric, title), color in zip(axes, (("accuracy", "Accuracy (micro)"), ("macro_f1", "Macro-F1")),
-                                          PALETTE):
+    for ax, (metric, panel_title, right), color in zip(axes, panels, PALETTE):
         estimate = rows[metric].to_numpy(dtype=float)
         lo, hi = rows[f"{metric}_lo"].to_numpy(dtype=float), rows[f"{metric}_hi"].to_numpy(dtype=float)
         shown = np.isfinite(estimate)
@@ -231,19 +230,26 @@ def multiclass_forest_figure(table: pd.DataFrame, backbone: str, cohort: str, un
         if np.isfinite(estimate[0]):
             ax.axvline(estimate[0], color="0.5", lw=0.8, ls="--", zorder=0)
         for yy in y[~shown]:
-            ax.text(0.5, yy, "n/a", ha="center", va="center", fontsize=6, color="0.4")
-        ax.set_xlim(-0.02, 1.02)
-        ax.set_title(title)
+            ax.text(right / 2, yy, "n/a", ha="center", va="center", fontsize=6, color="0.4")
+        ax.set_xlim(-0.02 * right, right)
+        ax.set_title(panel_title)
         ax.grid(axis="y", visible=False)
-    axes[0].set_yticks(y, [f"{label}  (n = {int(n)})" for label, n in zip(labels, rows["n"])])
+    axes[0].set_yticks(y, [f"{label}  ({count})" for label, count in zip(labels, counts)])
     axes[0].set_ylim(-0.7, len(rows) - 0.3)
-    fig.suptitle(f"Subgroups of the final system ({backbone}, {unit} level, {cohort})")
-    intervals = ("patient bootstrap, a patient's images drawn together" if unit == "image"
-                 else "accuracy: Wilson; macro-F1: patient bootstrap")
-    fig.text(0.01, 0.0, f"95% intervals ({intervals}); dashed line: all {unit}s",
-             fontsize=6, color="0.3", va="bottom")
+    fig.suptitle(title)
+    fig.text(0.01, 0.0, note, fontsize=6, color="0.3", va="bottom")
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
+
+
+def multiclass_forest_figure(table: pd.DataFrame, backbone: str, cohort: str, unit: str = "case"):
+    """Accuracy and macro-F1 with their intervals, one row per subgroup level."""
+    intervals = ("patient bootstrap, a patient's images drawn together" if unit == "image"
+                 else "accuracy: Wilson; macro-F1: patient bootstrap")
+    return _forest(table, (("accuracy", "Accuracy (micro)", 1.02), ("macro_f1", "Macro-F1", 1.02)),
+                   [f"n = {int(n)}" for n in table["n"]],
+                   f"Subgroups of the final system ({backbone}, {unit} level, {cohort})",
+                   f"95% intervals ({intervals}); dashed line: all {unit}s", PAGE_WIDTH * 0.8)
 
 
 def _multiclass_stage(config, cases_path, images_path, images_dir, case_prediction_paths, overall_path, out,
@@ -253,14 +259,10 @@ def _multiclass_stage(config, cases_path, images_path, images_dir, case_predicti
     variables = list(settings["variables"])
     cases = read_cases(cases_path, list(task.classes), all_external=bool(config["audit"]["bundle"]),
                        external_cohorts=None)
-    external = list(config["data"]["external_cohorts"])
-    test_set = EXTERNAL_POOLED if len(external) > 1 else external[0]
-    unit = "image" if image_prediction_paths else "case"
-    backbone = choose_final_backbone_multiclass(pd.read_csv(overall_path), config, test_set, level=unit)
-    if image_prediction_paths:
-        scored = scoring_image_predictions(read_parquets(image_prediction_paths), backbone)
-    else:
-        scored = scoring_predictions(read_parquets(case_prediction_paths), backbone)
+    backbone, scored, unit, test_set = multiclass_final_system(
+        pd.read_csv(overall_path), config,
+        case_predictions=None if image_prediction_paths else read_parquets(case_prediction_paths),
+        image_predictions=read_parquets(image_prediction_paths) if image_prediction_paths else None)
     final = scored[scored["cohort"] != "internal"]
     cohort = f"{test_set} (ensemble)"
     if final.empty:
@@ -297,35 +299,12 @@ def _natural(value: str):
 
 def forest_figure(table: pd.DataFrame, backbone: str, cohort: str):
     """Sensitivity, specificity and AUC with their intervals, one row per subgroup level."""
-    plt = pyplot()
-    rows = table.reset_index(drop=True)
-    labels = [ALL_CASES if r.variable == ALL_CASES else f"{r.variable}: {r.level}" for r in rows.itertuples()]
-    counts = [f"{int(r.n_pos)}/{int(r.n_neg)}" for r in rows.itertuples()]
-    height = 1.2 + 0.24 * len(rows)
-    fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH, height), sharey=True)
-    y = np.arange(len(rows))[::-1]
-    for ax, (metric, title), color in zip(axes, (("sensitivity", "Sensitivity"), ("specificity", "Specificity"),
-                                                 ("auc", "AUC")), PALETTE):
-        estimate = rows[metric].to_numpy(dtype=float)
-        lo, hi = rows[f"{metric}_lo"].to_numpy(dtype=float), rows[f"{metric}_hi"].to_numpy(dtype=float)
-        shown = np.isfinite(estimate)
-        err = np.vstack([np.where(np.isfinite(lo), estimate - lo, 0), np.where(np.isfinite(hi), hi - estimate, 0)])
-        ax.errorbar(estimate[shown], y[shown], xerr=err[:, shown], fmt="s", color=color, ms=4, capsize=2, lw=1)
-        overall = estimate[0]
-        if np.isfinite(overall):
-            ax.axvline(overall, color="0.5", lw=0.8, ls="--", zorder=0)
-        for yy in y[~shown]:
-            ax.text(0.5, yy, "n/a", ha="center", va="center", fontsize=6, color="0.4")
-        ax.set_xlim(-0.02, 1.02)
-        ax.set_title(title)
-        ax.grid(axis="y", visible=False)
-    axes[0].set_yticks(y, [f"{label}  ({count})" for label, count in zip(labels, counts)])
-    axes[0].set_ylim(-0.7, len(rows) - 0.3)
-    fig.suptitle(f"Subgroups of the final system ({backbone}, case level, {cohort} cohort)")
-    fig.text(0.01, 0.0, "(positive/negative cases) per level; 95% intervals; dashed line: all cases; "
-             "n/a: the level lacks a class", fontsize=6, color="0.3", va="bottom")
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return fig
+    return _forest(table, (("sensitivity", "Sensitivity", 1.02), ("specificity", "Specificity", 1.02),
+                           ("auc", "AUC", 1.02)),
+                   [f"{int(r.n_pos)}/{int(r.n_neg)}" for r in table.itertuples()],
+                   f"Subgroups of the final system ({backbone}, case level, {cohort} cohort)",
+                   "(positive/negative cases) per level; 95% intervals; dashed line: all cases; "
+                   "n/a: the level lacks a class", PAGE_WIDTH)
 
 
 def main_stage(config, cases_path, images_path, images_dir, case_prediction_paths, table3_path, out,
@@ -405,34 +384,14 @@ def detection_subgroup_table(matches, values: pd.DataFrame, variables, threshold
 
 def detection_forest_figure(table: pd.DataFrame, system: str, cohort: str):
     """Lesion sensitivity and false positives per case with their intervals, one row per level."""
-    plt = pyplot()
-    rows = table.reset_index(drop=True)
-    labels = [ALL_CASES if r.variable == ALL_CASES else f"{r.variable}: {r.level}" for r in rows.itertuples()]
-    fig, axes = plt.subplots(1, 2, figsize=(PAGE_WIDTH * 0.8, 1.2 + 0.24 * len(rows)), sharey=True)
-    y = np.arange(len(rows))[::-1]
-    for ax, (metric, title), color in zip(axes, (("lesion_sensitivity", "Lesion sensitivity"),
-                                                 ("fp_per_case", "False positives per case")), PALETTE):
-        estimate = rows[metric].to_numpy(dtype=float)
-        lo, hi = rows[f"{metric}_lo"].to_numpy(dtype=float), rows[f"{metric}_hi"].to_numpy(dtype=float)
-        shown = np.isfinite(estimate)
-        err = np.vstack([np.where(np.isfinite(lo), estimate - lo, 0), np.where(np.isfinite(hi), hi - estimate, 0)])
-        ax.errorbar(estimate[shown], y[shown], xerr=err[:, shown], fmt="s", color=color, ms=4, capsize=2, lw=1)
-        if np.isfinite(estimate[0]):
-            ax.axvline(estimate[0], color="0.5", lw=0.8, ls="--", zorder=0)
-        right = 1.02 if metric == "lesion_sensitivity" else max(1.0, float(np.nanmax(np.r_[hi, estimate, 0])) * 1.1)
-        for yy in y[~shown]:
-            ax.text(right / 2, yy, "n/a", ha="center", va="center", fontsize=6, color="0.4")
-        ax.set_xlim(-0.02 * right, right)
-        ax.set_title(title)
-        ax.grid(axis="y", visible=False)
-    axes[0].set_yticks(y, [f"{label}  ({int(r.n_cases)} cases, {int(r.n_lesions)} lesions)"
-                           for label, r in zip(labels, rows.itertuples())])
-    axes[0].set_ylim(-0.7, len(rows) - 0.3)
-    fig.suptitle(f"Subgroups of the detection system ({system}, lesion level, {cohort})")
-    fig.text(0.01, 0.0, "95% intervals: patient bootstrap; dashed line: all cases; lesion-size bands: "
-             "sensitivity only (false positives belong to cases)", fontsize=6, color="0.3", va="bottom")
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return fig
+    fp_right = max(1.0, float(np.nanmax(np.r_[table["fp_per_case_hi"].to_numpy(dtype=float),
+                                              table["fp_per_case"].to_numpy(dtype=float), 0])) * 1.1)
+    return _forest(table, (("lesion_sensitivity", "Lesion sensitivity", 1.02),
+                           ("fp_per_case", "False positives per case", fp_right)),
+                   [f"{int(r.n_cases)} cases, {int(r.n_lesions)} lesions" for r in table.itertuples()],
+                   f"Subgroups of the detection system ({system}, lesion level, {cohort})",
+                   "95% intervals: patient bootstrap; dashed line: all cases; lesion-size bands: "
+                   "sensitivity only (false positives belong to cases)", PAGE_WIDTH * 0.8)
 
 
 def detection_main_stage(config, cases_path, candidate_paths, lesion_paths, summary_path, operating_points_path,
