@@ -194,3 +194,16 @@ def test_checklist_maps_the_detection_tables():
     assert "tables/detection_readers.csv" in table.loc[("STARD 2015", "13a"), "files"]
     assert "figures/fig_detection_froc.png" in table.loc[("STARD 2015", "14"), "files"]
     assert "tables/detection_cohort.csv" in table.loc[("STARD 2015", "20"), "files"]
+
+
+def test_an_unknown_subgroup_variable_names_the_cases_table_and_the_fix(study, tmp_path):
+    from spinedx.errors import InputError
+    d = study["dir"]
+    config = study_config()
+    config["subgroups"]["variables"] = ["sex", "coil"]
+    with pytest.raises(InputError, match=r"cases.parquet: subgroup variable\(s\) \['coil'\].*cases.csv or correct"):
+        subgroups.detection_main_stage(
+            config, d / "cases.parquet", [d / f"{m}_{i}.parquet" for m, i in PAIRS],
+            [d / f"{m}_{i}_lesions.parquet" for m, i in PAIRS], d / "summary.csv", d / "points.csv",
+            tmp_path / "subgroups.csv", tmp_path / "forest")
+    assert not (tmp_path / "subgroups.csv").exists()

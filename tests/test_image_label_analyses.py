@@ -219,3 +219,14 @@ def test_checklist_of_a_study_without_a_reader_study():
     assert usual.loc[("STARD 2015", "13a"), "status"].startswith(AUTHOR + ": what the readers knew")
     changed = (without["status"] != usual["status"])
     assert set(changed[changed].index) == {("STARD 2015", "13a"), ("CLAIM", "18")}
+
+
+def test_an_unknown_subgroup_variable_names_both_tables_and_the_fix(study, tmp_path):
+    from spinedx.errors import InputError
+    config = study_config(subgroups={"variables": ["plane", "coil"]})
+    with pytest.raises(InputError, match=r"cases.csv, .*images.parquet: subgroup variable\(s\) \['coil'\].*"
+                                         r"correct config subgroups.variables"):
+        subgroups.main_stage(config, study["dir"] / "cases.csv", study["dir"] / "images.parquet", tmp_path, [], None,
+                             tmp_path / "s.csv", tmp_path / "f", overall_path=study["dir"] / "overall.csv",
+                             image_prediction_paths=study["prediction_paths"])
+    assert not (tmp_path / "s.csv").exists()

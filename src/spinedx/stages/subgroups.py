@@ -271,6 +271,11 @@ def _multiclass_stage(config, cases_path, images_path, images_dir, case_predicti
     per_image = []
     if image_prediction_paths:
         per_image = [v for v in variables if v not in cases.columns and (v == PLANE or v in images.columns)]
+        unknown = [v for v in variables if v not in per_image and v not in cases.columns and v != AGE_BAND]
+        if unknown:
+            raise InputError(f"{cases_path}, {images_path}: subgroup variable(s) {unknown} are columns of neither "
+                             f"the cases table ({list(cases.columns)}) nor the image table ({list(images.columns)}) "
+                             f"and not {PLANE} or {AGE_BAND}; add the column or correct config subgroups.variables")
     per_patient = [v for v in variables if v not in per_image]
     values = subgroup_values(cases, per_patient, settings["age_bands"], images, images_dir, cases_path)
     final = final.drop(columns=[v for v in variables if v in final.columns])
@@ -413,6 +418,11 @@ def detection_main_stage(config, cases_path, candidate_paths, lesion_paths, summ
     candidates, lesions = pd.read_parquet(candidate_paths[index]), pd.read_parquet(lesion_paths[index])
     matches = matches_from_tables(ids, candidates[candidates["cohort"] == cohort], lesions[lesions["cohort"] == cohort],
                                   candidate_paths[index])
+    unknown = [v for v in variables if v not in cases.columns and v != AGE_BAND]
+    if unknown:
+        raise InputError(f"{cases_path}: subgroup variable(s) {unknown} are not columns of the detection cases table "
+                         f"(the cases table's columns: {list(cases.columns)}) nor {AGE_BAND}; add the column to "
+                         "cases.csv or correct config subgroups.variables")
     values = subgroup_values(cases, variables, settings["age_bands"], None, None, cases_path)
     table = detection_subgroup_table(matches, values, variables, threshold,
                                      config["detection_evaluation"]["size_bands_mm"], config["evaluation"])
