@@ -208,8 +208,29 @@ def test_ismf_reader_study_flow_subgroups_and_checklist(ismf):
     assert set(pd.read_csv(results / "tables/calibration_curve.csv")["class"]) == set(ISMF_CLASSES)
     assert_figures(results, ["calibration_curve"])
     # Two-class analyses that are not done for N classes are absent, not half-made.
-    for name in ("decision_curve", "paired_comparisons", "reader_study_roc"):
+    for name in ("reader_study_roc",):
         assert not (results / f"tables/{name}.csv").exists() and not (results / f"figures/{name}.pdf").exists()
+
+
+def test_ismf_paired_comparisons_per_test_set(ismf):
+    """N-class paired comparisons: every pair of inputs and fusion vs image only on each test
+    set; the ALL input's accuracy and per-class AUCs are the N-class tables' own numbers."""
+    _, results = ismf
+    table = pd.read_csv(results / "tables/paired_comparisons.csv")
+    assert set(table.test_set) == {"internal_test", "external_centre2", "external_centre3", "external_pooled"}
+    assert set(table.kind) == {"inputs", "fusion"} and set(table.metric) == {"accuracy", "auc", "sensitivity"}
+    assert len(table) == 4 * (21 + 1) * (1 + 2 * len(ISMF_CLASSES))  # 7 inputs: 21 pairs, + fusion
+    pooled = table[(table.test_set == "external_pooled") & (table.model_b == "resnet10t/ALL")]
+    overall = pd.read_csv(results / "tables/multiclass_overall.csv")
+    own = overall[(overall.level == "case") & (overall.input == "ALL") & (overall.prediction_set == "external_pooled")]
+    assert f"{pooled[pooled.metric == 'accuracy'].estimate_b.iloc[0]:.3f}" == f"{own.accuracy.iloc[0]:.3f}"
+    per_class = pd.read_csv(results / "tables/multiclass_per_class.csv")
+    per_class = per_class[(per_class.level == "case") & (per_class.input == "ALL")
+                          & (per_class.prediction_set == "external_pooled")].set_index("class")
+    for _, row in pooled[pooled.metric == "auc"].iterrows():
+        assert f"{row.estimate_b:.3f}" == f"{per_class.loc[row['class'], 'auc']:.3f}", row["class"]
+    for _, rows in table.groupby("test_set"):
+        assert (rows.p_adjusted >= rows.p - 1e-12).all() and rows.adjustment.str.startswith("holm (all rows").all()
 
 
 @pytest.fixture(scope="module")

@@ -339,6 +339,11 @@ def cmd_comparisons(args, config):
     comparisons.main_stage(config, args.case_predictions, args.out, args.fusion)
 
 
+def cmd_multiclass_comparisons(args, config):
+    from spinedx.stages import comparisons
+    comparisons.multiclass_main_stage(config, args.case_predictions, args.out, args.fusion)
+
+
 def cmd_calibration(args, config):
     from spinedx.stages import calibration
     calibration.main_stage(config, args.case_predictions, args.table3, args.summary, args.curve, args.decision_curve,
@@ -406,10 +411,14 @@ def add_issue15_stages(stage) -> None:
     sub.add_argument("--case-predictions", **predictions)
     sub.add_argument("--overall", **overall)
     sub.add_argument("--figure", required=True, help="figure stem (PDF and PNG)")
-    sub = stage("comparisons", cmd_comparisons, "paired comparisons: DeLong, McNemar, adjusted p")
-    sub.add_argument("--case-predictions", **predictions)
-    sub.add_argument("--fusion", nargs="*", default=[], help="case-level fusion predictions (parquet), if any")
-    sub.add_argument("--out", required=True)
+    for name, function, help_text in (
+            ("comparisons", cmd_comparisons, "paired comparisons: DeLong, McNemar, adjusted p"),
+            ("multiclass_comparisons", cmd_multiclass_comparisons,
+             "N classes: paired accuracy (McNemar), per-class AUC (DeLong) and sensitivity (McNemar)")):
+        sub = stage(name, function, help_text)
+        sub.add_argument("--case-predictions", **predictions)
+        sub.add_argument("--fusion", nargs="*", default=[], help="case-level fusion predictions (parquet), if any")
+        sub.add_argument("--out", required=True)
     sub = stage("calibration", cmd_calibration, "calibration curves, intercept, slope, Brier; decision curves")
     sub.add_argument("--case-predictions", **predictions)
     sub.add_argument("--table3", **table3)

@@ -204,8 +204,7 @@ CASE_LEVEL_FILES = expand(P.case_level("{backbone}"), backbone=BACKBONES)
 # Case-level fusion predictions when the study fuses clinical data (their owner,
 # paths.StudyPaths.fusion_predictions, comes with the fusion stage): compared with image only.
 _FUSION_OWNER = getattr(P, "fusion_predictions", None)
-FUSION_CASE_PREDICTIONS = ([_FUSION_OWNER] if isinstance(_FUSION_OWNER, str)
-                           and config.get("fusion", {}).get("enabled", False) else [])
+FUSION_CASE_PREDICTIONS = [_FUSION_OWNER] if isinstance(_FUSION_OWNER, str) and FUSION else []  # none in audit mode
 # The reader study: the user's readers.csv, or the demo's simulated one (labelme and volume
 # demos alike: the simulated readers read the demo's external cases, aided by its final model).
 DEMO_READERS = DEMO and not config["reader_study"]["readers"] and config["reader_study"]["demo"]["enabled"]
@@ -269,9 +268,10 @@ if MULTICLASS:
 # external cohorts): their own reader study (stage multiclass_reader_study: class
 # decisions, accuracy compared by OR-Hillis), participant flow (hold-out partitions, every
 # cohort), subgroups (N-class metrics), calibration (one-vs-rest per class, multi-class
-# Brier) and the checklist. Not in audit mode, not for volume studies (two-class volume
-# studies: READER_ANALYSES above) nor image labels. Paired comparisons, decision curves
-# and distribution shift stay two-class (README).
+# Brier), paired comparisons (command multiclass_comparisons: accuracy and per-class
+# sensitivity by McNemar, per-class AUC by DeLong, every test set) and the checklist.
+# Not for volume studies (two-class volume studies: READER_ANALYSES above) nor image
+# labels. Decision curves and distribution shift stay two-class (README).
 NCLASS_READER_ANALYSES = len(config["classes"]) > 2 and CASE_LEVEL and not VOLUMES and not AUDIT
 if NCLASS_READER_ANALYSES:
     READER_STUDY_OUTPUTS = ([P.table(name) for name in (paths.READER_METRICS_TABLE, paths.READER_PER_CLASS_TABLE,
@@ -281,6 +281,7 @@ if NCLASS_READER_ANALYSES:
     ISSUE15_OUTPUTS = [
         P.table(paths.FLOW_TABLE), *figures_of(paths.FLOW_FIGURE),
         *([P.table(paths.SUBGROUP_TABLE), *figures_of(paths.SUBGROUP_FIGURE)] if config["subgroups"]["variables"] else []),
+        *([P.table(paths.COMPARISONS_TABLE)] if config["comparisons"]["enabled"] else []),
         # one-vs-rest per class and the multi-class Brier score (rule multiclass_calibration)
         *([P.table(paths.CALIBRATION_TABLE), P.table(paths.CALIBRATION_CURVE_TABLE),
            *figures_of(paths.CALIBRATION_FIGURE)] if config["calibration"]["enabled"] else []),

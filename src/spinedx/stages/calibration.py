@@ -39,7 +39,7 @@ import pandas as pd
 
 from spinedx.aggregation import ALL_INPUT, distinct_inputs
 from spinedx.final_system import (EVALUATED_MODEL, choose_final_backbone, choose_final_backbone_multiclass,
-                                  EXTERNAL_POOLED, INTERNAL_TEST, evaluated_cases, scoring_predictions)
+                                  EXTERNAL_POOLED, evaluated_cases, evaluated_sets, scoring_predictions)
 from spinedx.input_modes import model_names
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import COLUMN_WIDTH, PAGE_WIDTH, PALETTE, colors, pyplot, save_figure
@@ -220,17 +220,6 @@ ALL_CLASSES = "all"
 MULTICLASS_SUMMARY_COLUMNS = ["test_set", "backbone", "input", "class", *SUMMARY_KEYS]
 MULTICLASS_CURVE_COLUMNS = ["test_set", "class", "bin", "lower", "upper", "n", "n_positive", "predicted", "observed",
                             "observed_lo", "observed_hi"]
-
-
-def evaluated_sets(scored: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """(name, rows): the internal test set, each external cohort, the pooled external ones."""
-    sets = [(INTERNAL_TEST, scored[scored["cohort"] == "internal"])]
-    external = scored[scored["cohort"] != "internal"]
-    cohorts = list(dict.fromkeys(external["cohort"]))
-    sets += [(cohort, external[external["cohort"] == cohort]) for cohort in cohorts]
-    if len(cohorts) > 1:
-        sets.append((EXTERNAL_POOLED, external))
-    return [(name, rows) for name, rows in sets if len(rows)]
 
 
 def multiclass_calibration_table(scored: pd.DataFrame, task, backbone: str, n_boot: int, seed: int,
