@@ -233,6 +233,24 @@ def test_ismf_paired_comparisons_per_test_set(ismf):
         assert (rows.p_adjusted >= rows.p - 1e-12).all() and rows.adjustment.str.startswith("holm (all rows").all()
 
 
+def test_ismf_one_vs_rest_decision_curves(ismf):
+    """Per class, the net benefit of every input on the pooled external cases; the ALL
+    input's at one threshold by the formula from the case-level predictions."""
+    _, results = ismf
+    curve = pd.read_csv(results / "tables/decision_curve.csv")
+    assert list(curve["class"].unique()) == ISMF_CLASSES and set(curve.test_set) == {"external_pooled"}
+    assert curve.n.eq(10).all() and len(set(curve.model)) == 7 + 2
+    cases = pd.read_parquet(results / "case_level/resnet10t.parquet")
+    cases = cases[(cases.cohort != "internal") & (cases.model == "ensemble") & (cases.input == "ALL")]
+    threshold = 0.2  # about 1 / 5: the tiny models' probabilities lie near it, so the calls differ by class
+    for index, name in enumerate(ISMF_CLASSES):
+        called, is_class = cases[f"prob_{name}"] >= threshold, cases.label == index
+        expected = (called & is_class).sum() / 10 - (called & ~is_class).sum() / 10 * threshold / (1 - threshold)
+        row = curve[(curve["class"] == name) & (curve.model == "resnet10t/ALL") & np.isclose(curve.threshold, threshold)]
+        assert row.net_benefit.iloc[0] == pytest.approx(expected, abs=1e-12), name
+    assert_figures(results, ["decision_curve"])
+
+
 @pytest.fixture(scope="module")
 def ismf_audit(ismf, tmp_path_factory):
     """``spinedx audit`` of the ISMF bundle on a copy of its two external centres."""

@@ -353,7 +353,7 @@ def cmd_calibration(args, config):
 def cmd_multiclass_calibration(args, config):
     from spinedx.stages import calibration
     calibration.multiclass_main_stage(config, args.case_predictions, args.overall, args.summary, args.curve,
-                                      args.calibration_figure)
+                                      args.calibration_figure, args.decision_curve, args.decision_curve_figure)
 
 
 def cmd_subgroups(args, config):
@@ -425,10 +425,10 @@ def add_issue15_stages(stage) -> None:
     for option in ("--summary", "--curve", "--decision-curve", "--calibration-figure", "--decision-curve-figure"):
         sub.add_argument(option, required=True)
     sub = stage("multiclass_calibration", cmd_multiclass_calibration,
-                "N classes: one-vs-rest calibration per class, multi-class Brier score")
+                "N classes: one-vs-rest calibration per class, multi-class Brier score, decision curves")
     sub.add_argument("--case-predictions", **predictions)
     sub.add_argument("--overall", **overall)
-    for option in ("--summary", "--curve", "--calibration-figure"):
+    for option in ("--summary", "--curve", "--calibration-figure", "--decision-curve", "--decision-curve-figure"):
         sub.add_argument(option, required=True)
     sub = stage("subgroups", cmd_subgroups, "per-subgroup metrics of the final system and a forest plot")
     for option in ("--cases", "--images", "--images-dir", "--out", "--figure"):

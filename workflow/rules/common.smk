@@ -269,9 +269,9 @@ if MULTICLASS:
 # decisions, accuracy compared by OR-Hillis), participant flow (hold-out partitions, every
 # cohort), subgroups (N-class metrics), calibration (one-vs-rest per class, multi-class
 # Brier), paired comparisons (command multiclass_comparisons: accuracy and per-class
-# sensitivity by McNemar, per-class AUC by DeLong, every test set) and the checklist.
-# Not for volume studies (two-class volume studies: READER_ANALYSES above) nor image
-# labels. Decision curves and distribution shift stay two-class (README).
+# sensitivity by McNemar, per-class AUC by DeLong, every test set), one-vs-rest decision
+# curves per class and the checklist. Not for volume studies (two-class volume studies:
+# READER_ANALYSES above) nor image labels. Distribution shift stays two-class (README).
 NCLASS_READER_ANALYSES = len(config["classes"]) > 2 and CASE_LEVEL and not VOLUMES and not AUDIT
 if NCLASS_READER_ANALYSES:
     READER_STUDY_OUTPUTS = ([P.table(name) for name in (paths.READER_METRICS_TABLE, paths.READER_PER_CLASS_TABLE,
@@ -282,9 +282,10 @@ if NCLASS_READER_ANALYSES:
         P.table(paths.FLOW_TABLE), *figures_of(paths.FLOW_FIGURE),
         *([P.table(paths.SUBGROUP_TABLE), *figures_of(paths.SUBGROUP_FIGURE)] if config["subgroups"]["variables"] else []),
         *([P.table(paths.COMPARISONS_TABLE)] if config["comparisons"]["enabled"] else []),
-        # one-vs-rest per class and the multi-class Brier score (rule multiclass_calibration)
-        *([P.table(paths.CALIBRATION_TABLE), P.table(paths.CALIBRATION_CURVE_TABLE),
-           *figures_of(paths.CALIBRATION_FIGURE)] if config["calibration"]["enabled"] else []),
+        # one-vs-rest per class: calibration, the multi-class Brier score and decision curves
+        # (rule multiclass_calibration)
+        *([P.table(paths.CALIBRATION_TABLE), P.table(paths.CALIBRATION_CURVE_TABLE), P.table(paths.DECISION_CURVE_TABLE),
+           *figures_of(paths.CALIBRATION_FIGURE, paths.DECISION_CURVE_FIGURE)] if config["calibration"]["enabled"] else []),
         *READER_STUDY_OUTPUTS,
     ]
     CHECKLIST_EVIDENCE = [*STUDY_OUTPUTS, *ISSUE15_OUTPUTS, P.splits]
