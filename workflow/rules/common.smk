@@ -272,7 +272,10 @@ if MULTICLASS:
 # sensitivity by McNemar, per-class AUC by DeLong, every test set), one-vs-rest decision
 # curves per class and the checklist. Not for volume studies (two-class volume studies:
 # READER_ANALYSES above) nor image labels. Distribution shift stays two-class (README).
-NCLASS_READER_ANALYSES = len(config["classes"]) > 2 and CASE_LEVEL and not VOLUMES and not AUDIT
+# Audit mode of an N-class bundle (r15nclass): the same analyses on the auditor's cohort
+# (one cohort, "external", scored by the bundle's ensemble); no fusion (FUSION is off),
+# the reader study only with the auditor's readers.csv (no demo), no splits as evidence.
+NCLASS_READER_ANALYSES = len(config["classes"]) > 2 and CASE_LEVEL and not VOLUMES
 if NCLASS_READER_ANALYSES:
     READER_STUDY_OUTPUTS = ([P.table(name) for name in (paths.READER_METRICS_TABLE, paths.READER_PER_CLASS_TABLE,
                                                          paths.READER_GAIN_TABLE, paths.READER_MRMC_TABLE,
@@ -288,7 +291,7 @@ if NCLASS_READER_ANALYSES:
            *figures_of(paths.CALIBRATION_FIGURE, paths.DECISION_CURVE_FIGURE)] if config["calibration"]["enabled"] else []),
         *READER_STUDY_OUTPUTS,
     ]
-    CHECKLIST_EVIDENCE = [*STUDY_OUTPUTS, *ISSUE15_OUTPUTS, P.splits]
+    CHECKLIST_EVIDENCE = [*STUDY_OUTPUTS, *ISSUE15_OUTPUTS, *([] if AUDIT else [P.splits])]
     STUDY_OUTPUTS += [*ISSUE15_OUTPUTS, P.table(paths.CHECKLIST_TABLE)]
 # The table that chooses the final system (subgroups): table 3 (two classes) or the N-class overall table.
 FINAL_SYSTEM_TABLE = (MULTICLASS_TABLES[paths.MULTICLASS_OVERALL] if len(config["classes"]) > 2
