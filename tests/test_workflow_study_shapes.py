@@ -138,6 +138,8 @@ def test_ismf_figures_gradcam_and_bundle(ismf):
     assert {row["prediction_set"] for row in card["metrics"]["external"]} == {
         "external_centre2", "external_centre3", "external_pooled"}
     assert "5-class classification" in card["task"]
+    sums = (results / "bundle/SHA256SUMS").read_text()  # the distribution-shift reference, hashed with the models
+    assert all(f"shift_reference/resnet10t/{s}.npz" in sums for s in ("T1W", "T2W", "T2FS", "AX-T2W"))
     assert "Classes: schwannoma, meningioma" in (results / "bundle/model_card.md").read_text()
 
 
@@ -249,7 +251,8 @@ def test_ismf_one_vs_rest_decision_curves(ismf):
     for index, name in enumerate(ISMF_CLASSES):
         called, is_class = cases[f"prob_{name}"] >= threshold, cases.label == index
         expected = (called & is_class).sum() / 10 - (called & ~is_class).sum() / 10 * threshold / (1 - threshold)
-        row = curve[(curve["class"] == name) & (curve.model == "resnet10t/ALL") & np.isclose(curve.threshold, threshold)]
+        row = curve[(curve["class"] == name) & (curve.model == "resnet10t/ALL")
+                    & np.isclose(curve.threshold, threshold)]
         assert row.net_benefit.iloc[0] == pytest.approx(expected, abs=1e-12), name
     assert_figures(results, ["decision_curve"])
 
@@ -290,14 +293,22 @@ def test_audit_of_the_holdout_bundle_reproduces_the_pooled_external_numbers(ismf
 
 
 def test_audit_of_the_nclass_bundle_runs_the_analyses_that_need_no_training_data(ismf, ismf_audit):
-    """Audit mode of an N-class bundle: flow, subgroups, calibration, decision curves,
-    paired comparisons and the checklist on the auditor's cohort (one cohort, "external");
+    """Audit mode of an N-class bundle: distribution shift, flow, subgroups, calibration,
+    decision curves, paired comparisons and the checklist on the auditor's cohort (one cohort, "external");
     no fusion, no reader study (no readers.csv). The audited cases are the study's pooled
     external cases scored by the same ensemble, so each analysis repeats the study's number."""
     _, results = ismf
     assert_figures(ismf_audit, ["participant_flow", "subgroups_forest", "calibration_curve", "decision_curve"])
-    for name in ("reader_study_metrics", "fusion_comparison", "distribution_shift"):
+    for name in ("reader_study_metrics", "fusion_comparison"):
         assert not (ismf_audit / f"tables/{name}.csv").exists(), name
+    # Distribution shift against the bundle's hold-out reference, before the N-class tables.
+    assert_figures(ismf_audit, ["distribution_shift"])
+    shift = pd.read_csv(ismf_audit / "tables/distribution_shift_summary.csv").set_index("sequence")
+    images = pd.read_parquet(ismf_audit / "annotations/images.parquet")
+    assert shift.images.to_dict() == images.groupby("sequence").size().to_dict()
+    assert shift.patients.eq(10).all() and shift.verdict.notna().all()
+    assert (ismf_audit / "tables/distribution_shift_summary.csv").stat().st_mtime <= (
+        ismf_audit / "tables/multiclass_overall.csv").stat().st_mtime
     flow = pd.read_csv(ismf_audit / "tables/participant_flow.csv")
     assert set(flow.cohort) == {"external"}
     assert flow[(flow.step == "analysed") & (flow.group == "ALL")].patients.tolist() == [10]

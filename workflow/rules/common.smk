@@ -222,6 +222,10 @@ READER_STUDY_OUTPUTS = ([P.table(paths.READER_METRICS_TABLE), P.table(paths.READ
 READER_ANALYSES = REFERENCE_SHAPE
 # Volume studies: no shift reference yet (it reads 2-D caches); their models start from random weights.
 SHIFT_ENABLED = config["distribution_shift"]["enabled"] and READER_ANALYSES and not VOLUMES
+# N-class 2-D studies labelled per case too (r15nclass; the NCLASS_READER_ANALYSES block below):
+# the reference reads 2-D caches and penultimate features, whatever the classes and split scheme.
+SHIFT_ENABLED = SHIFT_ENABLED or (config["distribution_shift"]["enabled"] and len(config["classes"]) > 2
+                                  and CASE_LEVEL and not VOLUMES)
 SHIFT_JOBS = [(backbone, sequence) for backbone in BACKBONES for sequence in SEQUENCES]
 SHIFT_REFERENCES = [P.shift_reference(b, s) for b, s in SHIFT_JOBS] if SHIFT_ENABLED and not AUDIT else []
 AUDIT_SHIFT_REFERENCES = ([paths.BundlePaths(AUDIT_BUNDLE).shift_reference(b, s) for b, s in SHIFT_JOBS]
@@ -271,7 +275,8 @@ if MULTICLASS:
 # Brier), paired comparisons (command multiclass_comparisons: accuracy and per-class
 # sensitivity by McNemar, per-class AUC by DeLong, every test set), one-vs-rest decision
 # curves per class and the checklist. Not for volume studies (two-class volume studies:
-# READER_ANALYSES above) nor image labels. Distribution shift stays two-class (README).
+# READER_ANALYSES above) nor image labels. The distribution-shift reference goes into the
+# bundle (SHIFT_ENABLED above) and an audit scores the new cohort against it (SHIFT_OUTPUTS).
 # Audit mode of an N-class bundle (r15nclass): the same analyses on the auditor's cohort
 # (one cohort, "external", scored by the bundle's ensemble); no fusion (FUSION is off),
 # the reader study only with the auditor's readers.csv (no demo), no splits as evidence.
@@ -285,10 +290,13 @@ if NCLASS_READER_ANALYSES:
         P.table(paths.FLOW_TABLE), *figures_of(paths.FLOW_FIGURE),
         *([P.table(paths.SUBGROUP_TABLE), *figures_of(paths.SUBGROUP_FIGURE)] if config["subgroups"]["variables"] else []),
         *([P.table(paths.COMPARISONS_TABLE)] if config["comparisons"]["enabled"] else []),
+        # audit mode, a bundle with a shift reference: the new cohort against the training cohort
+        *SHIFT_OUTPUTS,
         # one-vs-rest per class: calibration, the multi-class Brier score and decision curves
         # (rule multiclass_calibration)
-        *([P.table(paths.CALIBRATION_TABLE), P.table(paths.CALIBRATION_CURVE_TABLE), P.table(paths.DECISION_CURVE_TABLE),
-           *figures_of(paths.CALIBRATION_FIGURE, paths.DECISION_CURVE_FIGURE)] if config["calibration"]["enabled"] else []),
+        *([P.table(paths.CALIBRATION_TABLE), P.table(paths.CALIBRATION_CURVE_TABLE),
+           P.table(paths.DECISION_CURVE_TABLE), *figures_of(paths.CALIBRATION_FIGURE, paths.DECISION_CURVE_FIGURE)]
+          if config["calibration"]["enabled"] else []),
         *READER_STUDY_OUTPUTS,
     ]
     CHECKLIST_EVIDENCE = [*STUDY_OUTPUTS, *ISSUE15_OUTPUTS, *([] if AUDIT else [P.splits])]
