@@ -69,29 +69,10 @@ def paired_comparison_table(labels, scores: Mapping[str, Sequence[float]],
     (its p is exact); ``only_a_correct`` / ``only_b_correct`` are McNemar's discordant
     counts. A metric that cannot be computed (a class absent) gives NaN, not an error.
     """
-    if family not in ("all", "metric"):
-        raise InputError(f"family must be 'all' or 'metric', got {family!r}")
-    unknown_metrics = set(metrics) - set(METRICS)
-    if unknown_metrics:
-        raise InputError(f"unknown metric(s) {sorted(unknown_metrics)}; choose from {METRICS}")
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.isin(labels, (0, 1)).all():
         raise InputError("labels must be a 1-D sequence of 0/1 (1 = positive case)")
-    arrays = {}
-    for name, values in scores.items():
-        values = np.asarray(values, dtype=float)
-        if values.shape != labels.shape:
-            raise InputError(f"scores of {name!r} have shape {values.shape}, labels {labels.shape}")
-        if not np.isfinite(values).all():
-            raise InputError(f"scores of {name!r} must all be finite")
-        arrays[name] = values
-    if comparisons is None:
-        comparisons = list(combinations(arrays, 2))
-    for pair in comparisons:
-        missing = [name for name in pair if name not in arrays]
-        if len(pair) != 2 or missing:
-            raise InputError(f"comparison {pair!r} must name two models of scores; "
-                             f"unknown: {missing}")
+    arrays, comparisons = _checked_models(scores, labels.shape, "scores", comparisons, metrics, METRICS, family)
 
     def decisions(model: str) -> np.ndarray:
         if calls is not None and model in calls:
@@ -108,6 +89,33 @@ def paired_comparison_table(labels, scores: Mapping[str, Sequence[float]],
             paired = paired_accuracy(labels, decisions(model_a), decisions(model_b), level)
             rows += [_mcnemar_row(base, metric, paired[metric]) for metric in accuracy_metrics]
     return adjust_family(pd.DataFrame(rows).reindex(columns=COLUMNS), adjust, family)
+
+
+def _checked_models(scores: Mapping, shape: tuple, what: str, comparisons, metrics, known_metrics,
+                    family: str) -> tuple[dict[str, np.ndarray], list]:
+    """The models' arrays (each of ``shape``, finite) and the pairs (default: every pair),
+    after checking the family, the metrics and that each pair names two models."""
+    if family not in ("all", "metric"):
+        raise InputError(f"family must be 'all' or 'metric', got {family!r}")
+    unknown_metrics = set(metrics) - set(known_metrics)
+    if unknown_metrics:
+        raise InputError(f"unknown metric(s) {sorted(unknown_metrics)}; choose from {known_metrics}")
+    arrays = {}
+    for name, values in scores.items():
+        values = np.asarray(values, dtype=float)
+        if values.shape != shape:
+            raise InputError(f"{what}: {name!r} has shape {values.shape}, expected {shape}")
+        if not np.isfinite(values).all():
+            raise InputError(f"{what}: {name!r} must all be finite")
+        arrays[name] = values
+    if comparisons is None:
+        comparisons = list(combinations(arrays, 2))
+    for pair in comparisons:
+        missing = [name for name in pair if name not in arrays]
+        if len(pair) != 2 or missing:
+            raise InputError(f"comparison {pair!r} must name two models of the {what.split(' (')[0]}; "
+                             f"unknown: {missing}")
+    return arrays, list(comparisons)
 
 
 def _base_row(model_a: str, model_b: str, **extra) -> dict:
@@ -150,30 +158,12 @@ def multiclass_paired_comparison_table(labels, probs: Mapping[str, np.ndarray], 
     ``adjust`` / ``family`` as :func:`paired_comparison_table` (``metric``: accuracy, AUC
     and sensitivity each its own family).
     """
-    if family not in ("all", "metric"):
-        raise InputError(f"family must be 'all' or 'metric', got {family!r}")
-    unknown_metrics = set(metrics) - set(MULTICLASS_METRICS)
-    if unknown_metrics:
-        raise InputError(f"unknown metric(s) {sorted(unknown_metrics)}; choose from {MULTICLASS_METRICS}")
     labels = np.asarray(labels)
     k = len(classes)
     if labels.ndim != 1 or not np.isin(labels, np.arange(k)).all():
         raise InputError(f"labels must be a 1-D sequence of class indices 0..{k - 1} ({list(classes)})")
-    arrays = {}
-    for name, values in probs.items():
-        values = np.asarray(values, dtype=float)
-        if values.shape != (labels.size, k):
-            raise InputError(f"probabilities of {name!r} have shape {values.shape}, expected {(labels.size, k)} "
-                             "(one row per case, one column per class)")
-        if not np.isfinite(values).all():
-            raise InputError(f"probabilities of {name!r} must all be finite")
-        arrays[name] = values
-    if comparisons is None:
-        comparisons = list(combinations(arrays, 2))
-    for pair in comparisons:
-        missing = [name for name in pair if name not in arrays]
-        if len(pair) != 2 or missing:
-            raise InputError(f"comparison {pair!r} must name two models of probs; unknown: {missing}")
+    arrays, comparisons = _checked_models(probs, (labels.size, k), "probabilities (one row per case, one column per "
+                                          "class)", comparisons, metrics, MULTICLASS_METRICS, family)
     rows = []
     for model_a, model_b in comparisons:
         decided_a, decided_b = argmax_decisions(arrays[model_a]), argmax_decisions(arrays[model_b])
