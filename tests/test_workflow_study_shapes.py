@@ -338,6 +338,7 @@ def test_audit_of_the_nclass_bundle_runs_the_analyses_that_need_no_training_data
     assert np.allclose(joined.net_benefit, joined.net_benefit_study, atol=1e-9)
     checklist = pd.read_csv(ismf_audit / "tables/reporting_checklist.csv").fillna("")
     assert checklist.files.str.contains("paired_comparisons.csv").any()
+    assert checklist.files.str.contains("distribution_shift_summary.csv").any()
     assert not checklist.files.str.contains("splits/").any()
 
 
