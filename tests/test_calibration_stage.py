@@ -155,8 +155,11 @@ def test_nclass_decision_curves_are_dcurves_on_the_one_vs_rest_reduction(setting
     assert set(chosen["class"]) == {"astrocytoma"} and chosen["n"].eq(15).all()
     fig = stage.multiclass_decision_curve_figure(curve, "netB", ["T1", "ALL"], BACKBONES, "external_pooled")
     assert [ax.get_title() for ax in fig.axes[:3]] == [f"{c} vs rest" for c in NCLASSES]
-    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]  # no spare panel: one legend below
     assert labels == ["netA", "netB (final system)", "treat all", "treat none"]
+    four = pd.concat([curve, curve[curve["class"] == "astrocytoma"].assign(**{"class": "fourth"})])
+    fig = stage.multiclass_decision_curve_figure(four, "netB", ["T1", "ALL"], BACKBONES, "external_pooled")
+    assert not fig.legends and [t.get_text() for t in fig.axes[-1].get_legend().get_texts()] == labels  # spare panel
 
 
 def test_nclass_decision_curve_classes_must_be_classes_of_the_study():

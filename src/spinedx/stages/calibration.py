@@ -335,12 +335,17 @@ def multiclass_decision_curve_figure(curve: pd.DataFrame, backbone: str, inputs,
         ax = axes[index // columns][index % columns]
         _draw_decision_curves(ax, curve[curve["class"] == class_name], backbone, inputs, backbones)
         ax.set_title(f"{class_name} vs rest")
-        if index == 0:
-            ax.legend(loc="upper right", frameon=False, fontsize=6)
     for index in range(len(classes), rows * columns):
         axes[index // columns][index % columns].axis("off")
+    # One legend for all panels, where it hides no curve: in a spare panel, else below them.
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    spare = len(classes) < rows * columns
+    if spare:
+        axes[-1][-1].legend(handles, labels, loc="center", frameon=False)
+    else:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), frameon=False)
     fig.suptitle(f"One-vs-rest decision curves, {backbone}, {test_set}")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0 if spare else 0.1, 1, 1))
     return fig
 
 
