@@ -130,3 +130,16 @@ def multiclass_final_system(overall: pd.DataFrame, config: Mapping, case_predict
     if image_predictions is not None:
         return backbone, scoring_image_predictions(image_predictions, backbone), unit, test_set
     return backbone, scoring_predictions(case_predictions, backbone), unit, test_set
+
+
+def evaluated_sets(scored: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(name, rows) of :func:`scoring_predictions` rows: the internal test set
+    (:data:`INTERNAL_TEST`), each external cohort, and with several the pooled external
+    ones (:data:`EXTERNAL_POOLED`); empty sets left out."""
+    sets = [(INTERNAL_TEST, scored[scored["cohort"] == "internal"])]
+    external = scored[scored["cohort"] != "internal"]
+    cohorts = list(dict.fromkeys(external["cohort"]))
+    sets += [(cohort, external[external["cohort"] == cohort]) for cohort in cohorts]
+    if len(cohorts) > 1:
+        sets.append((EXTERNAL_POOLED, external))
+    return [(name, rows) for name, rows in sets if len(rows)]

@@ -204,8 +204,7 @@ CASE_LEVEL_FILES = expand(P.case_level("{backbone}"), backbone=BACKBONES)
 # Case-level fusion predictions when the study fuses clinical data (their owner,
 # paths.StudyPaths.fusion_predictions, comes with the fusion stage): compared with image only.
 _FUSION_OWNER = getattr(P, "fusion_predictions", None)
-FUSION_CASE_PREDICTIONS = ([_FUSION_OWNER] if isinstance(_FUSION_OWNER, str)
-                           and config.get("fusion", {}).get("enabled", False) else [])
+FUSION_CASE_PREDICTIONS = [_FUSION_OWNER] if isinstance(_FUSION_OWNER, str) and FUSION else []  # none in audit mode
 # The reader study: the user's readers.csv, or the demo's simulated one (labelme and volume
 # demos alike: the simulated readers read the demo's external cases, aided by its final model).
 DEMO_READERS = DEMO and not config["reader_study"]["readers"] and config["reader_study"]["demo"]["enabled"]
@@ -223,6 +222,10 @@ READER_STUDY_OUTPUTS = ([P.table(paths.READER_METRICS_TABLE), P.table(paths.READ
 READER_ANALYSES = REFERENCE_SHAPE
 # Volume studies: no shift reference yet (it reads 2-D caches); their models start from random weights.
 SHIFT_ENABLED = config["distribution_shift"]["enabled"] and READER_ANALYSES and not VOLUMES
+# N-class 2-D studies labelled per case too (r15nclass; the NCLASS_READER_ANALYSES block below):
+# the reference reads 2-D caches and penultimate features, whatever the classes and split scheme.
+SHIFT_ENABLED = SHIFT_ENABLED or (config["distribution_shift"]["enabled"] and len(config["classes"]) > 2
+                                  and CASE_LEVEL and not VOLUMES)
 SHIFT_JOBS = [(backbone, sequence) for backbone in BACKBONES for sequence in SEQUENCES]
 SHIFT_REFERENCES = [P.shift_reference(b, s) for b, s in SHIFT_JOBS] if SHIFT_ENABLED and not AUDIT else []
 AUDIT_SHIFT_REFERENCES = ([paths.BundlePaths(AUDIT_BUNDLE).shift_reference(b, s) for b, s in SHIFT_JOBS]
@@ -269,10 +272,15 @@ if MULTICLASS:
 # external cohorts): their own reader study (stage multiclass_reader_study: class
 # decisions, accuracy compared by OR-Hillis), participant flow (hold-out partitions, every
 # cohort), subgroups (N-class metrics), calibration (one-vs-rest per class, multi-class
-# Brier) and the checklist. Not in audit mode, not for volume studies (two-class volume
-# studies: READER_ANALYSES above) nor image labels. Paired comparisons, decision curves
-# and distribution shift stay two-class (README).
-NCLASS_READER_ANALYSES = len(config["classes"]) > 2 and CASE_LEVEL and not VOLUMES and not AUDIT
+# Brier), paired comparisons (command multiclass_comparisons: accuracy and per-class
+# sensitivity by McNemar, per-class AUC by DeLong, every test set), one-vs-rest decision
+# curves per class and the checklist. Not for volume studies (two-class volume studies:
+# READER_ANALYSES above) nor image labels. The distribution-shift reference goes into the
+# bundle (SHIFT_ENABLED above) and an audit scores the new cohort against it (SHIFT_OUTPUTS).
+# Audit mode of an N-class bundle (r15nclass): the same analyses on the auditor's cohort
+# (one cohort, "external", scored by the bundle's ensemble); no fusion (FUSION is off),
+# the reader study only with the auditor's readers.csv (no demo), no splits as evidence.
+NCLASS_READER_ANALYSES = len(config["classes"]) > 2 and CASE_LEVEL and not VOLUMES
 if NCLASS_READER_ANALYSES:
     READER_STUDY_OUTPUTS = ([P.table(name) for name in (paths.READER_METRICS_TABLE, paths.READER_PER_CLASS_TABLE,
                                                          paths.READER_GAIN_TABLE, paths.READER_MRMC_TABLE,
@@ -281,12 +289,17 @@ if NCLASS_READER_ANALYSES:
     ISSUE15_OUTPUTS = [
         P.table(paths.FLOW_TABLE), *figures_of(paths.FLOW_FIGURE),
         *([P.table(paths.SUBGROUP_TABLE), *figures_of(paths.SUBGROUP_FIGURE)] if config["subgroups"]["variables"] else []),
-        # one-vs-rest per class and the multi-class Brier score (rule multiclass_calibration)
+        *([P.table(paths.COMPARISONS_TABLE)] if config["comparisons"]["enabled"] else []),
+        # audit mode, a bundle with a shift reference: the new cohort against the training cohort
+        *SHIFT_OUTPUTS,
+        # one-vs-rest per class: calibration, the multi-class Brier score and decision curves
+        # (rule multiclass_calibration)
         *([P.table(paths.CALIBRATION_TABLE), P.table(paths.CALIBRATION_CURVE_TABLE),
-           *figures_of(paths.CALIBRATION_FIGURE)] if config["calibration"]["enabled"] else []),
+           P.table(paths.DECISION_CURVE_TABLE), *figures_of(paths.CALIBRATION_FIGURE, paths.DECISION_CURVE_FIGURE)]
+          if config["calibration"]["enabled"] else []),
         *READER_STUDY_OUTPUTS,
     ]
-    CHECKLIST_EVIDENCE = [*STUDY_OUTPUTS, *ISSUE15_OUTPUTS, P.splits]
+    CHECKLIST_EVIDENCE = [*STUDY_OUTPUTS, *ISSUE15_OUTPUTS, *([] if AUDIT else [P.splits])]
     STUDY_OUTPUTS += [*ISSUE15_OUTPUTS, P.table(paths.CHECKLIST_TABLE)]
 
 # --- Issue 15 for studies whose labels belong to images (canine shape: labels.source
@@ -296,7 +309,7 @@ if NCLASS_READER_ANALYSES:
 # on images with intervals from a bootstrap that resamples patients (dogs) with all their
 # images, and the checklist. No reader study: readers read cases, and these labels have
 # no case (the canine paper had none). No paired comparisons, decision curves or
-# distribution shift (README). Not in audit mode, not for volume studies.
+# distribution shift yet (README). Not in audit mode, not for volume studies.
 IMAGE_LABEL_ANALYSES = config["labels"]["source"] == "annotation" and not VOLUMES and not AUDIT
 if IMAGE_LABEL_ANALYSES:
     if config["reader_study"]["readers"]:

@@ -9,7 +9,7 @@ if SHIFT_REFERENCES:
                                backbone=BACKBONES, sequence=SEQUENCES, fold=FOLDS),
             caches=expand(P.preprocessing_cache("{sequence}"), sequence=SEQUENCES),
             images=P.images_table,
-            folds=P.folds,
+            folds=P.splits,  # k-fold folds or hold-out partitions (N-class studies)
         output:
             SHIFT_REFERENCES,
         params:
