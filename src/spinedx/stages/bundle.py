@@ -322,7 +322,7 @@ def write_bundle(checkpoint_paths, images_path, external_metrics, internal_metri
     """Copy the fold checkpoints into ``out_dir`` and write the card and the manifest.
 
     ``shift_references``: the distribution-shift references of the training cohort, one per
-    backbone x sequence in the config's order (stage distribution_shift), copied and hashed
+    model x sequence in the config's order (stage distribution_shift), copied and hashed
     with the models so that audit mode can tell a shifted cohort."""
     out_dir = Path(out_dir)
     images = pd.read_parquet(images_path)
