@@ -27,6 +27,17 @@ if ! Rscript -e 'quit(status = !requireNamespace("rstan", quietly = TRUE))' >/de
   fi
 fi
 
+# pROC (Debian r-cran-proc): its aSAH data and published regression values pin the DeLong
+# statistics in tests/test_stats_delong.py (the test is skipped without it). Tests only.
+if ! Rscript -e 'quit(status = !requireNamespace("pROC", quietly = TRUE))' >/dev/null 2>&1 \
+   && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "set-up: installing R's pROC from Debian (test reference data)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends r-cran-proc >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+           r-cran-proc >/dev/null; } \
+    || echo "set-up: r-cran-proc could not be installed; the pROC reference tests will be skipped" >&2
+fi
+
 # Compile the meta-analysis Stan model now (about 45 s, once per machine and rstan version)
 # so that the first study run does not; a no-op when it is cached. Without it the stage
 # compiles on first use, as before.

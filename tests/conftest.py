@@ -130,6 +130,17 @@ def config():
     return configuration.resolve({})
 
 
+def tree_hash(root: Path) -> str:
+    """sha256 of every file under ``root``: relative path and bytes, in sorted order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def write_labelme(json_path: Path, image_name: str | None, points, *, shape_type="rectangle",
                   size=(40, 30), extra: dict | None = None, image: np.ndarray | None = None,
                   image_mode: str = "L", shapes=None):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from conftest import tree_hash
 from spinedx.demo import spine as demo_cohort
 from spinedx.demo.plan import default_settings
 from spinedx.demo.spine import generate_demo_cohort
@@ -34,14 +34,6 @@ def _generate(root: Path, settings: dict) -> tuple[Path, Path, pd.DataFrame]:
     return images, cases, generate_demo_cohort(images, cases, settings)
 
 
-def _tree_hash(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
     return _generate(tmp_path_factory.mktemp("demo"), SMALL)
@@ -49,9 +41,9 @@ def cohort(tmp_path_factory):
 
 def test_same_seed_gives_identical_files_and_another_seed_differs(cohort, tmp_path):
     images, cases, _ = cohort
-    reference = _tree_hash(images.parent)
-    assert _tree_hash(_generate(tmp_path / "again", SMALL)[0].parent) == reference
-    assert _tree_hash(_generate(tmp_path / "other", {**SMALL, "seed": 8})[0].parent) != reference
+    reference = tree_hash(images.parent)
+    assert tree_hash(_generate(tmp_path / "again", SMALL)[0].parent) == reference
+    assert tree_hash(_generate(tmp_path / "other", {**SMALL, "seed": 8})[0].parent) != reference
 
 
 def test_cases_table(cohort):
@@ -191,3 +183,24 @@ def test_planned_files_are_exactly_the_files_written(tmp_path):
     planned = planned_files(settings)
     assert written == {f for files in planned.values() for f in files}
     assert all("/T2WI/" in f for f in planned["T2"]) and all("/T1C/" in f for f in planned["CE-T1"])
+
+
+def test_patient_naming_and_earlier_run_removal_of_every_2d_layout(tmp_path):
+    """The N-class demos (ISMF: centres C1-C3, canine: DOG-I/E) replace only their own patient
+    folders; a folder a user named like an identifier but longer or shorter is kept."""
+    from spinedx.demo import canine, ismf
+    from spinedx.demo import patients as demo_patients
+
+    for module, kept in ((ismf, ["ISMF-C1-01", "ISMF-C1-001x", "notes"]), (canine, ["DOG-I01", "DOG-X001", "notes"])):
+        images = tmp_path / module.__name__.rsplit(".", 1)[-1]
+        earlier = [f"{prefix}007" for _, prefix in module.LAYOUT.cohorts]
+        for name in [*earlier, *kept]:
+            (images / name).mkdir(parents=True)
+        demo_patients.remove_earlier_patients(images, module.LAYOUT.id_pattern())
+        assert sorted(p.name for p in images.iterdir()) == sorted(kept)
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    shuffled = demo_patients.shuffled_classes({"a": 2, "b": 1, "c": 0}, ["a", "b", "c"], rng_a)
+    assert sorted(shuffled) == ["a", "a", "b"]
+    assert shuffled == [["a", "a", "b"][i] for i in rng_b.permutation(3)]  # one draw: demo files depend on it
+    assert demo_patients.two_cohort_ids({"n_internal": {"x": 2, "y": 0}, "n_external": 1}) == [
+        "DEMO-I001", "DEMO-I002", "DEMO-E001"]

@@ -6,7 +6,6 @@ and vessel distractors bright on bright blood and suppressed on black blood."""
 from __future__ import annotations
 
 import gzip
-import hashlib
 from pathlib import Path
 
 import jsonschema
@@ -17,6 +16,7 @@ import pytest
 import yaml
 from scipy import ndimage
 
+from conftest import tree_hash
 from spinedx.demo import brain_mets, vertebral_ct
 
 # Its module-scoped fixtures are built once: every test here on one xdist worker.
@@ -35,14 +35,6 @@ BRAIN_DEFAULTS = defaults("demo_brain_mets")
 CT_SMALL = {**CT_DEFAULTS, "seed": 11, "n_internal": {"malignant": 2, "osteoporotic": 2},
             "n_external": {"malignant": 1, "osteoporotic": 1}}
 BRAIN_SMALL = {**BRAIN_DEFAULTS, "seed": 13, "n_internal": 4, "n_external": 2}
-
-
-def _tree_hash(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(root).as_posix().encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def _written(images: Path) -> set[str]:
@@ -132,7 +124,7 @@ def test_same_settings_give_identical_bytes_and_another_seed_differs(module, sma
     hashes = []
     for name, seed in (("a", small["seed"]), ("b", small["seed"]), ("c", small["seed"] + 1)):
         module.generate_demo_cohort(tmp_path / name / "images", tmp_path / name / "cases.csv", {**small, "seed": seed})
-        hashes.append(_tree_hash(tmp_path / name))
+        hashes.append(tree_hash(tmp_path / name))
     assert hashes[0] == hashes[1] != hashes[2]
     # The gzip headers carry no time stamp and no file name.
     for path in (tmp_path / "a").rglob("*.nii.gz"):

@@ -5,13 +5,16 @@
 * scikit-learn's ``roc_auc_score`` for the AUCs and a hand-worked 4-case example;
 * pROC's own regression values (pROC repository, tests/testthat/test-var.R, test-cov.R,
   test-ci.auc.R and test-roc.test.R at commit ee2877e858bcd2757c05ce797ea64ade2c05885b) on pROC's aSAH data
-  (Turck et al. 2010), read from ``../shared/reference/aSAH.csv`` and skipped when absent
-  (third-party data are not kept in this repository).
+  (Turck et al. 2010), read from the installed pROC R package (Debian ``r-cran-proc``, which
+  envs/setup.sh installs where it can) or from ``../shared/reference/aSAH.csv``, and skipped
+  when neither is there (third-party data are not kept in this repository).
 """
 
 from __future__ import annotations
 
+import io
 import math
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -153,11 +156,28 @@ def test_bad_input_is_refused(labels, scores):
         delong.delong_covariance(labels, scores)
 
 
+ASAH_FROM_PROC = ('data(aSAH, package = "pROC"); '
+                  'write.csv(aSAH[c("outcome", "wfns", "s100b", "ndka")], stdout(), row.names = FALSE)')
+
+
+def read_asah() -> pd.DataFrame | None:
+    """pROC's aSAH data (113 patients): from the installed R package, else the CSV in shared/."""
+    try:
+        done = subprocess.run(["Rscript", "-e", ASAH_FROM_PROC], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        done = None
+    if done is not None and done.returncode == 0:
+        return pd.read_csv(io.StringIO(done.stdout))
+    return pd.read_csv(ASAH) if ASAH.exists() else None
+
+
 @pytest.fixture(scope="module")
 def asah():
-    if not ASAH.exists():
-        pytest.skip(f"{ASAH} absent (pROC's aSAH data as CSV: outcome, wfns, s100b, ndka)")
-    data = pd.read_csv(ASAH)
+    data = read_asah()
+    if data is None:
+        pytest.skip("pROC's aSAH data absent: install R's pROC (Debian: apt-get install r-cran-proc; envs/setup.sh "
+                    f"does it as root) or put it in {ASAH} as CSV (outcome, wfns, s100b, ndka)")
+    assert len(data) == 113 and set(data["outcome"]) == {"Good", "Poor"}, data.describe(include="all")
     labels = (data["outcome"] == "Poor").to_numpy().astype(int)
     return labels, {name: data[name].astype(float).to_numpy() for name in ("wfns", "ndka", "s100b")}
 

@@ -54,11 +54,12 @@ byte-identical files. Defaults of every setting live only in the config schema
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from spinedx.demo import patients
 
 ROLES = ("black_blood", "bright_blood")
 SETTING_KEYS = ("seed", "n_internal", "n_external", "sequences", "field_of_view_mm", "in_plane_spacing_mm",
@@ -66,7 +67,6 @@ SETTING_KEYS = ("seed", "n_internal", "n_external", "sequences", "field_of_view_
 CASE_COLUMNS = ["patient_id", "cohort", "n_lesions", "age", "sex", "scanner", "vendor", "field_strength_t"]
 LESIONS = "lesions"  # planned_files key of the per-patient label volumes
 IMAGE_FILE, LESION_FILE = "image.nii.gz", "lesions.nii.gz"
-_PATIENT_FOLDER = re.compile(r"DEMO-[IE]\d{3,}")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 _AGE = (62.0, 11.0, 30, 88)
@@ -149,7 +149,7 @@ def planned_files(settings: dict) -> dict[str, list[str]]:
     """Relative paths under ``images_dir`` that :func:`generate_demo_cohort` writes: one list
     per sequence folder, and the per-patient label volumes under the key ``"lesions"``."""
     settings = _checked(settings)
-    ids = _patient_ids(settings)
+    ids = patients.two_cohort_ids(settings)
     files = {folder: [f"{patient_id}/{folder}/{IMAGE_FILE}" for patient_id in ids]
              for folder in (settings["sequences"][role] for role in ROLES)}
     files[LESIONS] = [f"{patient_id}/{LESION_FILE}" for patient_id in ids]
@@ -169,10 +169,7 @@ def generate_demo_cohort(images_dir, cases_csv, settings: dict):
 
     settings = _checked(settings)
     images_dir = Path(images_dir)
-    if images_dir.is_dir():
-        for old in images_dir.iterdir():
-            if old.is_dir() and _PATIENT_FOLDER.fullmatch(old.name):
-                shutil.rmtree(old)
+    patients.remove_earlier_patients(images_dir, patients.two_cohort_folders())
     rows = []
     for patient in _plan_cohort(settings):
         images, labels, affine, flips = render_patient(patient)
@@ -244,23 +241,18 @@ def _checked(settings: dict) -> dict:
     return settings
 
 
-def _patient_ids(settings: dict) -> list[str]:
-    return [f"{prefix}{number:03d}" for key, prefix in (("n_internal", "DEMO-I"), ("n_external", "DEMO-E"))
-            for number in range(1, int(settings[key]) + 1)]
-
-
 def _plan_cohort(settings: dict) -> list[_Patient]:
     seed = int(settings["seed"])
     scanner_rng = np.random.default_rng(_SCANNER_SEED)
     scanners = [_draw_scanner(scanner_rng, i) for i in range(_N_SCANNERS)]
-    patients = []
-    for cohort, key, prefix in (("internal", "n_internal", "DEMO-I"), ("external", "n_external", "DEMO-E")):
+    planned = []
+    for cohort, key, prefix in patients.TWO_COHORTS:
         for number in range(1, int(settings[key]) + 1):
-            index = len(patients)
+            index = len(planned)
             rng = np.random.default_rng([seed, 3, index])
             scanner = scanners[int(rng.choice(list(_SCANNERS_BY_COHORT[cohort])))]
-            patients.append(_draw_patient(rng, index, f"{prefix}{number:03d}", cohort, scanner, settings))
-    return patients
+            planned.append(_draw_patient(rng, index, patients.patient_id(prefix, number), cohort, scanner, settings))
+    return planned
 
 
 def _draw_scanner(rng, index: int) -> _Scanner:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from PIL import Image
 
 # Helpers of the reference phantom, imported in ONE place (spinedx.demo.spine after the
 # package restructure): the annotator's rectangle and the labelme 5.x document.
+from spinedx.demo import patients as demo_patients
 from spinedx.demo.spine import labelme_document, tight_annotator_box
 from spinedx.io import atomic_output, write_csv, write_text
 
@@ -39,7 +39,7 @@ class Layout:
     sequences: tuple
 
     def id_pattern(self) -> re.Pattern:
-        return re.compile("(?:" + "|".join(re.escape(prefix) for _, prefix in self.cohorts) + r")\d{3,}")
+        return demo_patients.id_pattern(prefix for _, prefix in self.cohorts)
 
 
 @dataclass(frozen=True)
@@ -104,11 +104,9 @@ def patients(settings: dict, layout: Layout) -> list[tuple[int, str, str, str]]:
     assign_rng = np.random.default_rng([settings["seed"], layout.tag, 1])
     rows = []
     for cohort, prefix in layout.cohorts:
-        per_class = settings["n_patients"].get(cohort, {})
-        classes = [c for c in layout.classes for _ in range(int(per_class.get(c, 0)))]
-        classes = [classes[i] for i in assign_rng.permutation(len(classes))]
+        classes = demo_patients.shuffled_classes(settings["n_patients"].get(cohort, {}), layout.classes, assign_rng)
         for number, name in enumerate(classes, start=1):
-            rows.append((len(rows), cohort, f"{prefix}{number:03d}", name))
+            rows.append((len(rows), cohort, demo_patients.patient_id(prefix, number), name))
     return rows
 
 
@@ -148,10 +146,7 @@ def write_cohort(images_dir: Path, settings: dict, layout: Layout, planned: list
     Patient folders of an earlier run of this study are replaced; nothing else is touched.
     """
     images_dir = Path(images_dir)
-    if images_dir.is_dir():
-        for old in images_dir.iterdir():
-            if old.is_dir() and layout.id_pattern().fullmatch(old.name):
-                shutil.rmtree(old)
+    demo_patients.remove_earlier_patients(images_dir, layout.id_pattern())
     for patient in planned:
         for sequence_index, sequence in enumerate(layout.sequences):
             folder = settings["sequence_folders"][sequence]

@@ -19,6 +19,7 @@ import numpy as np
 
 from spinedx import config as configuration
 from spinedx.config import ConfigError
+from spinedx.demo.patients import two_cohort_ids
 
 DIAGNOSES = ("ependymoma", "schwannoma")
 SEQUENCES = ("T1", "T2", "CE-T1")
@@ -110,9 +111,7 @@ def planned_files(settings: dict) -> dict[str, list[str]]:
         return module.planned_files(settings)
     settings = checked_settings(settings)
     low, high = settings["slices_per_sequence"]
-    patient_ids = [f"{prefix}{number:03d}"
-                   for key, prefix in (("n_internal", "DEMO-I"), ("n_external", "DEMO-E"))
-                   for number in range(1, sum(int(n) for n in settings[key].values()) + 1)]
+    patient_ids = two_cohort_ids(settings)
     files: dict[str, list[str]] = {sequence: [] for sequence in SEQUENCES}
     for index, patient_id in enumerate(patient_ids):
         for sequence_index, sequence in enumerate(SEQUENCES):

@@ -26,8 +26,6 @@ known without rendering (:mod:`spinedx.demo.plan`, what the workflow imports).
 from __future__ import annotations
 
 import json
-import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +33,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from spinedx.demo.patients import (TWO_COHORTS, patient_id, remove_earlier_patients, shuffled_classes,
+                                   two_cohort_folders)
 from spinedx.demo.plan import DIAGNOSES, SEQUENCES, checked_settings, sequence_rng
 from spinedx.io import atomic_output, write_csv, write_text
 
@@ -167,10 +167,7 @@ def generate_demo_cohort(images_dir: str | Path, cases_csv: str | Path, settings
     settings = checked_settings(settings)
     images_dir, cases_csv = Path(images_dir), Path(cases_csv)
     patients = _plan_cohort(settings)
-    if images_dir.is_dir():
-        for old in images_dir.iterdir():
-            if old.is_dir() and re.fullmatch(r"DEMO-[IE]\d{3,}", old.name):
-                shutil.rmtree(old)
+    remove_earlier_patients(images_dir, two_cohort_folders())
     low, high = settings["slices_per_sequence"]
     for patient in patients:
         for sequence_index, sequence in enumerate(SEQUENCES):
@@ -199,15 +196,12 @@ def _plan_cohort(settings: dict) -> list[_Patient]:
     scanners = [draw_scanner(scanner_rng, i) for i in range(_N_SCANNERS)]
     assign_rng = np.random.default_rng([seed, 1])
     patients = []
-    for cohort, key, prefix in (("internal", "n_internal", "DEMO-I"), ("external", "n_external", "DEMO-E")):
-        diagnoses = [d for d in DIAGNOSES for _ in range(int(settings[key].get(d, 0)))]
-        # Shuffled so that identifier order says nothing about the diagnosis.
-        diagnoses = [diagnoses[i] for i in assign_rng.permutation(len(diagnoses))]
-        for number, diagnosis in enumerate(diagnoses, start=1):
+    for cohort, key, prefix in TWO_COHORTS:
+        for number, diagnosis in enumerate(shuffled_classes(settings[key], DIAGNOSES, assign_rng), start=1):
             index = len(patients)
             rng = np.random.default_rng([seed, 3, index])
-            patient_id = f"{prefix}{number:03d}"
-            patients.append(_draw_patient(rng, index, patient_id, diagnosis, cohort, scanners, settings))
+            patients.append(_draw_patient(rng, index, patient_id(prefix, number), diagnosis, cohort, scanners,
+                                          settings))
     return patients
 
 

@@ -56,18 +56,18 @@ byte-identical files. Defaults of every setting live only in the config schema
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from spinedx.demo import patients
 
 DIAGNOSES = ("malignant", "osteoporotic")
 SETTING_KEYS = ("seed", "n_internal", "n_external", "sequence", "field_of_view_mm", "in_plane_spacing_mm",
                 "slice_thickness_mm", "atypical_share")
 CASE_COLUMNS = ["patient_id", "diagnosis", "cohort", "age", "sex", "level", "scanner", "vendor", "kvp", "kernel"]
 IMAGE_FILE, MASK_FILE = "image.nii.gz", "mask.nii.gz"
-_PATIENT_FOLDER = re.compile(r"DEMO-[IE]\d{3,}")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 # Demographics (shape of published VCF cohorts: osteoporotic patients older, mostly women).
@@ -173,7 +173,7 @@ def planned_files(settings: dict) -> dict[str, list[str]]:
     sequence (one: the CT), computed without rendering so the workflow can declare them."""
     settings = _checked(settings)
     sequence = settings["sequence"]
-    return {sequence: [f"{patient_id}/{sequence}/{name}" for patient_id in _patient_ids(settings)
+    return {sequence: [f"{patient_id}/{sequence}/{name}" for patient_id in patients.two_cohort_ids(settings)
                        for name in (IMAGE_FILE, MASK_FILE)]}
 
 
@@ -190,10 +190,7 @@ def generate_demo_cohort(images_dir, cases_csv, settings: dict):
 
     settings = _checked(settings)
     images_dir = Path(images_dir)
-    if images_dir.is_dir():
-        for old in images_dir.iterdir():
-            if old.is_dir() and _PATIENT_FOLDER.fullmatch(old.name):
-                shutil.rmtree(old)
+    patients.remove_earlier_patients(images_dir, patients.two_cohort_folders())
     rows = []
     for patient in _plan_cohort(settings):
         image, mask, affine, flips = render_patient(patient)
@@ -251,29 +248,21 @@ def _checked(settings: dict) -> dict:
     return settings
 
 
-def _patient_ids(settings: dict) -> list[str]:
-    return [f"{prefix}{number:03d}" for key, prefix in (("n_internal", "DEMO-I"), ("n_external", "DEMO-E"))
-            for number in range(1, sum(int(n) for n in settings[key].values()) + 1)]
-
-
 def _plan_cohort(settings: dict) -> list[_Patient]:
     """Every patient's identity, demographics, scanner, anatomy and fracture."""
     seed = int(settings["seed"])
     scanner_rng = np.random.default_rng(_SCANNER_SEED)
     scanners = [_draw_scanner(scanner_rng, i) for i in range(_N_SCANNERS)]
     assign_rng = np.random.default_rng([seed, 1])
-    patients = []
-    for cohort, key, prefix in (("internal", "n_internal", "DEMO-I"), ("external", "n_external", "DEMO-E")):
-        diagnoses = [d for d in DIAGNOSES for _ in range(int(settings[key].get(d, 0)))]
-        # Shuffled so that identifier order says nothing about the diagnosis.
-        diagnoses = [diagnoses[i] for i in assign_rng.permutation(len(diagnoses))]
-        for number, diagnosis in enumerate(diagnoses, start=1):
-            index = len(patients)
+    planned = []
+    for cohort, key, prefix in patients.TWO_COHORTS:
+        for number, diagnosis in enumerate(patients.shuffled_classes(settings[key], DIAGNOSES, assign_rng), start=1):
+            index = len(planned)
             rng = np.random.default_rng([seed, 3, index])
             scanner = scanners[int(rng.choice(list(_SCANNERS_BY_COHORT[cohort])))]
-            patients.append(_draw_patient(rng, index, f"{prefix}{number:03d}", diagnosis, cohort, scanner,
-                                          settings))
-    return patients
+            planned.append(_draw_patient(rng, index, patients.patient_id(prefix, number), diagnosis, cohort, scanner,
+                                         settings))
+    return planned
 
 
 def _draw_scanner(rng, index: int) -> _Scanner:
