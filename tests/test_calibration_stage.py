@@ -113,3 +113,56 @@ def test_one_sequence_calibrates_and_draws_every_models_all_input(settings):
     fig = stage.decision_curve_figure(curve, "2.5d_resnet10t", ["CT", "ALL"], names)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["2d_resnet10t", "2.5d_resnet10t (final system)", "treat all", "treat none"]
+
+
+def test_nclass_decision_curves_are_dcurves_on_the_one_vs_rest_reduction(settings, tmp_path):
+    """N classes: per class, the net benefit of every backbone x input on the pooled external
+    cases equals dcurves' on the two-class reduction (that class's probability against "is
+    that class") and the formula at one threshold by hand; dca_classes picks the classes."""
+    from dcurves import dca
+
+    from spinedx.final_system import scoring_predictions
+    from spinedx.task import MulticlassTask
+    from test_comparisons_stage import NCLASSES, PROB_COLUMNS, nclass_case_predictions
+
+    predictions = nclass_case_predictions()
+    task = MulticlassTask(tuple(NCLASSES))
+    curve = stage.multiclass_decision_curve_table(predictions, BACKBONES, task, [], "external_pooled", settings)
+    assert list(curve.columns) == stage.MULTICLASS_DECISION_CURVE_COLUMNS
+    assert list(curve["class"].unique()) == NCLASSES and set(curve["test_set"]) == {"external_pooled"}
+    # T1 is the only sequence: ALL is its predictions again, so only ALL is drawn (distinct_inputs)
+    assert set(curve["model"]) == {"netA/ALL", "netB/ALL", "treat all", "treat none"}
+    for index, class_name in enumerate(NCLASSES):
+        rows = scoring_predictions(predictions, "netB", "ALL")
+        rows = rows[rows["cohort"] != "internal"]
+        assert len(rows) == 30 and set(rows["model"]) == {"ensemble"}
+        data = pd.DataFrame({"outcome": (rows["label"] == index).astype(int).to_numpy(),
+                             "p": rows[PROB_COLUMNS[index]].to_numpy()})
+        reference = dca(data=data, outcome="outcome", modelnames=["p"], thresholds=[0.05, 0.2, 0.35, 0.5])
+        ours = curve[(curve["class"] == class_name) & (curve["model"] == "netB/ALL")].set_index("threshold")
+        for row in reference[reference["model"] == "p"].itertuples():
+            assert ours.loc[row.threshold, "net_benefit"] == pytest.approx(row.net_benefit, abs=1e-12)
+        treat_all = curve[(curve["class"] == class_name) & (curve["model"] == "treat all")].set_index("threshold")
+        for row in reference[reference["model"] == "all"].itertuples():
+            assert treat_all.loc[row.threshold, "net_benefit"] == pytest.approx(row.net_benefit, abs=1e-12)
+        threshold, n = 0.2, len(data)
+        called = data["p"] >= threshold
+        expected = (int((called & (data.outcome == 1)).sum()) / n
+                    - int((called & (data.outcome == 0)).sum()) / n * threshold / (1 - threshold))
+        assert ours.loc[threshold, "net_benefit"] == pytest.approx(expected, abs=1e-12)
+    chosen = stage.multiclass_decision_curve_table(predictions, BACKBONES, task, ["astrocytoma"], "external_c2",
+                                                   settings)
+    assert set(chosen["class"]) == {"astrocytoma"} and chosen["n"].eq(15).all()
+    fig = stage.multiclass_decision_curve_figure(curve, "netB", ["T1", "ALL"], BACKBONES, "external_pooled")
+    assert [ax.get_title() for ax in fig.axes[:3]] == [f"{c} vs rest" for c in NCLASSES]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]  # no spare panel: one legend below
+    assert labels == ["netA", "netB (final system)", "treat all", "treat none"]
+    four = pd.concat([curve, curve[curve["class"] == "astrocytoma"].assign(**{"class": "fourth"})])
+    fig = stage.multiclass_decision_curve_figure(four, "netB", ["T1", "ALL"], BACKBONES, "external_pooled")
+    assert not fig.legends and [t.get_text() for t in fig.axes[-1].get_legend().get_texts()] == labels  # spare panel
+
+
+def test_nclass_decision_curve_classes_must_be_classes_of_the_study():
+    assert configuration.resolve({"classes": ["a", "b", "c"], "calibration": {"dca_classes": ["c"]}})
+    with pytest.raises(configuration.ConfigError, match=r"calibration.dca_classes \['d'\]"):
+        configuration.resolve({"classes": ["a", "b", "c"], "calibration": {"dca_classes": ["a", "d"]}})

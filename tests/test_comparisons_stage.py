@@ -137,3 +137,92 @@ def test_one_sequence_compares_the_models_on_all_only():
                                     "holm", "all")
     assert set(table["kind"]) == {"backbones"} and len(table) == 2 * 3  # 2 cohorts x (AUC, Se, Sp)
     assert set(table["model_a"]) == {"2d_resnet10t/ALL"} and set(table["model_b"]) == {"2.5d_resnet10t/ALL"}
+
+
+# --- N classes ---------------------------------------------------------------------------
+
+NCLASSES = ["schwannoma", "meningioma", "astrocytoma"]
+PROB_COLUMNS = [f"prob_{c}" for c in NCLASSES]
+
+
+def nclass_case_predictions(seed=3) -> pd.DataFrame:
+    """Hold-out shape: internal patients tested by repeat 0 or 1 (I000 by both: the first
+    repeat scores it), validation rows of each repeat (never scored), two external cohorts
+    scored by the ensemble (repeat models' own rows ignored); two backbones x two inputs."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    sets = [("internal", f"holdout{r}", "internal_test", [f"I{k:03d}" for k in range(30) if k % 2 == r or k == 0])
+            for r in (0, 1)]
+    sets += [("internal", "holdout0", "validation", [f"V{k:03d}" for k in range(9)])]
+    sets += [(cohort, model, cohort, [f"{cohort[-1]}{k:03d}" for k in range(15)])
+             for cohort in ("external_c2", "external_c3") for model in ("ensemble", "holdout1")]
+    for cohort, model, prediction_set, patients in sets:
+        labels = np.array([int(p[1:]) % 3 for p in patients])
+        for backbone_index, backbone in enumerate(BACKBONES):
+            for input_index, input_ in enumerate(["T1", "ALL"]):
+                logits = rng.normal(size=(len(patients), 3))
+                logits[np.arange(len(patients)), labels] += 1.0 + input_index + 0.5 * backbone_index
+                probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+                for k, patient in enumerate(patients):
+                    rows.append({"backbone": backbone, "input": input_, "model": model,
+                                 "prediction_set": prediction_set, "patient_id": patient, "cohort": cohort,
+                                 "label": int(labels[k]), **dict(zip(PROB_COLUMNS, probs[k]))})
+    return pd.DataFrame(rows)
+
+
+def test_nclass_pairs_on_every_test_set_scored_as_the_final_system_is():
+    from sklearn.metrics import accuracy_score, roc_auc_score
+    from statsmodels.stats.multitest import multipletests
+
+    from spinedx.final_system import evaluated_sets, scoring_predictions
+    from spinedx.task import MulticlassTask
+
+    predictions = nclass_case_predictions()
+    task = MulticlassTask(tuple(NCLASSES))
+    table = stage.multiclass_comparisons_table(predictions, BACKBONES, ["T1", "ALL"], task, 0.95, "holm", "all")
+    assert list(table.columns) == stage.MULTICLASS_TABLE_COLUMNS
+    assert list(table["test_set"].unique()) == ["internal_test", "external_c2", "external_c3", "external_pooled"]
+    # 2 inputs x 1 backbone pair + 2 backbones x 1 input pair = 4 pairs x (accuracy + 3 AUC + 3 sensitivity)
+    assert len(table) == 4 * 4 * 7 and set(table["kind"]) == {"backbones", "inputs"}
+    n = table[table.metric == "accuracy"].groupby("test_set")["n"].first()
+    assert n.to_dict() == {"internal_test": 30, "external_c2": 15, "external_c3": 15, "external_pooled": 30}
+    for row in table[table.metric.isin(["accuracy", "auc"])].itertuples():
+        (backbone_a, input_a), (backbone_b, input_b) = (name.split("/") for name in (row.model_a, row.model_b))
+        a = dict(evaluated_sets(scoring_predictions(predictions, backbone_a, input_a)))[row.test_set]
+        b = dict(evaluated_sets(scoring_predictions(predictions, backbone_b, input_b)))[row.test_set]
+        assert set(a["model"]) <= {"ensemble", "holdout0", "holdout1"} and "validation" not in set(a.prediction_set)
+        both = a.merge(b, on=["patient_id", "label"], suffixes=("_a", "_b"))
+        probs_a = both[[f"{c}_a" for c in PROB_COLUMNS]].to_numpy()
+        if row.metric == "accuracy":
+            assert row.estimate_a == pytest.approx(accuracy_score(both.label, probs_a.argmax(axis=1)), abs=1e-15)
+        else:
+            index = NCLASSES.index(getattr(row, "_7"))
+            assert row.estimate_a == pytest.approx(roc_auc_score(both.label == index, probs_a[:, index]), abs=1e-12)
+    for _, rows in table.groupby("test_set"):
+        np.testing.assert_allclose(rows["p_adjusted"], multipletests(rows["p"], method="holm")[1], rtol=1e-12)
+    assert table["adjustment"].str.contains("of test set").all()
+
+
+def test_nclass_fusion_against_image_only_on_test_rows():
+    predictions = nclass_case_predictions()
+    fused_rows = predictions[predictions["input"] == "ALL"].rename(columns={"input": "fusion_input"})
+    fused_rows = fused_rows[fused_rows["prediction_set"] != "validation"]  # the fusion stage writes test rows only
+    fusion = pd.concat([fused_rows.assign(fusion_input=name) for name in ("image", "clinical", "image+clinical")],
+                       ignore_index=True)
+    shifted = fusion["fusion_input"] == "image+clinical"
+    fusion.loc[shifted, PROB_COLUMNS] = fusion.loc[shifted, PROB_COLUMNS[::-1]].to_numpy()
+    from spinedx.task import MulticlassTask
+
+    table = stage.multiclass_comparisons_table(predictions, BACKBONES, ["T1", "ALL"], MulticlassTask(tuple(NCLASSES)),
+                                               0.95, "holm", "all", fusion)
+    fused = table[table["kind"] == "fusion"]
+    assert set(fused["model_a"]) == {"netA/image+clinical", "netB/image+clinical"}
+    assert set(fused["model_b"]) == {"netA/image", "netB/image"}
+    assert set(fused["test_set"]) == {"internal_test", "external_c2", "external_c3", "external_pooled"}
+    # image-only equals the ALL input's case-level predictions: the same estimate_b as ALL's rows
+    plain = table[(table.kind == "inputs") & (table.model_a == "netA/T1") & (table.model_b == "netA/ALL")]
+    joined = fused[fused.model_b == "netA/image"].merge(plain, on=["test_set", "metric", "class"])
+    assert len(joined) == 4 * 7 and np.allclose(joined["estimate_b_x"], joined["estimate_b_y"], equal_nan=True)
+    with pytest.raises(stage.InputError, match="fusion predictions lack"):
+        stage.multiclass_comparisons_table(predictions, BACKBONES, ["ALL"], MulticlassTask(tuple(NCLASSES)), 0.95,
+                                           "holm", "all", fusion.drop(columns="fusion_input"))

@@ -84,6 +84,39 @@ def test_image_statistics_and_fold_scores():
     assert shift.fold_scores(references, features, 0.8) == pytest.approx(np.median(ratios, axis=0))
 
 
+@pytest.mark.parametrize("scheme", ["kfold", "holdout"])
+def test_reference_holds_out_what_each_model_did_not_train_on(scheme, monkeypatch):
+    """k-fold: a fold model's held-out images are its fold's; hold-out (N-class studies): a
+    repeat model's are its validation and internal-test images. Each model's PPCA is fitted
+    on exactly its training images (compared with a fit on them by hand)."""
+    from spinedx.stages import distribution_shift as stage
+
+    rng = np.random.default_rng(0)
+    patients = [f"P{k}" for k in range(12)]
+    images = pd.DataFrame({"patient_id": np.repeat(patients, 2), "cohort": "internal",
+                           "image_id": [f"I{k}" for k in range(24)]})
+    if scheme == "kfold":
+        splits = pd.DataFrame({"patient_id": patients, "diagnosis": "a", "label": 0, "fold": np.arange(12) % 3})
+        trained = {k: splits.patient_id[splits.fold != k] for k in range(3)}
+    else:
+        partition = np.array(["train"] * 6 + ["validation"] * 2 + ["internal_test"] * 4)
+        splits = pd.concat([pd.DataFrame({"patient_id": patients, "diagnosis": "a", "label": 0, "repeat": r,
+                                          "seed": r, "partition": np.roll(partition, 4 * r)}) for r in range(3)])
+        trained = {r: splits.patient_id[(splits.repeat == r) & (splits.partition == "train")] for r in range(3)}
+    features = {k: rng.normal(size=(24, 5)) for k in range(3)}
+    monkeypatch.setattr(stage, "_features_per_fold", lambda *args: features)
+    monkeypatch.setattr(stage, "_statistics",
+                        lambda crops, images, fold_paths: pd.DataFrame({"x": np.zeros(len(images))}))
+    arrays = stage.build_reference({k: f"model{k}" for k in range(3)}, images, None, None, splits, None, None,
+                                   {"components": 2}, 8)
+    for k in range(3):
+        train = images.patient_id.isin(set(trained[k])).to_numpy()
+        expected = shift.fit_feature_reference(features[k][train], features[k][~train], 2)
+        assert arrays[f"fold{k}_held_out"].size == int((~train).sum()) == 24 - 2 * len(trained[k])
+        np.testing.assert_allclose(arrays[f"fold{k}_held_out"], expected.held_out_distances, rtol=1e-12)
+        np.testing.assert_allclose(arrays[f"fold{k}_mean"], features[k][train].mean(axis=0), rtol=1e-12)
+
+
 # --- Volume studies: crops of 2d / 2.5d / 3d models -------------------------------------------
 
 def _crops_table(n: int, spacing=(2.5, 0.8, 0.8)) -> pd.DataFrame:

@@ -166,3 +166,106 @@ def test_comparison_table_refuses_unknown_models():
         comparisons.paired_comparison_table([0, 1], {"a": [0.1, 0.9, 0.3]})
     assert pd.api.types.is_float_dtype(
         comparisons.paired_comparison_table([0, 1, 0], {"a": [0.1, 0.9, 0.2], "b": [0.3, 0.2, 0.1]}).p)
+
+
+# --- N classes -------------------------------------------------------------------------
+
+CLASSES = ["schwannoma", "meningioma", "astrocytoma", "ependymoma", "metastasis"]
+
+
+@pytest.fixture
+def three_multiclass_models():
+    """Five classes, 60 cases (one class rare), three models of different skill; one model
+    has exact ties in its probabilities (the argmax keeps the earlier class)."""
+    rng = np.random.default_rng(5)
+    labels = rng.choice(5, size=60, p=[0.3, 0.25, 0.2, 0.2, 0.05])
+
+    def model(skill):
+        logits = rng.normal(size=(labels.size, 5))
+        logits[np.arange(labels.size), labels] += skill
+        probs = np.exp(logits)
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    tied = np.round(model(1.0), 1)
+    tied = tied / tied.sum(axis=1, keepdims=True)
+    return labels, {"a": model(2.0), "b": model(1.2), "tied": tied}
+
+
+def test_multiclass_comparison_rows_match_sklearn_statsmodels_and_an_explicit_delong(three_multiclass_models):
+    from sklearn.metrics import accuracy_score, recall_score, roc_auc_score
+
+    labels, probs = three_multiclass_models
+    table = comparisons.multiclass_paired_comparison_table(labels, probs, CLASSES)
+    assert list(table.columns) == comparisons.MULTICLASS_COLUMNS
+    assert list(table.comparison.unique()) == ["a vs b", "a vs tied", "b vs tied"]
+    assert len(table) == 3 * (1 + 2 * len(CLASSES))
+    for row in table.itertuples():
+        a, b = probs[row.model_a], probs[row.model_b]
+        decided_a, decided_b = np.argmax(a, axis=1), np.argmax(b, axis=1)  # numpy: the first maximum
+        if row.metric == "accuracy":
+            assert getattr(row, "_5") == "all"
+            keep = np.ones(labels.size, bool)
+            correct_a, correct_b = decided_a == labels, decided_b == labels
+            assert row.estimate_a == pytest.approx(accuracy_score(labels, decided_a), abs=1e-15)
+            assert row.estimate_b == pytest.approx(accuracy_score(labels, decided_b), abs=1e-15)
+        else:
+            index = CLASSES.index(getattr(row, "_5"))
+            keep = labels == index
+        if row.metric == "auc":
+            outcome = (labels == index).astype(int)
+            assert row.estimate_a == pytest.approx(roc_auc_score(outcome, a[:, index]), abs=1e-12)
+            assert row.estimate_b == pytest.approx(roc_auc_score(outcome, b[:, index]), abs=1e-12)
+            psi = {}
+            for name, score in (("a", a[:, index]), ("b", b[:, index])):  # DeLong by its pair matrix
+                pos, neg = score[outcome == 1], score[outcome == 0]
+                matrix = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+                psi[name] = matrix.mean(axis=1), matrix.mean(axis=0)
+            variance = (np.var(psi["a"][0] - psi["b"][0], ddof=1) / outcome.sum()
+                        + np.var(psi["a"][1] - psi["b"][1], ddof=1) / (outcome.size - outcome.sum()))
+            z = (row.estimate_a - row.estimate_b) / math.sqrt(variance)
+            assert row.statistic == pytest.approx(z, rel=1e-9)
+            assert row.p == pytest.approx(math.erfc(abs(z) / math.sqrt(2)), rel=1e-9)
+            assert row.n == labels.size
+            continue
+        if row.metric == "sensitivity":
+            correct_a, correct_b = decided_a[keep] == index, decided_b[keep] == index
+            assert row.estimate_a == pytest.approx(
+                recall_score(labels, decided_a, labels=[index], average=None)[0], abs=1e-15)
+        only_a, only_b = int((correct_a & ~correct_b).sum()), int((~correct_a & correct_b).sum())
+        both = int((correct_a & correct_b).sum())
+        assert (row.n, row.only_a_correct, row.only_b_correct) == (int(keep.sum()), only_a, only_b)
+        expected = mcnemar([[both, only_a], [only_b, int(keep.sum()) - both - only_a - only_b]], exact=True).pvalue
+        assert row.p == pytest.approx(expected, rel=1e-12)
+        if only_a + only_b:
+            assert row.p == pytest.approx(binomtest(only_a, only_a + only_b, 0.5).pvalue, rel=1e-12)
+        lo, hi = newcombe_paired_interval(both, only_a, only_b, int(keep.sum()) - both - only_a - only_b)
+        assert (row.difference, row.ci_lo, row.ci_hi) == pytest.approx(((only_a - only_b) / keep.sum(), lo, hi))
+    np.testing.assert_allclose(table.p_adjusted, multipletests(table.p, method="holm")[1], rtol=1e-12)
+    by_metric = comparisons.multiclass_paired_comparison_table(labels, probs, CLASSES, family="metric")
+    for _, rows in by_metric.groupby("metric"):
+        np.testing.assert_allclose(rows.p_adjusted, multipletests(rows.p, method="holm")[1], rtol=1e-12)
+
+
+def test_multiclass_argmax_ties_keep_the_earlier_class_and_absent_classes_give_nan():
+    labels = np.array([0, 1, 0, 1])
+    tied = np.array([[0.4, 0.4, 0.2, 0.0]] * 4)  # decides class 0 for every case
+    second = np.array([[0.2, 0.5, 0.3, 0.0]] * 4)  # decides class 1 for every case
+    table = comparisons.multiclass_paired_comparison_table(labels, {"tied": tied, "second": second},
+                                                           ["c0", "c1", "c2", "c3"])
+    accuracy = table[table.metric == "accuracy"].iloc[0]
+    assert (accuracy.estimate_a, accuracy.estimate_b, accuracy.only_a_correct, accuracy.only_b_correct) == (
+        0.5, 0.5, 2, 2)
+    sensitivity = table[table.metric == "sensitivity"].set_index("class")
+    assert sensitivity.loc["c0", "estimate_a"] == 1.0 and sensitivity.loc["c0", "estimate_b"] == 0.0
+    absent = table[table["class"] == "c2"]
+    assert absent.p.isna().all() and absent.p_adjusted.isna().all()
+
+
+def test_multiclass_comparison_table_refuses_bad_input():
+    probs = {"a": np.full((3, 3), 1 / 3), "b": np.full((3, 3), 1 / 3)}
+    with pytest.raises(InputError, match="class indices"):
+        comparisons.multiclass_paired_comparison_table([0, 1, 3], probs, ["x", "y", "z"])
+    with pytest.raises(InputError, match="shape"):
+        comparisons.multiclass_paired_comparison_table([0, 1, 2], {**probs, "c": np.ones((3, 2))}, ["x", "y", "z"])
+    with pytest.raises(InputError, match="unknown"):
+        comparisons.multiclass_paired_comparison_table([0, 1, 2], probs, ["x", "y", "z"], [("a", "c")])

@@ -1,9 +1,10 @@
 """The two study shapes of issue 13 end to end on their tiny configs, in scratch folders:
 the ISMF-shaped study (.test/ismf.yaml: five classes labelled by the cases table,
-hold-out 7:1:2-like with two repeats, two external centres, clinical fusion) and the
-canine-shaped study (.test/canine.yaml: six classes labelled per image by the labelme
-shape, four sequences in two planes, hold-out train/validation with the external cohort
-as the test set), then an audit of the ISMF bundle on its external centres."""
+hold-out 7:1:2-like with two repeats, two external centres, clinical fusion; its issue-15
+analyses) and the canine-shaped study (.test/canine.yaml: six classes labelled per image by
+the labelme shape, four sequences in two planes, hold-out train/validation with the
+external cohort as the test set), then an audit of the ISMF bundle on its external centres
+(with the issue-15 analyses that need no training data)."""
 
 from __future__ import annotations
 
@@ -137,6 +138,8 @@ def test_ismf_figures_gradcam_and_bundle(ismf):
     assert {row["prediction_set"] for row in card["metrics"]["external"]} == {
         "external_centre2", "external_centre3", "external_pooled"}
     assert "5-class classification" in card["task"]
+    sums = (results / "bundle/SHA256SUMS").read_text()  # the distribution-shift reference, hashed with the models
+    assert all(f"shift_reference/resnet10t/{s}.npz" in sums for s in ("T1W", "T2W", "T2FS", "AX-T2W"))
     assert "Classes: schwannoma, meningioma" in (results / "bundle/model_card.md").read_text()
 
 
@@ -208,8 +211,50 @@ def test_ismf_reader_study_flow_subgroups_and_checklist(ismf):
     assert set(pd.read_csv(results / "tables/calibration_curve.csv")["class"]) == set(ISMF_CLASSES)
     assert_figures(results, ["calibration_curve"])
     # Two-class analyses that are not done for N classes are absent, not half-made.
-    for name in ("decision_curve", "paired_comparisons", "reader_study_roc"):
+    for name in ("reader_study_roc",):
         assert not (results / f"tables/{name}.csv").exists() and not (results / f"figures/{name}.pdf").exists()
+
+
+def test_ismf_paired_comparisons_per_test_set(ismf):
+    """N-class paired comparisons: every pair of inputs and fusion vs image only on each test
+    set; the ALL input's accuracy and per-class AUCs are the N-class tables' own numbers."""
+    _, results = ismf
+    table = pd.read_csv(results / "tables/paired_comparisons.csv")
+    assert set(table.test_set) == {"internal_test", "external_centre2", "external_centre3", "external_pooled"}
+    assert set(table.kind) == {"inputs", "fusion"} and set(table.metric) == {"accuracy", "auc", "sensitivity"}
+    assert len(table) == 4 * (21 + 1) * (1 + 2 * len(ISMF_CLASSES))  # 7 inputs: 21 pairs, + fusion
+    pooled = table[(table.test_set == "external_pooled") & (table.model_b == "resnet10t/ALL")]
+    overall = pd.read_csv(results / "tables/multiclass_overall.csv")
+    own = overall[(overall.level == "case") & (overall.input == "ALL") & (overall.prediction_set == "external_pooled")]
+    assert f"{pooled[pooled.metric == 'accuracy'].estimate_b.iloc[0]:.3f}" == f"{own.accuracy.iloc[0]:.3f}"
+    per_class = pd.read_csv(results / "tables/multiclass_per_class.csv")
+    per_class = per_class[(per_class.level == "case") & (per_class.input == "ALL")
+                          & (per_class.prediction_set == "external_pooled")].set_index("class")
+    for _, row in pooled[pooled.metric == "auc"].iterrows():
+        assert f"{row.estimate_b:.3f}" == f"{per_class.loc[row['class'], 'auc']:.3f}", row["class"]
+    for _, rows in table.groupby("test_set"):
+        assert rows.adjustment.str.startswith("holm (all rows").all()
+        tested = rows.dropna(subset=["p"])  # a class absent from a centre: no test
+        assert len(tested) and (tested.p_adjusted >= tested.p - 1e-12).all()
+
+
+def test_ismf_one_vs_rest_decision_curves(ismf):
+    """Per class, the net benefit of every input on the pooled external cases; the ALL
+    input's at one threshold by the formula from the case-level predictions."""
+    _, results = ismf
+    curve = pd.read_csv(results / "tables/decision_curve.csv")
+    assert list(curve["class"].unique()) == ISMF_CLASSES and set(curve.test_set) == {"external_pooled"}
+    assert curve.n.eq(10).all() and len(set(curve.model)) == 7 + 2
+    cases = pd.read_parquet(results / "case_level/resnet10t.parquet")
+    cases = cases[(cases.cohort != "internal") & (cases.model == "ensemble") & (cases.input == "ALL")]
+    threshold = 0.2  # about 1 / 5: the tiny models' probabilities lie near it, so the calls differ by class
+    for index, name in enumerate(ISMF_CLASSES):
+        called, is_class = cases[f"prob_{name}"] >= threshold, cases.label == index
+        expected = (called & is_class).sum() / 10 - (called & ~is_class).sum() / 10 * threshold / (1 - threshold)
+        row = curve[(curve["class"] == name) & (curve.model == "resnet10t/ALL")
+                    & np.isclose(curve.threshold, threshold)]
+        assert row.net_benefit.iloc[0] == pytest.approx(expected, abs=1e-12), name
+    assert_figures(results, ["decision_curve"])
 
 
 @pytest.fixture(scope="module")
@@ -245,6 +290,56 @@ def test_audit_of_the_holdout_bundle_reproduces_the_pooled_external_numbers(ismf
     assert set(audited.index) == {key for key in pooled.index if not key[1].startswith("fusion_")}
     for column in ("n", "n_patients", "accuracy", "macro_f1", "macro_auc", "kappa"):
         assert audited[column].to_dict() == pytest.approx(pooled.loc[audited.index, column].to_dict(), abs=1e-12)
+
+
+def test_audit_of_the_nclass_bundle_runs_the_analyses_that_need_no_training_data(ismf, ismf_audit):
+    """Audit mode of an N-class bundle: distribution shift, flow, subgroups, calibration,
+    decision curves, paired comparisons and the checklist on the auditor's cohort (one cohort, "external");
+    no fusion, no reader study (no readers.csv). The audited cases are the study's pooled
+    external cases scored by the same ensemble, so each analysis repeats the study's number."""
+    _, results = ismf
+    assert_figures(ismf_audit, ["participant_flow", "subgroups_forest", "calibration_curve", "decision_curve"])
+    for name in ("reader_study_metrics", "fusion_comparison"):
+        assert not (ismf_audit / f"tables/{name}.csv").exists(), name
+    # Distribution shift against the bundle's hold-out reference, before the N-class tables.
+    assert_figures(ismf_audit, ["distribution_shift"])
+    shift = pd.read_csv(ismf_audit / "tables/distribution_shift_summary.csv").set_index("sequence")
+    images = pd.read_parquet(ismf_audit / "annotations/images.parquet")
+    assert shift.images.to_dict() == images.groupby("sequence").size().to_dict()
+    assert shift.patients.eq(10).all() and shift.verdict.notna().all()
+    assert (ismf_audit / "tables/distribution_shift_summary.csv").stat().st_mtime <= (
+        ismf_audit / "tables/multiclass_overall.csv").stat().st_mtime
+    flow = pd.read_csv(ismf_audit / "tables/participant_flow.csv")
+    assert set(flow.cohort) == {"external"}
+    assert flow[(flow.step == "analysed") & (flow.group == "ALL")].patients.tolist() == [10]
+    overall = pd.read_csv(ismf_audit / "tables/multiclass_overall.csv")
+    own = overall[(overall.level == "case") & (overall.input == "ALL")].iloc[0]
+    everyone = pd.read_csv(ismf_audit / "tables/subgroups.csv").query("variable == 'all cases'").iloc[0]
+    assert f"{everyone.accuracy:.3f}" == f"{own.accuracy:.3f}" and everyone.n == 10
+    calibration = pd.read_csv(ismf_audit / "tables/calibration.csv")
+    study_calibration = pd.read_csv(results / "tables/calibration.csv").query("test_set == 'external_pooled'")
+    assert set(calibration.test_set) == {"external"}
+    # the audit runs inference again: float32 probabilities agree to ~1e-8, not bit for bit
+    assert calibration.set_index("class").brier.to_dict() == pytest.approx(
+        study_calibration.set_index("class").brier.to_dict(), abs=1e-6)
+    comparisons = pd.read_csv(ismf_audit / "tables/paired_comparisons.csv")
+    study_comparisons = pd.read_csv(results / "tables/paired_comparisons.csv").query(
+        "test_set == 'external_pooled' and kind == 'inputs'")
+    assert set(comparisons.test_set) == {"external"} and set(comparisons.kind) == {"inputs"}
+    keys = ["comparison", "metric", "class"]
+    joined = comparisons.merge(study_comparisons, on=keys, suffixes=("", "_study"))
+    assert len(joined) == len(comparisons) == 21 * (1 + 2 * len(ISMF_CLASSES))
+    for column in ("estimate_a", "difference", "p"):
+        assert np.allclose(joined[column], joined[f"{column}_study"], atol=1e-9, equal_nan=True), column
+    curve = pd.read_csv(ismf_audit / "tables/decision_curve.csv")
+    study_curve = pd.read_csv(results / "tables/decision_curve.csv")
+    joined = curve.merge(study_curve, on=["class", "model", "threshold"], suffixes=("", "_study"))
+    assert len(joined) == len(curve) == len(study_curve) and set(curve.test_set) == {"external"}
+    assert np.allclose(joined.net_benefit, joined.net_benefit_study, atol=1e-9)
+    checklist = pd.read_csv(ismf_audit / "tables/reporting_checklist.csv").fillna("")
+    assert checklist.files.str.contains("paired_comparisons.csv").any()
+    assert checklist.files.str.contains("distribution_shift_summary.csv").any()
+    assert not checklist.files.str.contains("splits/").any()
 
 
 def test_canine_labels_from_the_annotation_planes_and_reference_tables(canine):

@@ -339,6 +339,11 @@ def cmd_comparisons(args, config):
     comparisons.main_stage(config, args.case_predictions, args.out, args.fusion)
 
 
+def cmd_multiclass_comparisons(args, config):
+    from spinedx.stages import comparisons
+    comparisons.multiclass_main_stage(config, args.case_predictions, args.out, args.fusion)
+
+
 def cmd_calibration(args, config):
     from spinedx.stages import calibration
     calibration.main_stage(config, args.case_predictions, args.table3, args.summary, args.curve, args.decision_curve,
@@ -348,7 +353,7 @@ def cmd_calibration(args, config):
 def cmd_multiclass_calibration(args, config):
     from spinedx.stages import calibration
     calibration.multiclass_main_stage(config, args.case_predictions, args.overall, args.summary, args.curve,
-                                      args.calibration_figure)
+                                      args.calibration_figure, args.decision_curve, args.decision_curve_figure)
 
 
 def cmd_subgroups(args, config):
@@ -406,20 +411,24 @@ def add_issue15_stages(stage) -> None:
     sub.add_argument("--case-predictions", **predictions)
     sub.add_argument("--overall", **overall)
     sub.add_argument("--figure", required=True, help="figure stem (PDF and PNG)")
-    sub = stage("comparisons", cmd_comparisons, "paired comparisons: DeLong, McNemar, adjusted p")
-    sub.add_argument("--case-predictions", **predictions)
-    sub.add_argument("--fusion", nargs="*", default=[], help="case-level fusion predictions (parquet), if any")
-    sub.add_argument("--out", required=True)
+    for name, function, help_text in (
+            ("comparisons", cmd_comparisons, "paired comparisons: DeLong, McNemar, adjusted p"),
+            ("multiclass_comparisons", cmd_multiclass_comparisons,
+             "N classes: paired accuracy (McNemar), per-class AUC (DeLong) and sensitivity (McNemar)")):
+        sub = stage(name, function, help_text)
+        sub.add_argument("--case-predictions", **predictions)
+        sub.add_argument("--fusion", nargs="*", default=[], help="case-level fusion predictions (parquet), if any")
+        sub.add_argument("--out", required=True)
     sub = stage("calibration", cmd_calibration, "calibration curves, intercept, slope, Brier; decision curves")
     sub.add_argument("--case-predictions", **predictions)
     sub.add_argument("--table3", **table3)
     for option in ("--summary", "--curve", "--decision-curve", "--calibration-figure", "--decision-curve-figure"):
         sub.add_argument(option, required=True)
     sub = stage("multiclass_calibration", cmd_multiclass_calibration,
-                "N classes: one-vs-rest calibration per class, multi-class Brier score")
+                "N classes: one-vs-rest calibration per class, multi-class Brier score, decision curves")
     sub.add_argument("--case-predictions", **predictions)
     sub.add_argument("--overall", **overall)
-    for option in ("--summary", "--curve", "--calibration-figure"):
+    for option in ("--summary", "--curve", "--calibration-figure", "--decision-curve", "--decision-curve-figure"):
         sub.add_argument(option, required=True)
     sub = stage("subgroups", cmd_subgroups, "per-subgroup metrics of the final system and a forest plot")
     for option in ("--cases", "--images", "--images-dir", "--out", "--figure"):

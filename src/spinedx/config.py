@@ -82,6 +82,11 @@ def check_semantics(config: dict, source: str = "config", sections: Iterable[str
                 folders[key] = sequence
     if "classes" in given and len(set(config["classes"])) != len(config["classes"]):
         raise ConfigError(f"{source}: classes must be distinct, got {config['classes']}")
+    if {"classes", "calibration"} <= given:
+        unknown = [c for c in config["calibration"]["dca_classes"] if c not in config["classes"]]
+        if unknown:
+            raise ConfigError(f"{source}: calibration.dca_classes {unknown} are not classes of the study "
+                              f"({config['classes']}); name classes of `classes` or leave it empty (every class)")
     _check_study_shape(config, source, given)
     if {"sequences", "detection"} <= given:  # detection (issue 16): inputs, models, names
         from spinedx.detection_task import DetectionTask  # imports this module

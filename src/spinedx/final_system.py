@@ -101,3 +101,16 @@ def scoring_predictions(case_predictions: pd.DataFrame, backbone: str, input_: s
     internal = internal.assign(_repeat=internal["model"].str.extract(r"(\d+)$", expand=False).fillna("-1").astype(int))
     internal = internal.sort_values("_repeat", kind="stable").drop_duplicates("patient_id").drop(columns="_repeat")
     return pd.concat([external, internal.sort_index()]).reset_index(drop=True)
+
+
+def evaluated_sets(scored: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(name, rows) of :func:`scoring_predictions` rows: the internal test set
+    (:data:`INTERNAL_TEST`), each external cohort, and with several the pooled external
+    ones (:data:`EXTERNAL_POOLED`); empty sets left out."""
+    sets = [(INTERNAL_TEST, scored[scored["cohort"] == "internal"])]
+    external = scored[scored["cohort"] != "internal"]
+    cohorts = list(dict.fromkeys(external["cohort"]))
+    sets += [(cohort, external[external["cohort"] == cohort]) for cohort in cohorts]
+    if len(cohorts) > 1:
+        sets.append((EXTERNAL_POOLED, external))
+    return [(name, rows) for name, rows in sets if len(rows)]

@@ -38,8 +38,8 @@ if config["calibration"]["enabled"] and not NCLASS_READER_ANALYSES:
             " --decision-curve-figure {params.decision_curve_figure:q} 2> {log:q}"
 
 
-# N-class studies: one-vs-rest calibration per class and the multi-class Brier score (no
-# decision curve: it needs one treatment threshold on one probability).
+# N-class studies: one-vs-rest calibration per class and the multi-class Brier score; one-vs-rest
+# decision curves per class (calibration.dca_classes) on the pooled external cohorts.
 if config["calibration"]["enabled"] and NCLASS_READER_ANALYSES:
 
     rule multiclass_calibration:
@@ -53,9 +53,14 @@ if config["calibration"]["enabled"] and NCLASS_READER_ANALYSES:
                          category="4. Final system", subcategory="Calibration"),
             calibration_figure=figure_report(P.figure(paths.CALIBRATION_FIGURE), "calibration.rst",
                                              "4. Final system", "Calibration"),
+            decision_curve=report(P.table(paths.DECISION_CURVE_TABLE), caption="../report/decision_curve.rst",
+                                  category="4. Final system", subcategory="Decision curves"),
+            decision_curve_figure=figure_report(P.figure(paths.DECISION_CURVE_FIGURE), "decision_curve.rst",
+                                                "4. Final system", "Decision curves"),
         params:
             settings=settings("classes", "evaluation", "calibration", "figures", "backbones", "data"),
             calibration_figure=lambda wildcards, output: paths.figure_stem(output.calibration_figure[0]),
+            decision_curve_figure=lambda wildcards, output: paths.figure_stem(output.decision_curve_figure[0]),
         log:
             P.log("calibration", "multiclass_calibration"),
         benchmark:
@@ -66,5 +71,6 @@ if config["calibration"]["enabled"] and NCLASS_READER_ANALYSES:
         shell:
             "python -m spinedx multiclass_calibration --settings {params.settings:q}"
             " --case-predictions {input.case_predictions:q} --overall {input.overall:q}"
-            " --summary {output.summary:q} --curve {output.curve:q}"
-            " --calibration-figure {params.calibration_figure:q} 2> {log:q}"
+            " --summary {output.summary:q} --curve {output.curve:q} --decision-curve {output.decision_curve:q}"
+            " --calibration-figure {params.calibration_figure:q}"
+            " --decision-curve-figure {params.decision_curve_figure:q} 2> {log:q}"

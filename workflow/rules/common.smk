@@ -204,8 +204,7 @@ CASE_LEVEL_FILES = expand(P.case_level("{backbone}"), backbone=BACKBONES)
 # Case-level fusion predictions when the study fuses clinical data (their owner,
 # paths.StudyPaths.fusion_predictions, comes with the fusion stage): compared with image only.
 _FUSION_OWNER = getattr(P, "fusion_predictions", None)
-FUSION_CASE_PREDICTIONS = ([_FUSION_OWNER] if isinstance(_FUSION_OWNER, str)
-                           and config.get("fusion", {}).get("enabled", False) else [])
+FUSION_CASE_PREDICTIONS = [_FUSION_OWNER] if isinstance(_FUSION_OWNER, str) and FUSION else []  # none in audit mode
 # The reader study: the user's readers.csv, or the demo's simulated one (labelme and volume
 # demos alike: the simulated readers read the demo's external cases, aided by its final model).
 DEMO_READERS = DEMO and not config["reader_study"]["readers"] and config["reader_study"]["demo"]["enabled"]
@@ -223,6 +222,10 @@ READER_STUDY_OUTPUTS = ([P.table(paths.READER_METRICS_TABLE), P.table(paths.READ
 READER_ANALYSES = REFERENCE_SHAPE
 # Volume studies too: a model's reference reads its input mode's cache and crops table.
 SHIFT_ENABLED = config["distribution_shift"]["enabled"] and READER_ANALYSES
+# N-class 2-D studies labelled per case too (r15nclass; the NCLASS_READER_ANALYSES block below):
+# the reference reads 2-D caches and penultimate features, whatever the classes and split scheme.
+SHIFT_ENABLED = SHIFT_ENABLED or (config["distribution_shift"]["enabled"] and len(config["classes"]) > 2
+                                  and CASE_LEVEL and not VOLUMES)
 SHIFT_JOBS = [(backbone, sequence) for backbone in BACKBONES for sequence in SEQUENCES]
 # What each model x sequence reads: its cache and image table (labelme: the merged images table).
 from types import SimpleNamespace as _Job
@@ -274,10 +277,15 @@ if MULTICLASS:
 # external cohorts): their own reader study (stage multiclass_reader_study: class
 # decisions, accuracy compared by OR-Hillis), participant flow (hold-out partitions, every
 # cohort), subgroups (N-class metrics), calibration (one-vs-rest per class, multi-class
-# Brier) and the checklist. Not in audit mode, not for volume studies (two-class volume
-# studies: READER_ANALYSES above) nor image labels. Paired comparisons, decision curves
-# and distribution shift stay two-class (README).
-NCLASS_READER_ANALYSES = len(config["classes"]) > 2 and CASE_LEVEL and not VOLUMES and not AUDIT
+# Brier), paired comparisons (command multiclass_comparisons: accuracy and per-class
+# sensitivity by McNemar, per-class AUC by DeLong, every test set), one-vs-rest decision
+# curves per class and the checklist. Not for volume studies (two-class volume studies:
+# READER_ANALYSES above) nor image labels. The distribution-shift reference goes into the
+# bundle (SHIFT_ENABLED above) and an audit scores the new cohort against it (SHIFT_OUTPUTS).
+# Audit mode of an N-class bundle (r15nclass): the same analyses on the auditor's cohort
+# (one cohort, "external", scored by the bundle's ensemble); no fusion (FUSION is off),
+# the reader study only with the auditor's readers.csv (no demo), no splits as evidence.
+NCLASS_READER_ANALYSES = len(config["classes"]) > 2 and CASE_LEVEL and not VOLUMES
 if NCLASS_READER_ANALYSES:
     READER_STUDY_OUTPUTS = ([P.table(name) for name in (paths.READER_METRICS_TABLE, paths.READER_PER_CLASS_TABLE,
                                                          paths.READER_GAIN_TABLE, paths.READER_MRMC_TABLE,
@@ -286,12 +294,17 @@ if NCLASS_READER_ANALYSES:
     ISSUE15_OUTPUTS = [
         P.table(paths.FLOW_TABLE), *figures_of(paths.FLOW_FIGURE),
         *([P.table(paths.SUBGROUP_TABLE), *figures_of(paths.SUBGROUP_FIGURE)] if config["subgroups"]["variables"] else []),
-        # one-vs-rest per class and the multi-class Brier score (rule multiclass_calibration)
+        *([P.table(paths.COMPARISONS_TABLE)] if config["comparisons"]["enabled"] else []),
+        # audit mode, a bundle with a shift reference: the new cohort against the training cohort
+        *SHIFT_OUTPUTS,
+        # one-vs-rest per class: calibration, the multi-class Brier score and decision curves
+        # (rule multiclass_calibration)
         *([P.table(paths.CALIBRATION_TABLE), P.table(paths.CALIBRATION_CURVE_TABLE),
-           *figures_of(paths.CALIBRATION_FIGURE)] if config["calibration"]["enabled"] else []),
+           P.table(paths.DECISION_CURVE_TABLE), *figures_of(paths.CALIBRATION_FIGURE, paths.DECISION_CURVE_FIGURE)]
+          if config["calibration"]["enabled"] else []),
         *READER_STUDY_OUTPUTS,
     ]
-    CHECKLIST_EVIDENCE = [*STUDY_OUTPUTS, *ISSUE15_OUTPUTS, P.splits]
+    CHECKLIST_EVIDENCE = [*STUDY_OUTPUTS, *ISSUE15_OUTPUTS, *([] if AUDIT else [P.splits])]
     STUDY_OUTPUTS += [*ISSUE15_OUTPUTS, P.table(paths.CHECKLIST_TABLE)]
 # The table that chooses the final system (subgroups): table 3 (two classes) or the N-class overall table.
 FINAL_SYSTEM_TABLE = (MULTICLASS_TABLES[paths.MULTICLASS_OVERALL] if len(config["classes"]) > 2

@@ -1,5 +1,6 @@
 # Paired comparisons (stage comparisons): backbones, inputs (and fusion vs image only) on
-# the same cases; DeLong, exact McNemar, multiplicity-adjusted p.
+# the same cases; DeLong, exact McNemar, multiplicity-adjusted p. N-class studies (command
+# multiclass_comparisons): accuracy and per-class sensitivity by McNemar, per-class AUC by DeLong.
 
 if config["comparisons"]["enabled"]:
 
@@ -12,6 +13,7 @@ if config["comparisons"]["enabled"]:
                    category="3. Backbone comparison", subcategory="Paired comparisons"),
         params:
             settings=settings("classes", "decision", "evaluation", "comparisons", "backbones", *VOLUME_SECTIONS),
+            command="multiclass_comparisons" if NCLASS_READER_ANALYSES else "comparisons",
         log:
             P.log("comparisons", "comparisons"),
         benchmark:
@@ -20,5 +22,5 @@ if config["comparisons"]["enabled"]:
         conda:
             "../../envs/evaluation.yaml"
         shell:
-            "python -m spinedx comparisons --settings {params.settings:q}"
+            "python -m spinedx {params.command} --settings {params.settings:q}"
             " --case-predictions {input.case_predictions:q} --fusion {input.fusion:q} --out {output:q} 2> {log:q}"

@@ -11,7 +11,7 @@ if SHIFT_REFERENCES:
                                backbone=BACKBONES, sequence=SEQUENCES, fold=FOLDS),
             caches=SHIFT_CACHES,
             images=SHIFT_IMAGES,
-            folds=P.folds,
+            folds=P.splits,  # k-fold folds or hold-out partitions (N-class studies)
         output:
             SHIFT_REFERENCES,
         params:

@@ -31,6 +31,8 @@ rule multiclass_evaluation:
         images=ENSEMBLED,
         cases=CASE_PREDICTIONS,
         fusion=[P.fusion_predictions] if FUSION else [],
+        # Audit mode: the distribution-shift summary comes before any metric (issue 15).
+        shift_checked=SHIFT_CHECKED,
     output:
         tables=[report(path, caption="../report/multiclass_tables.rst", category="3. N-class evaluation",
                        subcategory="Tables", labels={"table": name})

@@ -25,8 +25,12 @@ cohorts): ``calibration.csv`` one row per class (one-vs-rest: ``prob_<class>`` a
 intervals, as above) and one row ``class = all`` with the multi-class Brier score
 (:func:`spinedx.stats.calibration.multiclass_brier`); ``calibration_curve.csv`` the binned
 one-vs-rest reliability curve of every class on the pooled external cohorts; the figure a
-panel per class. Decision curves need one treatment threshold on one probability: not
-made for N classes.
+panel per class. ``decision_curve.csv``: per class of calibration.dca_classes (empty: every
+class) the one-vs-rest net benefit (that class's probability against "is that class", the
+treatment decision for that class) of every backbone x input on the pooled external
+cohorts' cases every one of them scored (:func:`multiclass_decision_curve_table`), against
+treat all / treat none of that class; the figure a panel per class (the final backbone's
+inputs, the final system highlighted).
 """
 
 from __future__ import annotations
@@ -39,13 +43,13 @@ import pandas as pd
 
 from spinedx.aggregation import ALL_INPUT, distinct_inputs
 from spinedx.final_system import (EVALUATED_MODEL, choose_final_backbone, choose_final_backbone_multiclass,
-                                  EXTERNAL_POOLED, INTERNAL_TEST, evaluated_cases, scoring_predictions)
+                                  EXTERNAL_POOLED, evaluated_cases, evaluated_sets, scoring_predictions)
 from spinedx.input_modes import model_names
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import COLUMN_WIDTH, PAGE_WIDTH, PALETTE, colors, pyplot, save_figure
 from spinedx.stats.calibration import (calibration_summary, multiclass_brier, reliability_curve,
                                       smoothed_calibration)
-from spinedx.stats.decision_curve import TREAT_ALL, TREAT_NONE, decision_curve
+from spinedx.stats.decision_curve import COLUMNS as DECISION_CURVE_COLUMNS, TREAT_ALL, TREAT_NONE, decision_curve
 from spinedx.task import BinaryTask, task_from_config
 
 log = logging.getLogger(__name__)
@@ -159,6 +163,17 @@ def decision_curve_figure(curve: pd.DataFrame, backbone: str, inputs, backbones=
     predictions) every model's ALL input instead, e.g. a volume study's input modes."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH * 1.5, COLUMN_WIDTH * 1.1))
+    one_sequence = _draw_decision_curves(ax, curve, backbone, inputs, backbones)
+    ax.set_title(f"Decision curves, {ALL_INPUT} input, external cohort" if one_sequence and backbones
+                 else f"Decision curves, {backbone}, external cohort")
+    ax.legend(loc="upper right", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def _draw_decision_curves(ax, curve: pd.DataFrame, backbone: str, inputs, backbones=()) -> bool:
+    """Net benefit of the final backbone's inputs (one sequence: every model's ALL input),
+    treat all and treat none on ``ax``; True when the study has one sequence."""
     one_sequence = len([i for i in inputs if i != ALL_INPUT]) <= 1
     if one_sequence and backbones:
         names = [f"{name}/{ALL_INPUT}" for name in backbones]
@@ -180,11 +195,7 @@ def decision_curve_figure(curve: pd.DataFrame, backbone: str, inputs, backbones=
     ax.set_xlim(0, 1)
     ax.set_xlabel("Threshold probability")
     ax.set_ylabel("Net benefit")
-    ax.set_title(f"Decision curves, {ALL_INPUT} input, external cohort" if one_sequence and backbones
-                 else f"Decision curves, {backbone}, external cohort")
-    ax.legend(loc="upper right", frameon=False)
-    fig.tight_layout()
-    return fig
+    return one_sequence
 
 
 def main_stage(config, case_prediction_paths, table3_path, out_summary, out_curve, out_decision_curve,
@@ -220,17 +231,6 @@ ALL_CLASSES = "all"
 MULTICLASS_SUMMARY_COLUMNS = ["test_set", "backbone", "input", "class", *SUMMARY_KEYS]
 MULTICLASS_CURVE_COLUMNS = ["test_set", "class", "bin", "lower", "upper", "n", "n_positive", "predicted", "observed",
                             "observed_lo", "observed_hi"]
-
-
-def evaluated_sets(scored: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """(name, rows): the internal test set, each external cohort, the pooled external ones."""
-    sets = [(INTERNAL_TEST, scored[scored["cohort"] == "internal"])]
-    external = scored[scored["cohort"] != "internal"]
-    cohorts = list(dict.fromkeys(external["cohort"]))
-    sets += [(cohort, external[external["cohort"] == cohort]) for cohort in cohorts]
-    if len(cohorts) > 1:
-        sets.append((EXTERNAL_POOLED, external))
-    return [(name, rows) for name, rows in sets if len(rows)]
 
 
 def multiclass_calibration_table(scored: pd.DataFrame, task, backbone: str, n_boot: int, seed: int,
@@ -294,14 +294,70 @@ def multiclass_calibration_figure(curves: pd.DataFrame, summary: pd.DataFrame, c
     return fig
 
 
+MULTICLASS_DECISION_CURVE_COLUMNS = ["test_set", "class", *DECISION_CURVE_COLUMNS]
+
+
+def multiclass_decision_curve_table(case_predictions: pd.DataFrame, backbones, task, dca_classes, test_set: str,
+                                    settings: dict) -> pd.DataFrame:
+    """One-vs-rest net benefit per class of ``dca_classes`` (empty: every class) of every
+    backbone x input on ``test_set`` (an :func:`spinedx.final_system.evaluated_sets` name),
+    on the cases every model scored there."""
+    inputs = distinct_inputs(case_predictions["input"])
+    scored = []
+    for backbone in backbones:
+        for input_ in inputs:
+            rows = dict(evaluated_sets(scoring_predictions(case_predictions, backbone, input_))).get(test_set)
+            if rows is not None:
+                scored.append(rows.assign(_model=f"{backbone}/{input_}"))
+    if not scored:
+        return pd.DataFrame(columns=MULTICLASS_DECISION_CURVE_COLUMNS)
+    scored = pd.concat(scored, ignore_index=True)
+    thresholds = np.round(np.arange(0.01, settings["dca_max_threshold"] + 1e-9, settings["dca_step"]), 6)
+    parts = []
+    for class_name in dca_classes or task.classes:
+        column = task.probability_columns[list(task.classes).index(class_name)]
+        wide = scored.pivot_table(index=["patient_id", "label"], columns="_model", values=column).dropna()
+        models = {name: wide[name].to_numpy() for name in dict.fromkeys(scored["_model"])}
+        is_class = (wide.index.get_level_values("label").to_numpy() == list(task.classes).index(class_name))
+        parts.append(decision_curve(is_class.astype(int), models, thresholds).assign(
+            test_set=test_set, **{"class": class_name}))
+    return pd.concat(parts, ignore_index=True)[MULTICLASS_DECISION_CURVE_COLUMNS]
+
+
+def multiclass_decision_curve_figure(curve: pd.DataFrame, backbone: str, inputs, backbones, test_set: str):
+    plt = pyplot()
+    classes = list(dict.fromkeys(curve["class"]))
+    columns = min(len(classes), 3)
+    rows = int(np.ceil(len(classes) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(PAGE_WIDTH if columns > 1 else COLUMN_WIDTH * 1.5,
+                                                     2.6 * rows + 0.4), squeeze=False)
+    for index, class_name in enumerate(classes):
+        ax = axes[index // columns][index % columns]
+        _draw_decision_curves(ax, curve[curve["class"] == class_name], backbone, inputs, backbones)
+        ax.set_title(f"{class_name} vs rest")
+    for index in range(len(classes), rows * columns):
+        axes[index // columns][index % columns].axis("off")
+    # One legend for all panels, where it hides no curve: in a spare panel, else below them.
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    spare = len(classes) < rows * columns
+    if spare:
+        axes[-1][-1].legend(handles, labels, loc="center", frameon=False)
+    else:
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), frameon=False)
+    fig.suptitle(f"One-vs-rest decision curves, {backbone}, {test_set}")
+    fig.tight_layout(rect=(0, 0 if spare else 0.1, 1, 1))
+    return fig
+
+
 def multiclass_main_stage(config, case_prediction_paths, overall_path, out_summary, out_curve,
-                          calibration_stem) -> dict:
+                          calibration_stem, out_decision_curve=None, decision_curve_stem=None) -> dict:
     task = task_from_config(config)
     settings, evaluation = config["calibration"], config["evaluation"]
     external = list(config["data"]["external_cohorts"])
     pooled = EXTERNAL_POOLED if len(external) > 1 else external[0]
     backbone = choose_final_backbone_multiclass(pd.read_csv(overall_path), config, pooled)
-    scored = scoring_predictions(read_parquets(case_prediction_paths), backbone)
+    predictions = read_parquets(case_prediction_paths)
+    scored = scoring_predictions(predictions, backbone)
     summary = multiclass_calibration_table(scored, task, backbone, int(evaluation["bootstrap_replicates"]),
                                            int(evaluation["seed"]), evaluation["ci_level"])
     sets = dict(evaluated_sets(scored))
@@ -314,4 +370,15 @@ def multiclass_main_stage(config, case_prediction_paths, overall_path, out_summa
     for row in summary[summary["class"] == ALL_CLASSES].itertuples():
         log.info("calibration of the final system, %s: multi-class Brier %.3f (%.3f to %.3f)", row.test_set,
                  row.brier, row.brier_lo, row.brier_hi)
-    return {"summary": summary, "curves": curves, "figures": written}
+    result = {"summary": summary, "curves": curves, "figures": written}
+    if out_decision_curve:
+        backbones = model_names(config)
+        curve = multiclass_decision_curve_table(predictions, backbones, task, settings["dca_classes"], name, settings)
+        write_csv(curve, out_decision_curve)
+        inputs = list(dict.fromkeys(predictions["input"]))
+        written += save_figure(multiclass_decision_curve_figure(curve, backbone, inputs, backbones, name),
+                               Path(decision_curve_stem))
+        log.info("one-vs-rest decision curves of %d class(es) on %s -> %s", curve["class"].nunique(), name,
+                 out_decision_curve)
+        result["decision_curve"] = curve
+    return result

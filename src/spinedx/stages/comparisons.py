@@ -21,6 +21,14 @@ Fusion: case-level tables of the fusion stage (columns ``patient_id``, ``label``
 columns) compare ``image+clinical`` with ``image`` (the same learner without the
 covariates: the fair baseline) on every test set (prediction sets that did not fit the
 stacker, :data:`spinedx.stats.fusion.FIT_SETS`).
+
+N-class studies labelled per case (:func:`multiclass_main_stage`): the same pairs (and
+fusion ``image+clinical`` vs ``image`` of each backbone) on each test set of
+:func:`spinedx.final_system.evaluated_sets` (the internal test set, each external cohort,
+the pooled external cohorts; every model scored by :func:`spinedx.final_system.scoring_predictions`):
+:func:`spinedx.stats.comparisons.multiclass_paired_comparison_table` rows (accuracy of the
+argmax decisions by exact McNemar; per class one-vs-rest AUC by DeLong and sensitivity by
+exact McNemar), p adjusted within each test set over every pair, fusion included.
 """
 
 from __future__ import annotations
@@ -32,11 +40,12 @@ import pandas as pd
 
 from spinedx.errors import InputError
 from spinedx.aggregation import distinct_inputs
-from spinedx.final_system import evaluated_cases
+from spinedx.final_system import evaluated_cases, evaluated_sets, scoring_predictions
 from spinedx.input_modes import model_names
 from spinedx.io import read_parquets, write_csv
-from spinedx.stats.comparisons import COLUMNS, adjust_family, paired_comparison_table
-from spinedx.task import BinaryTask
+from spinedx.stats.comparisons import (COLUMNS, MULTICLASS_COLUMNS, adjust_family, multiclass_paired_comparison_table,
+                                       paired_comparison_table)
+from spinedx.task import BinaryTask, task_from_config
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +64,22 @@ def _pairs(backbones, inputs) -> list[tuple[str, tuple[str, str], tuple[str, str
     return pairs
 
 
-def _compare(kind: str, name_a: str, cases_a: pd.DataFrame, name_b: str, cases_b: pd.DataFrame,
-             score_col: str, threshold: float, level: float) -> pd.DataFrame:
-    """One pair on the cases both scored (``patient_id``, ``label``, ``score_col``)."""
-    both = cases_a[["patient_id", "label", score_col]].merge(
-        cases_b[["patient_id", "label", score_col]], on="patient_id", suffixes=("_a", "_b"))
+def _paired_cases(name_a: str, cases_a: pd.DataFrame, name_b: str, cases_b: pd.DataFrame,
+                  score_cols) -> pd.DataFrame:
+    """The cases both models scored: ``patient_id``, ``label_a``, ``label_b`` and each score
+    column with suffix ``_a`` / ``_b``; the two must agree on every label."""
+    columns = ["patient_id", "label", *score_cols]
+    both = cases_a[columns].merge(cases_b[columns], on="patient_id", suffixes=("_a", "_b"))
     if (both["label_a"] != both["label_b"]).any():
         raise InputError(f"{name_a} and {name_b} disagree on the labels of patient(s) "
                          f"{both.loc[both['label_a'] != both['label_b'], 'patient_id'].tolist()[:5]}; rerun case_level")
+    return both
+
+
+def _compare(kind: str, name_a: str, cases_a: pd.DataFrame, name_b: str, cases_b: pd.DataFrame,
+             score_col: str, threshold: float, level: float) -> pd.DataFrame:
+    """One pair on the cases both scored (``patient_id``, ``label``, ``score_col``)."""
+    both = _paired_cases(name_a, cases_a, name_b, cases_b, [score_col])
     if both.empty:
         return pd.DataFrame(columns=TABLE_COLUMNS)
     table = paired_comparison_table(both["label_a"].to_numpy(), {name_a: both[f"{score_col}_a"].to_numpy(),
@@ -137,4 +154,77 @@ def main_stage(config, case_prediction_paths, out, fusion_paths=()) -> pd.DataFr
     significant = table[table["p_adjusted"] < 1 - config["evaluation"]["ci_level"]]
     log.info("paired comparisons: %d rows, %d with adjusted p < %.2g -> %s", len(table), len(significant),
              1 - config["evaluation"]["ci_level"], out)
+    return table
+
+
+# --- N-class studies ------------------------------------------------------------------
+
+MULTICLASS_TABLE_COLUMNS = ["test_set", "kind", *MULTICLASS_COLUMNS]
+
+
+def _compare_multiclass(kind: str, name_a: str, cases_a: pd.DataFrame, name_b: str, cases_b: pd.DataFrame,
+                        task, level: float) -> pd.DataFrame:
+    """One N-class pair on the cases both scored (``patient_id``, ``label``, ``prob_<class>``)."""
+    columns = list(task.probability_columns)
+    both = _paired_cases(name_a, cases_a, name_b, cases_b, columns)
+    if both.empty:
+        return pd.DataFrame(columns=MULTICLASS_TABLE_COLUMNS)
+    probs = {name_a: both[[f"{c}_a" for c in columns]].to_numpy(float),
+             name_b: both[[f"{c}_b" for c in columns]].to_numpy(float)}
+    return multiclass_paired_comparison_table(both["label_a"].to_numpy(int), probs, task.classes,
+                                              [(name_a, name_b)], level=level).assign(kind=kind)
+
+
+def _scored_sets(scored: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    return dict(evaluated_sets(scored))
+
+
+def multiclass_comparisons_table(case_predictions: pd.DataFrame, backbones, inputs, task, level: float,
+                                 adjust: str, family: str, fusion: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every N-class pair on every test set; p adjusted within each test set over all its
+    rows (``family: all``) or per metric."""
+    models = {(backbone, input_): _scored_sets(scoring_predictions(case_predictions, backbone, input_))
+              for backbone in backbones for input_ in inputs}
+    pairs = [(kind, a, b, models[a], models[b]) for kind, a, b in _pairs(backbones, inputs)]
+    if fusion is not None and not fusion.empty:
+        from spinedx.stats.fusion import PREDICTION_SET_COLUMN
+
+        required = ["backbone", "fusion_input", "model", PREDICTION_SET_COLUMN, "patient_id", "cohort", "label"]
+        missing = [c for c in [*required, *task.probability_columns] if c not in fusion.columns]
+        if missing:
+            raise InputError(f"fusion predictions lack column(s) {missing}; rerun the fusion stage")
+        # The fusion table's fusion_input takes the case-level table's input place, so the
+        # same scoring rule picks each patient's test prediction (external: the repeats' mean).
+        fused = fusion.rename(columns={"fusion_input": "input"})
+        for backbone in dict.fromkeys(fused["backbone"]):
+            pairs.append(("fusion", (backbone, FUSED), (backbone, IMAGE_ONLY),
+                          _scored_sets(scoring_predictions(fused, backbone, FUSED)),
+                          _scored_sets(scoring_predictions(fused, backbone, IMAGE_ONLY))))
+    test_sets = list(dict.fromkeys(name for *_, sets_a, sets_b in pairs for name in [*sets_a, *sets_b]))
+    tables = []
+    for test_set in test_sets:
+        parts = [_compare_multiclass(kind, model_name(*a), sets_a[test_set], model_name(*b), sets_b[test_set],
+                                     task, level)
+                 for kind, a, b, sets_a, sets_b in pairs if test_set in sets_a and test_set in sets_b]
+        parts = [p for p in parts if not p.empty]
+        if parts:
+            table = pd.concat(parts, ignore_index=True).assign(test_set=test_set)
+            tables.append(adjust_family(table, adjust, family, f"of test set {test_set}"))
+    if not tables:
+        return pd.DataFrame(columns=MULTICLASS_TABLE_COLUMNS)
+    return pd.concat(tables, ignore_index=True)[MULTICLASS_TABLE_COLUMNS]
+
+
+def multiclass_main_stage(config, case_prediction_paths, out, fusion_paths=()) -> pd.DataFrame:
+    task = task_from_config(config)
+    settings = config["comparisons"]
+    predictions = read_parquets(case_prediction_paths)
+    fusion = read_parquets(fusion_paths) if fusion_paths else None
+    table = multiclass_comparisons_table(predictions, model_names(config), distinct_inputs(predictions["input"]),
+                                         task, config["evaluation"]["ci_level"], settings["adjust"],
+                                         settings["family"], fusion)
+    write_csv(table, out)
+    significant = table[table["p_adjusted"] < 1 - config["evaluation"]["ci_level"]]
+    log.info("N-class paired comparisons: %d rows on %d test set(s), %d with adjusted p < %.2g -> %s", len(table),
+             table["test_set"].nunique(), len(significant), 1 - config["evaluation"]["ci_level"], out)
     return table

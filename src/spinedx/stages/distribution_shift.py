@@ -7,9 +7,10 @@ Two entry points:
   volume study: per model ``<mode>_<network>`` x sequence), the training cohort's
   reference (:mod:`spinedx.stats.shift`): for each fold model the PPCA model of the
   penultimate-layer features of the images it trained on and the distances of its
-  held-out (out-of-fold) internal images, and the intensity and size statistics of the
-  internal images (a volume study: of the crops the model reads, from the input mode's
-  cache and crops table). Written as ``.npz`` (plain arrays, read without pickle), copied
+  held-out internal images (out-of-fold; a hold-out repeat's validation and
+  internal-test images; any number of classes), and the intensity and size statistics of
+  the internal images (a volume study: of the crops the model reads, from the input
+  mode's cache and crops table). Written as ``.npz`` (plain arrays, read without pickle), copied
   into the bundle and hashed with it.
 * :func:`audit_stage` (audit mode): every image of the new cohort through every fold
   model: its feature score (median over the fold models of distance / threshold; above 1
@@ -44,7 +45,7 @@ from spinedx.models.device import set_up
 from spinedx.models.features import penultimate_features
 from spinedx.models.volumetric import VolumeJob
 from spinedx.plotting import PAGE_WIDTH, PALETTE, pyplot, save_figure
-from spinedx.splitting import read_folds
+from spinedx.splitting import model_partitions, read_folds
 from spinedx.stats.shift import (FeatureReference, StatisticsReference, crop_statistics, fit_feature_reference,
                                  fold_scores, image_statistics)
 
@@ -129,11 +130,12 @@ def _check_job_inputs(config, cache_paths, images_paths, outs, what: str) -> lis
 
 def build_reference(fold_paths: dict[int, str], images: pd.DataFrame, crops: np.ndarray, pixels: torch.Tensor,
                     folds: pd.DataFrame, device, acceleration, settings: dict, batch_size: int) -> dict:
-    """The arrays of one backbone x sequence's reference (internal images only)."""
-    fold_of = images["patient_id"].map(folds.set_index("patient_id")["fold"]).to_numpy()
+    """The arrays of one backbone x sequence's reference (internal images only). ``folds``:
+    k-fold folds or hold-out partitions; a model's held-out images are those it did not
+    train on (its fold; a repeat's validation and internal-test partitions)."""
     arrays: dict[str, np.ndarray] = {}
     for fold, features in _features_per_fold(fold_paths, pixels, device, acceleration, batch_size).items():
-        held = fold_of == fold
+        held = model_partitions(images, folds, fold, "splits") != "train"
         reference = fit_feature_reference(features[~held], features[held], settings["components"])
         arrays.update(reference.to_arrays(f"fold{fold}_"))
     arrays["folds"] = np.array(sorted(fold_paths), dtype=np.int64)

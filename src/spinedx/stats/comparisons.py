@@ -2,6 +2,11 @@
 compared on the same cases by AUC (DeLong), sensitivity and specificity (exact McNemar,
 Newcombe interval), with multiplicity-adjusted p-values.
 
+N classes (:func:`multiclass_paired_comparison_table`): accuracy of the argmax decisions
+(exact McNemar on each case right or wrong, Newcombe interval), and per class one-vs-rest
+the AUC of that class's probability (DeLong) and the sensitivity (the class's cases
+decided as that class; exact McNemar); the same row builders as the two-class table.
+
 One row per (comparison, metric); differences are model_a minus model_b. Decisions are
 the study's rule (positive when the probability is strictly above the threshold,
 :func:`spinedx.stats.binary.positive_calls`) unless given explicitly (e.g. a reader's own
@@ -20,15 +25,21 @@ import pandas as pd
 from spinedx.errors import InputError
 from spinedx.stats.binary import positive_calls
 from spinedx.stats.delong import paired_delong_test
-from spinedx.stats.mcnemar import paired_accuracy
+from spinedx.stats.mcnemar import paired_accuracy, paired_proportions
+from spinedx.stats.multiclass import argmax_decisions
 from spinedx.stats.multiplicity import adjust_pvalues
 
-__all__ = ["COLUMNS", "METRICS", "adjust_family", "paired_comparison_table"]
+__all__ = ["COLUMNS", "METRICS", "MULTICLASS_COLUMNS", "MULTICLASS_METRICS", "adjust_family",
+           "multiclass_paired_comparison_table", "paired_comparison_table"]
 
 METRICS = ("auc", "sensitivity", "specificity")
 COLUMNS = ["comparison", "model_a", "model_b", "metric", "test", "n", "estimate_a",
            "estimate_b", "difference", "ci_lo", "ci_hi", "statistic", "p", "p_adjusted",
            "adjustment", "only_a_correct", "only_b_correct"]
+MULTICLASS_METRICS = ("accuracy", "auc", "sensitivity")
+#: N classes: ``class`` names the class of a one-vs-rest row ("all" for accuracy).
+MULTICLASS_COLUMNS = [*COLUMNS[:4], "class", *COLUMNS[4:]]
+ALL_CLASSES = "all"
 
 
 def _threshold_of(threshold, model: str) -> float:
@@ -58,59 +69,117 @@ def paired_comparison_table(labels, scores: Mapping[str, Sequence[float]],
     (its p is exact); ``only_a_correct`` / ``only_b_correct`` are McNemar's discordant
     counts. A metric that cannot be computed (a class absent) gives NaN, not an error.
     """
-    if family not in ("all", "metric"):
-        raise InputError(f"family must be 'all' or 'metric', got {family!r}")
-    unknown_metrics = set(metrics) - set(METRICS)
-    if unknown_metrics:
-        raise InputError(f"unknown metric(s) {sorted(unknown_metrics)}; choose from {METRICS}")
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.isin(labels, (0, 1)).all():
         raise InputError("labels must be a 1-D sequence of 0/1 (1 = positive case)")
-    arrays = {}
-    for name, values in scores.items():
-        values = np.asarray(values, dtype=float)
-        if values.shape != labels.shape:
-            raise InputError(f"scores of {name!r} have shape {values.shape}, labels {labels.shape}")
-        if not np.isfinite(values).all():
-            raise InputError(f"scores of {name!r} must all be finite")
-        arrays[name] = values
-    if comparisons is None:
-        comparisons = list(combinations(arrays, 2))
-    for pair in comparisons:
-        missing = [name for name in pair if name not in arrays]
-        if len(pair) != 2 or missing:
-            raise InputError(f"comparison {pair!r} must name two models of scores; "
-                             f"unknown: {missing}")
+    arrays, comparisons = _checked_models(scores, labels.shape, "scores", comparisons, metrics, METRICS, family)
 
     def decisions(model: str) -> np.ndarray:
         if calls is not None and model in calls:
             return np.asarray(calls[model]).astype(int)
         return positive_calls(arrays[model], _threshold_of(threshold, model)).astype(int)
 
-    both_classes = 0 < labels.sum() < labels.size
     rows = []
     for model_a, model_b in comparisons:
-        base = {"comparison": f"{model_a} vs {model_b}", "model_a": model_a, "model_b": model_b}
+        base = _base_row(model_a, model_b)
         if "auc" in metrics:
-            row = dict(base, metric="auc", test="DeLong", n=int(labels.size),
-                       only_a_correct=math.nan, only_b_correct=math.nan)
-            if both_classes:
-                result = paired_delong_test(labels, arrays[model_a], arrays[model_b], level)
-                row.update(estimate_a=result["auc_a"], estimate_b=result["auc_b"],
-                           difference=result["difference"], ci_lo=result["ci_lo"],
-                           ci_hi=result["ci_hi"], statistic=result["z"], p=result["p"])
-            rows.append(row)
+            rows.append(_delong_row(base, labels, arrays[model_a], arrays[model_b], level))
         accuracy_metrics = [metric for metric in ("sensitivity", "specificity") if metric in metrics]
         if accuracy_metrics:
             paired = paired_accuracy(labels, decisions(model_a), decisions(model_b), level)
-            for metric in accuracy_metrics:
-                result = paired[metric]
-                rows.append(dict(base, metric=metric, test="McNemar exact", n=result["n"],
-                                 estimate_a=result["estimate_a"], estimate_b=result["estimate_b"],
-                                 difference=result["difference"], ci_lo=result["ci_lo"],
-                                 ci_hi=result["ci_hi"], statistic=math.nan, p=result["p"],
-                                 only_a_correct=result["b"], only_b_correct=result["c"]))
+            rows += [_mcnemar_row(base, metric, paired[metric]) for metric in accuracy_metrics]
     return adjust_family(pd.DataFrame(rows).reindex(columns=COLUMNS), adjust, family)
+
+
+def _checked_models(scores: Mapping, shape: tuple, what: str, comparisons, metrics, known_metrics,
+                    family: str) -> tuple[dict[str, np.ndarray], list]:
+    """The models' arrays (each of ``shape``, finite) and the pairs (default: every pair),
+    after checking the family, the metrics and that each pair names two models."""
+    if family not in ("all", "metric"):
+        raise InputError(f"family must be 'all' or 'metric', got {family!r}")
+    unknown_metrics = set(metrics) - set(known_metrics)
+    if unknown_metrics:
+        raise InputError(f"unknown metric(s) {sorted(unknown_metrics)}; choose from {known_metrics}")
+    arrays = {}
+    for name, values in scores.items():
+        values = np.asarray(values, dtype=float)
+        if values.shape != shape:
+            raise InputError(f"{what}: {name!r} has shape {values.shape}, expected {shape}")
+        if not np.isfinite(values).all():
+            raise InputError(f"{what}: {name!r} must all be finite")
+        arrays[name] = values
+    if comparisons is None:
+        comparisons = list(combinations(arrays, 2))
+    for pair in comparisons:
+        missing = [name for name in pair if name not in arrays]
+        if len(pair) != 2 or missing:
+            raise InputError(f"comparison {pair!r} must name two models of the {what.split(' (')[0]}; "
+                             f"unknown: {missing}")
+    return arrays, list(comparisons)
+
+
+def _base_row(model_a: str, model_b: str, **extra) -> dict:
+    return {"comparison": f"{model_a} vs {model_b}", "model_a": model_a, "model_b": model_b, **extra}
+
+
+def _delong_row(base: dict, labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, level: float) -> dict:
+    """An AUC row (DeLong's test of correlated AUCs); NaN estimates when a class is absent."""
+    row = dict(base, metric="auc", test="DeLong", n=int(labels.size), only_a_correct=math.nan,
+               only_b_correct=math.nan)
+    if 0 < labels.sum() < labels.size:
+        result = paired_delong_test(labels, scores_a, scores_b, level)
+        row.update(estimate_a=result["auc_a"], estimate_b=result["auc_b"], difference=result["difference"],
+                   ci_lo=result["ci_lo"], ci_hi=result["ci_hi"], statistic=result["z"], p=result["p"])
+    return row
+
+
+def _mcnemar_row(base: dict, metric: str, result: dict) -> dict:
+    """A paired-proportion row (:func:`spinedx.stats.mcnemar.paired_proportions`)."""
+    return dict(base, metric=metric, test="McNemar exact", n=result["n"], estimate_a=result["estimate_a"],
+                estimate_b=result["estimate_b"], difference=result["difference"], ci_lo=result["ci_lo"],
+                ci_hi=result["ci_hi"], statistic=math.nan, p=result["p"], only_a_correct=result["b"],
+                only_b_correct=result["c"])
+
+
+def multiclass_paired_comparison_table(labels, probs: Mapping[str, np.ndarray], classes: Sequence[str],
+                                       comparisons: Sequence[tuple[str, str]] | None = None, *,
+                                       metrics: Sequence[str] = MULTICLASS_METRICS, level: float = 0.95,
+                                       adjust: str = "holm", family: str = "all") -> pd.DataFrame:
+    """Compare N-class models pairwise on the same cases.
+
+    ``labels``: the true class index (0 .. K-1) per case. ``probs``: model name -> (N, K)
+    probabilities (columns in the order of ``classes``), rows in the order of ``labels``.
+    The decision is the class of highest probability (ties: the earlier class,
+    :func:`spinedx.stats.multiclass.argmax_decisions`). Rows (columns
+    :data:`MULTICLASS_COLUMNS`), per pair: ``accuracy`` (class "all": each case right or
+    wrong; exact McNemar, Newcombe interval), then per class ``auc`` (that class's
+    probability against "is that class", DeLong) and ``sensitivity`` (the class's cases
+    decided as that class, exact McNemar); a class absent from the cases gives NaN.
+    ``adjust`` / ``family`` as :func:`paired_comparison_table` (``metric``: accuracy, AUC
+    and sensitivity each its own family).
+    """
+    labels = np.asarray(labels)
+    k = len(classes)
+    if labels.ndim != 1 or not np.isin(labels, np.arange(k)).all():
+        raise InputError(f"labels must be a 1-D sequence of class indices 0..{k - 1} ({list(classes)})")
+    arrays, comparisons = _checked_models(probs, (labels.size, k), "probabilities (one row per case, one column per "
+                                          "class)", comparisons, metrics, MULTICLASS_METRICS, family)
+    rows = []
+    for model_a, model_b in comparisons:
+        decided_a, decided_b = argmax_decisions(arrays[model_a]), argmax_decisions(arrays[model_b])
+        if "accuracy" in metrics:
+            rows.append(_mcnemar_row(_base_row(model_a, model_b, **{"class": ALL_CLASSES}), "accuracy",
+                                     paired_proportions(decided_a == labels, decided_b == labels, level)))
+        for index, class_name in enumerate(classes):
+            base = _base_row(model_a, model_b, **{"class": class_name})
+            is_class = labels == index
+            if "auc" in metrics:
+                rows.append(_delong_row(base, is_class.astype(int), arrays[model_a][:, index],
+                                        arrays[model_b][:, index], level))
+            if "sensitivity" in metrics:
+                rows.append(_mcnemar_row(base, "sensitivity", paired_proportions(
+                    decided_a[is_class] == index, decided_b[is_class] == index, level)))
+    return adjust_family(pd.DataFrame(rows).reindex(columns=MULTICLASS_COLUMNS), adjust, family)
 
 
 def adjust_family(table: pd.DataFrame, adjust: str = "holm", family: str = "all", label: str = "") -> pd.DataFrame:
