@@ -8,8 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy.spatial.distance import mahalanobis
 
+from spinedx.errors import InputError
 from spinedx.stats import shift
 
 
@@ -103,7 +105,8 @@ def test_reference_holds_out_what_each_model_did_not_train_on(scheme, monkeypatc
         trained = {r: splits.patient_id[(splits.repeat == r) & (splits.partition == "train")] for r in range(3)}
     features = {k: rng.normal(size=(24, 5)) for k in range(3)}
     monkeypatch.setattr(stage, "_features_per_fold", lambda *args: features)
-    monkeypatch.setattr(stage, "image_statistics", lambda crops, images: pd.DataFrame({"x": np.zeros(len(images))}))
+    monkeypatch.setattr(stage, "_statistics",
+                        lambda crops, images, fold_paths: pd.DataFrame({"x": np.zeros(len(images))}))
     arrays = stage.build_reference({k: f"model{k}" for k in range(3)}, images, None, None, splits, None, None,
                                    {"components": 2}, 8)
     for k in range(3):
@@ -112,3 +115,124 @@ def test_reference_holds_out_what_each_model_did_not_train_on(scheme, monkeypatc
         assert arrays[f"fold{k}_held_out"].size == int((~train).sum()) == 24 - 2 * len(trained[k])
         np.testing.assert_allclose(arrays[f"fold{k}_held_out"], expected.held_out_distances, rtol=1e-12)
         np.testing.assert_allclose(arrays[f"fold{k}_mean"], features[k][train].mean(axis=0), rtol=1e-12)
+
+
+# --- Volume studies: crops of 2d / 2.5d / 3d models -------------------------------------------
+
+def _crops_table(n: int, spacing=(2.5, 0.8, 0.8)) -> pd.DataFrame:
+    """The crops-table columns the volume statistics read (source volume and lesion box)."""
+    rng = np.random.default_rng(n)
+    start = rng.integers(5, 10, size=(n, 3))
+    stop = start + rng.integers(4, 9, size=(n, 3))
+    table = {"patient_id": [f"P{i:02d}" for i in range(n)], "image_id": [f"P{i:02d}/CT" for i in range(n)],
+             "sequence": "CT", "cohort": "internal"}
+    for k, axis in enumerate("zyx"):
+        table.update({f"shape_{axis}": rng.integers(40, 60, n), f"spacing_{axis}": np.full(n, spacing[k]),
+                      f"box_{axis}0": start[:, k], f"box_{axis}1": stop[:, k]})
+    return pd.DataFrame(table)
+
+
+def test_crop_statistics_per_intensity_channel_and_the_volumes_size():
+    """2.5d crops (2 windows x 3 slices, channel-major as the crops are stacked) against an
+    explicit loop over crops and windows (numpy mean / SD / percentiles of each window's voxels)."""
+    rng = np.random.default_rng(4)
+    crops = rng.uniform(size=(3, 6, 5, 4)).astype(np.float32)
+    table = _crops_table(3)
+    statistics = shift.crop_statistics(crops, table, ["bone", "spine_soft_tissue"])
+    assert list(statistics.columns) == shift.crop_statistic_names(["bone", "spine_soft_tissue"])
+    assert len(statistics.columns) == 2 * 5 + 9
+    for i in range(3):
+        for c, window in enumerate(["bone", "spine_soft_tissue"]):
+            voxels = crops[i, 3 * c:3 * c + 3].astype(np.float64).ravel()
+            expected = [voxels.mean(), voxels.std(), *np.percentile(voxels, [5, 50, 95])]
+            got = statistics.loc[i, [f"{window}_{s}" for s in ("mean", "sd", "p05", "p50", "p95")]].to_numpy()
+            assert got == pytest.approx(expected, rel=1e-12)
+        for axis in "zyx":
+            assert statistics.loc[i, f"volume_{axis}"] == table.loc[i, f"shape_{axis}"]
+            assert statistics.loc[i, f"lesion_{axis}_mm"] == pytest.approx(
+                (table.loc[i, f"box_{axis}1"] - table.loc[i, f"box_{axis}0"]) * table.loc[i, f"spacing_{axis}"])
+    with pytest.raises(InputError, match="intensity channels"):
+        shift.crop_statistics(crops[:, :5], table, ["bone", "spine_soft_tissue"])
+
+
+def _volume_checkpoint(name: str, input_shape, seed: int, fold: int = 0) -> tuple[dict, torch.nn.Module]:
+    from spinedx.imaging.intensity import ct_window_recipe
+    from spinedx.models.checkpoints import CHECKPOINT_FORMAT
+    from spinedx.models.volumetric import VolumeJob
+
+    torch.manual_seed(seed)
+    job = VolumeJob.of(name)
+    model = job.build(input_shape, 2).eval()
+    checkpoint = {"format": CHECKPOINT_FORMAT, "backbone": name, "sequence": "CT", "fold": fold, "n_classes": 2,
+                  "classes": ["osteoporotic", "malignant"], "mean": 0.5, "std": 0.25,
+                  "state_dict": model.state_dict(),
+                  **job.checkpoint_fields(input_shape, {"spacing": [2.0] * 3, "plane": "axial", "neighbours": 1,
+                                                        "crop_mm": [24] * 3, "max_slices": 3},
+                                          ct_window_recipe(["bone", "spine_soft_tissue"]))}
+    return checkpoint, model
+
+
+@pytest.mark.parametrize("name, input_shape", [("3d_classifier", (2, 12, 12, 12)), ("3d_resnet10", (2, 12, 12, 12)),
+                                               ("2.5d_resnet10t", (6, 16, 16))])
+def test_volume_models_features_are_what_their_last_linear_layer_reads(name, input_shape):
+    """Penultimate features of a MONAI 3-D network (hooked) and of a 2.5d timm backbone
+    (pre-logits): the classifier's linear layer applied to them gives the model's logits."""
+    from spinedx.models.features import penultimate_features
+    from spinedx.models.volumetric import normalise
+
+    checkpoint, model = _volume_checkpoint(name, input_shape, seed=5)
+    crops = torch.rand(5, *input_shape, generator=torch.Generator().manual_seed(6))
+    features = penultimate_features(model, crops, checkpoint, batch_size=2)
+    linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        logits = model(normalise(crops, 0.5, 0.25)).numpy()
+    weights, bias = linear.weight.detach().double().numpy(), linear.bias.detach().double().numpy()
+    assert features.shape == (5, linear.in_features)
+    assert features @ weights.T + bias == pytest.approx(logits, abs=1e-4)
+    with pytest.raises(InputError, match="preprocess with the model's settings"):
+        penultimate_features(model, crops[:, :, :-1], checkpoint, batch_size=2)
+
+
+def _hu_cohort(n: int, seed: int) -> np.ndarray:
+    """Smooth CT-like sub-volumes (HU): soft tissue with a brighter bony block."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    volumes = np.stack([gaussian_filter(rng.normal(60, 120, size=(12, 12, 12)), 1.0) for _ in range(n)])
+    volumes[:, 3:9, 3:9, 3:9] += rng.uniform(250, 450, size=(n, 1, 1, 1))
+    return volumes
+
+
+def test_a_volume_cohort_with_intensities_x3_is_flagged(tmp_path):
+    """The stage's reference of a 3d model (two fold models, CT windows) and a new cohort of
+    the same distribution, as is and with every HU tripled before the windows: the tripled
+    cohort is flagged by features and statistics, the same-distribution one mostly not."""
+    from spinedx.imaging.intensity import apply_recipe, ct_window_recipe
+    from spinedx.models.checkpoints import save_checkpoint
+    from spinedx.models.device import Acceleration
+    from spinedx.stages import distribution_shift
+
+    recipe = ct_window_recipe(["bone", "spine_soft_tissue"])
+    windowed = lambda hu: np.stack([apply_recipe(v.astype(np.float32), recipe) for v in hu])  # noqa: E731
+    fold_paths = {}
+    for fold in (0, 1):
+        checkpoint, _ = _volume_checkpoint("3d_classifier", (2, 12, 12, 12), seed=10 + fold, fold=fold)
+        save_checkpoint(checkpoint, tmp_path / f"fold{fold}.pt")
+        fold_paths[fold] = str(tmp_path / f"fold{fold}.pt")
+    training = _crops_table(40)
+    crops = windowed(_hu_cohort(40, seed=7))
+    folds = pd.DataFrame({"patient_id": training.patient_id, "fold": np.arange(40) % 2})
+    device = torch.device("cpu")
+    arrays = distribution_shift.build_reference(fold_paths, training, crops, torch.from_numpy(crops), folds, device,
+                                                Acceleration(), {"components": 5}, 16)
+    assert list(arrays["statistics_names"]) == shift.crop_statistic_names(["bone", "spine_soft_tissue"])
+    reference = {**arrays, "backbone": np.array("3d_classifier"), "sequence": np.array("CT")}
+    new = _crops_table(30).assign(cohort="external")
+    hu = _hu_cohort(30, seed=8)
+    scores = {}
+    for name, cohort in (("same", windowed(hu)), ("tripled", windowed(3 * hu))):
+        scores[name] = distribution_shift.score_cohort(reference, fold_paths, new, cohort, torch.from_numpy(cohort),
+                                                       device, Acceleration(), 0.95, 16)
+    assert scores["same"].flagged.mean() < 0.5
+    assert scores["tripled"].feature_flag.mean() >= 0.9 and scores["tripled"].statistics_flag.all()
+    assert scores["tripled"].feature_score.median() > 2 * scores["same"].feature_score.median()

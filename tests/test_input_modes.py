@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import REPO
 from spinedx import config as configuration
 from spinedx import paths
 from spinedx.errors import InputError
@@ -160,3 +161,22 @@ def test_roc_figure_is_drawn(tmp_path):
                tmp_path / "fig")
     assert Image.open(tmp_path / "fig.png").size[0] > 600
     assert (tmp_path / "fig.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_the_readers_aiding_model_is_configurable_and_defaults_to_the_final_system():
+    """reader_study.aiding_model (the vertebral CT demo: the paper's 2.5D model) replaces the
+    final system as the model the readers are aided by and compared with; null keeps the
+    final system (the best external ALL AUC, here 3d)."""
+    from spinedx.final_system import aiding_model
+
+    table3 = pd.DataFrame({"backbone": ["2d_resnet10t", "2.5d_resnet10t", "3d_classifier"], "input": "ALL",
+                           "auc": [0.70, 0.80, 0.90]})
+    volume = {**VOLUME, "backbones": ["resnet10t"]}
+    assert aiding_model(table3, configuration.resolve(volume)) == "3d_classifier"
+    chosen = configuration.resolve({**volume, "reader_study": {"aiding_model": "2.5d_resnet10t"}})
+    assert aiding_model(table3, chosen) == "2.5d_resnet10t"
+    with pytest.raises(configuration.ConfigError, match="reader_study.aiding_model names '3d_resnet10'"):
+        configuration.resolve({**volume, "reader_study": {"aiding_model": "3d_resnet10"}})
+    vertebral = configuration.load(REPO / "config/vertebral_ct.yaml")
+    assert vertebral["reader_study"]["aiding_model"] == "2.5d_resnet10t"
+    assert configuration.resolve({})["reader_study"]["aiding_model"] is None  # other studies: the final system

@@ -412,6 +412,7 @@ def test_a_shifted_cohort_is_flagged_and_the_studys_own_mostly_not(run):
     import torch
 
     from spinedx import config as configuration
+    from spinedx.imaging.cache import read_cache
     from spinedx.models.device import set_up
     from spinedx.stages import distribution_shift
 
@@ -424,8 +425,9 @@ def test_a_shifted_cohort_is_flagged_and_the_studys_own_mostly_not(run):
         for sequence in ("T1", "T2", "CE-T1"):
             reference = distribution_shift.read_reference(bundle / f"shift_reference/{backbone}/{sequence}.npz")
             folds = {k: bundle / f"models/{backbone}/{sequence}/fold{k}.pt" for k in range(3)}
-            chosen, crops, _ = distribution_shift._sequence_images(
-                images, results / f"preprocessing/{sequence}.npz", sequence, "external", device)
+            cache = results / f"preprocessing/{sequence}.npz"
+            chosen, crops, _ = distribution_shift._job_images(images, read_cache(cache), cache, sequence, "external",
+                                                              device)
             scores = {}
             for name, pixels in (("own", crops), ("inverted", 255 - crops)):
                 scores[name] = distribution_shift.score_cohort(reference, folds, chosen, pixels,

@@ -90,15 +90,18 @@ def test_model_card_and_checkpoints_describe_the_input_mode_and_recipe(run):
 
 def test_reader_study_and_the_issue15_analyses_agree_with_the_studys_own_tables(run):
     """Issue 15 for a two-class volume study: the demo reader study (2 senior + 2 junior
-    simulated readers, 5-point scale, unaided and aided by the final model), MRMC, paired
-    comparisons, calibration and decision curves, subgroups, participant flow, checklist;
-    the model's numbers are the study's own (tables 3 and 4) to the printed digit."""
+    simulated readers, 5-point scale, unaided and aided by the 2.5d model, the config's
+    reader_study.aiding_model), MRMC, paired comparisons, calibration and decision curves,
+    subgroups, participant flow, checklist; the model's numbers are the study's own (tables
+    3 and 4) to the printed digit: the aiding model's in the reader study, the final
+    system's in calibration and subgroups."""
     _, results = run
     tables = results / "tables"
     table3 = pd.read_csv(tables / "table3_case_level.csv")
     modes = pd.read_csv(tables / "table4_input_modes.csv")
     all_input = table3[table3.input == "ALL"].set_index("backbone").loc[MODELS]
     final = all_input.auc.idxmax()  # the best external ALL AUC, ties: the first model
+    aiding = "2.5d_resnet10t"  # .test/vertebral_ct.yaml reader_study.aiding_model
     readers = pd.read_csv(results / "demo_reader_study/readers.csv")
     assert readers.groupby(["reader", "condition"]).size().eq(6).all() and readers.reader.nunique() == 4
     assert set(readers.rating) <= {1, 2, 3, 4, 5} and readers.rating.dtype.kind == "i"
@@ -106,11 +109,11 @@ def test_reader_study_and_the_issue15_analyses_agree_with_the_studys_own_tables(
 
     metrics = pd.read_csv(tables / "reader_study_metrics.csv")
     model = metrics[metrics.reader == "model"].iloc[0]
-    mode_row = modes[(modes.cohort == "external") & (modes.model == final)].iloc[0]
+    mode_row = modes[(modes.cohort == "external") & (modes.model == aiding)].iloc[0]
     for key in ("auc", "auc_lo", "auc_hi", "sensitivity", "specificity", "f1", "f1_lo", "f1_hi"):
         assert f"{model[key]:.3f}" == f"{mode_row[key]:.3f}", key
         assert model[key] == pytest.approx(mode_row[key], abs=1e-12), key
-    assert model.auc == pytest.approx(all_input.loc[final, "auc"], abs=1e-12)
+    assert model.auc == pytest.approx(all_input.loc[aiding, "auc"], abs=1e-12)
     singles = metrics[~metrics.reader.isin(["model", "mean"])]
     assert len(singles) == 4 * 2 and (singles.f1_lo <= singles.f1).all() and (singles.f1 <= singles.f1_hi).all()
     groups = metrics[metrics.reader == "mean"].set_index(["experience", "condition"])
@@ -148,7 +151,7 @@ def test_reader_study_and_the_issue15_analyses_agree_with_the_studys_own_tables(
     cases = pd.read_csv(results / "demo_cohort/cases.csv")
     assert set(subgroups.variable) == {"all cases", "sex", "vendor"} and set(subgroups.backbone) == {final}
     assert set(subgroups[subgroups.variable == "vendor"].level) == set(cases[cases.cohort == "external"].vendor)
-    assert subgroups.auc.iloc[0] == pytest.approx(model.auc, abs=1e-12)
+    assert subgroups.auc.iloc[0] == pytest.approx(all_input.loc[final, "auc"], abs=1e-12)
 
     flow = pd.read_csv(tables / "participant_flow.csv").set_index(["step", "cohort", "group"])
     assert flow.loc[("listed in the cases table", "internal", "all"), "patients"] == 12
@@ -163,8 +166,73 @@ def test_reader_study_and_the_issue15_analyses_agree_with_the_studys_own_tables(
     for name in ("reader_study_roc", "calibration_curve", "decision_curve", "subgroups_forest", "participant_flow"):
         assert (results / f"figures/{name}.pdf").read_bytes()[:5] == b"%PDF-", name
         assert min(Image.open(results / f"figures/{name}.png").size) > 300, name
-    # No shift reference for volumes yet (README "Volumes"): the bundle holds none.
-    assert not (results / "bundle/shift_reference").exists()
+
+
+def _features_25d(checkpoint: dict, crops: np.ndarray) -> np.ndarray:
+    """Penultimate features of a 2.5d timm model computed apart from spinedx.models.features:
+    normalised crops, the backbone's feature map, global average pooling."""
+    from spinedx.models.checkpoints import model_from_checkpoint
+
+    model = model_from_checkpoint(checkpoint, torch.device("cpu"))
+    with torch.no_grad():
+        inputs = (torch.from_numpy(crops) - checkpoint["mean"]) / checkpoint["std"]
+        return model.forward_features(inputs).mean(dim=(2, 3)).double().numpy()
+
+
+def _ppca_distances(training: np.ndarray, new: np.ndarray, components: int) -> np.ndarray:
+    """Mahalanobis distances (scipy) under the PPCA covariance built from numpy's eigh."""
+    from scipy.spatial.distance import mahalanobis
+
+    values, vectors = np.linalg.eigh(np.cov(training, rowvar=False))
+    values, vectors = values[::-1], vectors[:, ::-1]
+    d = training.shape[1]
+    kept = vectors[:, :components]
+    covariance = kept @ np.diag(values[:components]) @ kept.T + values[components:].sum() / (d - components) * (
+        np.eye(d) - kept @ kept.T)
+    precision = np.linalg.inv(covariance)
+    return np.array([mahalanobis(x, training.mean(axis=0), precision) for x in new])
+
+
+def _internal_crops(results: Path, mode: str, cohort: str = "internal") -> tuple[pd.DataFrame, np.ndarray]:
+    table = pd.read_parquet(results / f"preprocessing/CT/{mode}.parquet")
+    table = table[table.cohort == cohort].reset_index(drop=True)
+    with np.load(results / f"preprocessing/CT/{mode}.npz") as cache:
+        position = pd.Index(cache["image_id"]).get_indexer(table.image_id)
+        return table, cache["images"][position]
+
+
+def test_the_bundle_carries_every_models_shift_reference(run):
+    """Per model (2d, 2.5d, 3d) the training cohort's shift reference, hashed with the models;
+    the 2.5d model's held-out distances of fold 0 and one crop statistic recomputed apart
+    (features by pooling the timm feature map, scipy's Mahalanobis distance under the PPCA
+    covariance from numpy's eigh; numpy statistics of the cached crops)."""
+    from spinedx.io import sha256_file
+    from spinedx.stats.shift import crop_statistic_names
+
+    _, results = run
+    bundle = results / "bundle"
+    sums = dict(reversed(line.split("  ")) for line in (bundle / "SHA256SUMS").read_text().splitlines())
+    card = json.loads((bundle / "model_card.json").read_text())
+    assert card["distribution_shift"]["references"] == [f"shift_reference/{m}/CT.npz" for m in MODELS]
+    names = crop_statistic_names(["bone", "spine_soft_tissue"])
+    for model in MODELS:
+        name = f"shift_reference/{model}/CT.npz"
+        assert sums[name] == sha256_file(bundle / name) == sha256_file(results / name)
+        with np.load(bundle / name, allow_pickle=False) as reference:
+            assert list(reference["statistics_names"]) == names and list(reference["folds"]) == [0, 1, 2]
+            assert reference["statistics_training"].shape == ((12 if model.startswith("3d") else 36), len(names))
+    table, crops = _internal_crops(results, "2.5d")
+    folds = pd.read_csv(results / "splits/folds.tsv", sep="\t", dtype={"patient_id": str})
+    folds = folds.set_index("patient_id")["fold"]
+    held = (table.patient_id.map(folds) == 0).to_numpy()
+    checkpoint = torch.load(bundle / "models/2.5d_resnet10t/CT/fold0.pt", weights_only=True)
+    features = _features_25d(checkpoint, crops)
+    with np.load(bundle / "shift_reference/2.5d_resnet10t/CT.npz", allow_pickle=False) as reference:
+        assert reference["fold0_components"].shape == (10, 512)  # config default 10 of 24 training crops
+        expected = _ppca_distances(features[~held], features[held], 10)
+        assert reference["fold0_held_out"] == pytest.approx(expected, rel=1e-6)
+        bone_mean = reference["statistics_training"][:, names.index("bone_mean")]
+    assert bone_mean == pytest.approx(crops[:, 0:3].astype(np.float64).mean(axis=(1, 2, 3)), rel=1e-12)
 
 
 def test_nothing_to_do_on_a_second_run(run):
@@ -222,6 +290,39 @@ def test_audit_of_a_dicom_series_cohort_reproduces_the_external_tables(run, audi
     pd.testing.assert_frame_equal(pd.read_csv(audited / "tables/table4_input_modes.csv"),
                                   modes[modes.cohort == "external"].reset_index(drop=True))
     assert not (audited / "models").exists() and not (audited / "splits").exists()
+
+
+def test_audit_scores_the_shift_of_every_model_before_the_tables(run, audit_run):
+    """The audited cohort (the study's external cohort as DICOM) against the bundle's
+    references: a table per crop and model, a summary per model, written before tables 3
+    and 4; one crop's 2.5d feature score recomputed apart (median over the fold models of
+    distance / the 0.95 quantile of the held-out distances)."""
+    _, results = run
+    _, audited = audit_run
+    summary = pd.read_csv(audited / "tables/distribution_shift_summary.csv")
+    assert list(summary.backbone) == MODELS and (summary.patients == 6).all()
+    assert list(summary.images) == [18, 18, 6]  # 3 central slices per case; one sub-volume
+    scored = pd.read_csv(audited / "tables/distribution_shift.csv")
+    assert {"bone_p95", "spacing_z", "lesion_x_mm"} <= set(scored.columns)
+    for table in ("table3_case_level", "table4_input_modes"):
+        assert (audited / "tables/distribution_shift_summary.csv").stat().st_mtime <= \
+            (audited / f"tables/{table}.csv").stat().st_mtime, table
+    assert (audited / "figures/distribution_shift.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    internal, internal_crops = _internal_crops(results, "2.5d")
+    external, external_crops = _internal_crops(audited, "2.5d", cohort="external")
+    folds = pd.read_csv(results / "splits/folds.tsv", sep="\t", dtype={"patient_id": str})
+    folds = folds.set_index("patient_id")["fold"]
+    ratios = []
+    for fold in range(3):
+        checkpoint = torch.load(results / f"bundle/models/2.5d_resnet10t/CT/fold{fold}.pt", weights_only=True)
+        training = _features_25d(checkpoint, internal_crops)
+        own = (internal.patient_id.map(folds) == fold).to_numpy()
+        held_out = _ppca_distances(training[~own], training[own], 10)
+        ratios.append(_ppca_distances(training[~own], _features_25d(checkpoint, external_crops[:1]), 10)[0]
+                      / np.quantile(held_out, 0.95))
+    row = scored[(scored.backbone == "2.5d_resnet10t") & (scored.image_id == external.image_id[0])].iloc[0]
+    assert row.feature_score == pytest.approx(np.median(ratios), rel=1e-6)
+    assert row.feature_flag == (np.median(ratios) > 1)
 
 
 def test_no_identifying_dicom_header_value_reaches_any_output_or_log(audit_run):

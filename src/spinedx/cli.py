@@ -485,17 +485,23 @@ def add_issue15_stages(stage) -> None:
     sub.add_argument("--no-reader-study", action="store_true",
                      help="the study is designed without a reader study (labels of images)")
     sub.add_argument("--out", required=True)
+    job_inputs = {"--caches": "the cache each model x sequence reads (labelme: the sequence's preprocessing cache; "
+                               "volumes: the input mode's), config order",
+                  "--images": "the image table of each model x sequence (labelme: the images table; volumes: the "
+                              "input mode's crops table), config order"}
     sub = stage("shift_reference", cmd_shift_reference, "the training cohort's distribution-shift reference")
-    sub.add_argument("checkpoints", nargs="+", help=f"{paths.CHECKPOINT_FILE} of every backbone x sequence x fold")
-    sub.add_argument("--caches", nargs="+", required=True, help="preprocessing caches, one per sequence (config order)")
-    sub.add_argument("--images", required=True)
+    sub.add_argument("checkpoints", nargs="+", help=f"{paths.CHECKPOINT_FILE} of every model x sequence x fold")
+    for option, text in job_inputs.items():
+        sub.add_argument(option, nargs="+", required=True, help=text)
     sub.add_argument("--folds", required=True)
-    sub.add_argument("--out", nargs="+", required=True, help="one reference per backbone x sequence (config order)")
+    sub.add_argument("--out", nargs="+", required=True, help="one reference per model x sequence (config order)")
     sub = stage("distribution_shift", cmd_distribution_shift, "audit mode: the new cohort against the training cohort")
     sub.add_argument("checkpoints", nargs="+", help="the bundle's fold models")
-    sub.add_argument("--references", nargs="+", required=True, help="the bundle's shift references")
-    sub.add_argument("--caches", nargs="+", required=True, help="preprocessing caches, one per sequence (config order)")
-    for option in ("--images", "--table", "--summary", "--figure"):
+    sub.add_argument("--references", nargs="+", required=True,
+                     help="the bundle's shift references, one per model x sequence (config order)")
+    for option, text in job_inputs.items():
+        sub.add_argument(option, nargs="+", required=True, help=text)
+    for option in ("--table", "--summary", "--figure"):
         sub.add_argument(option, required=True)
 
 

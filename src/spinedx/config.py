@@ -102,6 +102,8 @@ def check_semantics(config: dict, source: str = "config", sections: Iterable[str
         named += [("gradcam.target_layers", b) for b in config["gradcam"]["target_layers"]]
     if "figures" in given and config["figures"]["final_backbone"] is not None:
         named.append(("figures.final_backbone", config["figures"]["final_backbone"]))
+    if "reader_study" in given and config["reader_study"].get("aiding_model") is not None:
+        named.append(("reader_study.aiding_model", config["reader_study"]["aiding_model"]))
     known = set(config["backbones"])
     if {"data", "input_modes", "networks_3d"} <= given and config["data"]["format"] == "volume":
         # Volume studies: the final system is a model (<mode>_<network>); pretrained

@@ -18,6 +18,7 @@ import pandas as pd
 
 from spinedx import paths
 from spinedx.aggregation import ALL_INPUT, ENSEMBLE, OUT_OF_FOLD, PREDICTION_SET
+from spinedx.config import ConfigError
 from spinedx.errors import InputError
 from spinedx.input_modes import model_names
 
@@ -41,6 +42,20 @@ def choose_final_backbone(table3: pd.DataFrame, config: Mapping) -> str:
         raise InputError(f"{paths.table_file(paths.TABLE3_CASE_LEVEL)}: no finite AUC of the ALL input "
                          "for any backbone; set figures.final_backbone")
     return max(ranked)[2]
+
+
+def aiding_model(table3: pd.DataFrame, config: Mapping) -> str:
+    """The model a two-class reader study's readers were aided by and are compared with:
+    config ``reader_study.aiding_model`` (one of the study's models), else the final system
+    (:func:`choose_final_backbone`)."""
+    chosen = config["reader_study"]["aiding_model"]
+    if not chosen:
+        return choose_final_backbone(table3, config)
+    models = model_names(config)
+    if chosen not in models:
+        raise ConfigError(f"reader_study.aiding_model {chosen!r} is not a model of this study; choose one of "
+                          f"{models} (or null for the final system)")
+    return chosen
 
 
 def evaluated_cases(case_predictions: pd.DataFrame, backbone: str | None = None,

@@ -220,13 +220,18 @@ READER_STUDY_OUTPUTS = ([P.table(paths.READER_METRICS_TABLE), P.table(paths.READ
 # Two-class volume studies of that shape get them too (r15ct): their stages resolve the
 # models (`2.5d_resnet10t`) from the VOLUME_SECTIONS their rules pass.
 READER_ANALYSES = REFERENCE_SHAPE
-# Volume studies: no shift reference yet (it reads 2-D caches); their models start from random weights.
-SHIFT_ENABLED = config["distribution_shift"]["enabled"] and READER_ANALYSES and not VOLUMES
+# Volume studies too: a model's reference reads its input mode's cache and crops table.
+SHIFT_ENABLED = config["distribution_shift"]["enabled"] and READER_ANALYSES
 # N-class 2-D studies labelled per case too (r15nclass; the NCLASS_READER_ANALYSES block below):
 # the reference reads 2-D caches and penultimate features, whatever the classes and split scheme.
 SHIFT_ENABLED = SHIFT_ENABLED or (config["distribution_shift"]["enabled"] and len(config["classes"]) > 2
                                   and CASE_LEVEL and not VOLUMES)
 SHIFT_JOBS = [(backbone, sequence) for backbone in BACKBONES for sequence in SEQUENCES]
+# What each model x sequence reads: its cache and image table (labelme: the merged images table).
+from types import SimpleNamespace as _Job
+
+SHIFT_CACHES = [model_cache(_Job(backbone=b, sequence=s)) for b, s in SHIFT_JOBS]
+SHIFT_IMAGES = [model_images(_Job(backbone=b, sequence=s)) if VOLUMES else P.images_table for b, s in SHIFT_JOBS]
 SHIFT_REFERENCES = [P.shift_reference(b, s) for b, s in SHIFT_JOBS] if SHIFT_ENABLED and not AUDIT else []
 AUDIT_SHIFT_REFERENCES = ([paths.BundlePaths(AUDIT_BUNDLE).shift_reference(b, s) for b, s in SHIFT_JOBS]
                           if AUDIT and SHIFT_ENABLED else [])

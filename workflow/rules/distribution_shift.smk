@@ -1,5 +1,7 @@
 # Distribution shift (stage distribution_shift). A study: the training cohort's reference
-# (features of every fold model, image statistics), which the bundle carries. Audit mode:
+# (features of every fold model, image statistics), which the bundle carries; per model x
+# sequence, from the cache and image table the model reads (a volume study: its input
+# mode's cache and crops table). Audit mode:
 # the new cohort against the bundle's reference, before the evaluation tables.
 if SHIFT_REFERENCES:
 
@@ -7,13 +9,14 @@ if SHIFT_REFERENCES:
         input:
             checkpoints=expand(P.checkpoint("{backbone}", "{sequence}", "{fold}"),
                                backbone=BACKBONES, sequence=SEQUENCES, fold=FOLDS),
-            caches=expand(P.preprocessing_cache("{sequence}"), sequence=SEQUENCES),
-            images=P.images_table,
+            caches=SHIFT_CACHES,
+            images=SHIFT_IMAGES,
             folds=P.splits,  # k-fold folds or hold-out partitions (N-class studies)
         output:
             SHIFT_REFERENCES,
         params:
-            settings=settings("classes", "sequences", "backbones", "training", "inference", "distribution_shift"),
+            settings=settings("classes", "sequences", "backbones", "training", "inference", "distribution_shift",
+                              *VOLUME_SECTIONS),
         log:
             P.log("distribution_shift", "shift_reference"),
         benchmark:
@@ -35,8 +38,8 @@ if SHIFT_OUTPUTS:
             checkpoints=expand(FOLD_CHECKPOINTS, backbone=BACKBONES, sequence=SEQUENCES),
             verified=MODELS_VERIFIED,
             references=AUDIT_SHIFT_REFERENCES,
-            caches=expand(P.preprocessing_cache("{sequence}"), sequence=SEQUENCES),
-            images=P.images_table,
+            caches=SHIFT_CACHES,
+            images=SHIFT_IMAGES,
         output:
             table=report(SHIFT_OUTPUTS[0], caption="../report/distribution_shift.rst",
                          category="0. Distribution shift (audit)", subcategory="Per image"),
@@ -45,7 +48,8 @@ if SHIFT_OUTPUTS:
             figure=figure_report(P.figure(paths.SHIFT_FIGURE), "distribution_shift.rst",
                                  "0. Distribution shift (audit)", "Summary"),
         params:
-            settings=settings("classes", "sequences", "backbones", "training", "inference", "distribution_shift"),
+            settings=settings("classes", "sequences", "backbones", "training", "inference", "distribution_shift",
+                              *VOLUME_SECTIONS),
             figure=lambda wildcards, output: paths.figure_stem(output.figure[0]),
         log:
             P.log("distribution_shift", "distribution_shift"),

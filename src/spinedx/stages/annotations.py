@@ -21,6 +21,7 @@ import pandas as pd
 from spinedx.errors import InputError
 from spinedx.io import read_parquets, write_csv, write_parquet
 from spinedx.readers.cases import read_cases
+from spinedx.readers.exclusions import exclusion_record, exclusion_row
 from spinedx.readers.labelme import read_annotation
 from spinedx.readers.tree import annotation_files, check_tree, sequence_files
 
@@ -116,8 +117,6 @@ def check_duplicates(table: pd.DataFrame, images_dir: Path) -> None:
         )
 
 
-#: Columns of the exclusion record (what a sequence's table leaves out, and why).
-EXCLUSION_COLUMNS = ["patient_id", "sequence", "level", "item", "reason"]
 NO_IMAGE = "no image of this sequence"
 NO_ANNOTATION = "image without annotation (no labelme JSON names it)"
 
@@ -125,25 +124,20 @@ NO_ANNOTATION = "image without annotation (no labelme JSON names it)"
 def exclusions(images_dir: str | Path, cases_path: str | Path, config, sequence: str | None,
                table: pd.DataFrame) -> pd.DataFrame:
     """What the image table of ``sequence`` (None: all) legitimately leaves out, one row
-    each: patients of the cases table without an image of it, and image files in its
-    folders that no labelme JSON names. Bad input is not recorded here: it stops the
-    stage (:func:`tabulate`). The participant-flow stage reads these records."""
+    each (:mod:`spinedx.readers.exclusions`): patients of the cases table without an image
+    of it, and image files in its folders that no labelme JSON names. Bad input is not
+    recorded here: it stops the stage (:func:`tabulate`). The participant-flow stage reads
+    these records."""
     images_dir = Path(images_dir)
-    sequences = [sequence] if sequence else list(config["sequences"])
-    cases = read_cases(cases_path, config["classes"], all_external=bool(config["audit"]["bundle"]),
-                       external_cohorts=None)  # names checked by tabulate
-    rows = []
-    for name in sequences:
-        have = set(table.loc[table["sequence"] == name, "patient_id"])
-        rows += [{"patient_id": patient, "sequence": name, "level": "patient", "item": "", "reason": NO_IMAGE}
-                 for patient in sorted(set(cases["patient_id"]) - have)]
+
+    def unannotated(name: str) -> list[dict]:
         annotated = set(table.loc[table["sequence"] == name, "image_path"])
-        for path in sequence_files(images_dir, config["sequences"], name):
-            relative = path.relative_to(images_dir).as_posix()
-            if path.suffix.lower() != ".json" and relative not in annotated:
-                rows.append({"patient_id": relative.split("/", 1)[0], "sequence": name, "level": "image",
-                             "item": relative, "reason": NO_ANNOTATION})
-    return pd.DataFrame(rows, columns=EXCLUSION_COLUMNS)
+        relatives = (path.relative_to(images_dir).as_posix() for path in
+                     sequence_files(images_dir, config["sequences"], name) if path.suffix.lower() != ".json")
+        return [exclusion_row(relative.split("/", 1)[0], name, "image", relative, NO_ANNOTATION)
+                for relative in relatives if relative not in annotated]
+
+    return exclusion_record(cases_path, config, table, sequence, NO_IMAGE, unannotated)
 
 
 def main_stage(config, images_dir, cases_path, sequence, out, exclusions_out=None) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from spinedx import paths
 from spinedx.aggregation import ALL_INPUT
 from spinedx.errors import InputError
 from spinedx.imaging.volume_inputs import intensity_recipe
-from spinedx.input_modes import model_mode, released_settings, volume_study
+from spinedx.input_modes import model_mode, model_names, released_settings, volume_study
 from spinedx.io import atomic_output, sha256_file, write_text
 from spinedx.markdown import markdown_table
 from spinedx.models.checkpoints import load_checkpoint
@@ -322,7 +322,7 @@ def write_bundle(checkpoint_paths, images_path, external_metrics, internal_metri
     """Copy the fold checkpoints into ``out_dir`` and write the card and the manifest.
 
     ``shift_references``: the distribution-shift references of the training cohort, one per
-    backbone x sequence in the config's order (stage distribution_shift), copied and hashed
+    model x sequence in the config's order (stage distribution_shift), copied and hashed
     with the models so that audit mode can tell a shifted cohort."""
     out_dir = Path(out_dir)
     images = pd.read_parquet(images_path)
@@ -343,9 +343,9 @@ def write_bundle(checkpoint_paths, images_path, external_metrics, internal_metri
                         "pretrained": checkpoint.get("pretrained")})
         files.append(name)
     if shift_references:
-        jobs = [(b, q) for b in config["backbones"] for q in config["sequences"]]
+        jobs = [(b, q) for b in model_names(config) for q in config["sequences"]]
         if len(jobs) != len(shift_references):
-            raise InputError(f"give one distribution-shift reference per backbone x sequence ({len(jobs)}), "
+            raise InputError(f"give one distribution-shift reference per model x sequence ({len(jobs)}), "
                              f"got {len(shift_references)}")
         for (backbone, sequence), path in zip(jobs, shift_references):
             name = paths.shift_reference(backbone, sequence)
@@ -359,7 +359,8 @@ def write_bundle(checkpoint_paths, images_path, external_metrics, internal_metri
             "references": [name for name in files if name.startswith(paths.BUNDLE_SHIFT_DIR)],
             "method": "per fold model: probabilistic-PCA Mahalanobis distance of penultimate-layer features to "
                       "the images it trained on, threshold from its held-out images; intensity and size "
-                      "statistics of the internal images (spinedx.stats.shift)"}
+                      "statistics of the internal images (volumes: of the crops each model reads, per intensity "
+                      "channel, with the volumes' dimensions, spacing and lesion size) (spinedx.stats.shift)"}
     bundle = paths.BundlePaths(out_dir)
     write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", bundle.card_json)
     write_text(render_card(card), bundle.card_md)

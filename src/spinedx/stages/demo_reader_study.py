@@ -1,8 +1,9 @@
 """Demo reader-study stage: the built-in synthetic readers (:mod:`spinedx.demo.reader_study`)
-rate the demo's external cases without and with the final system's help, written as the
-``readers.csv`` a real reader study brings (README "Reader studies"). The final system is
-the chosen or best model (:func:`spinedx.final_system.choose_final_backbone`): a
-backbone, or in a volume study a model of one input mode (``2.5d_resnet10t``)."""
+rate the demo's external cases without and with a model's help, written as the
+``readers.csv`` a real reader study brings (README "Reader studies"). The model is
+``reader_study.aiding_model`` (the vertebral CT demo: the paper's ``2.5d_resnet10t``), else
+the final system, the chosen or best model (:func:`spinedx.final_system.aiding_model`): a
+backbone, or in a volume study a model of one input mode."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pandas as pd
 from spinedx.config import ConfigError
 from spinedx.demo.reader_study import simulate_readers
 from spinedx.errors import InputError
-from spinedx.final_system import choose_final_backbone, evaluated_cases
+from spinedx.final_system import aiding_model, evaluated_cases
 from spinedx.io import read_parquets, write_csv
 from spinedx.task import BinaryTask
 
@@ -22,14 +23,14 @@ log = logging.getLogger(__name__)
 
 def main_stage(config, case_prediction_paths, table3_path, out) -> pd.DataFrame:
     task = BinaryTask.from_config(config)
-    backbone = choose_final_backbone(pd.read_csv(table3_path), config)
+    backbone = aiding_model(pd.read_csv(table3_path), config)
     predictions = read_parquets(case_prediction_paths)
     # The readers read the external cohort (the internal one when a demo has none).
     cases = evaluated_cases(predictions, backbone, cohorts=("external",))
     if cases.empty:
         cases = evaluated_cases(predictions, backbone, cohorts=("internal",))
     if cases.empty:
-        raise InputError("the demo reader study found no case-level predictions of the final system; rerun case_level")
+        raise InputError(f"the demo reader study found no case-level predictions of {backbone}; rerun case_level")
     cases = cases.assign(model_probability=cases[task.positive_column]).sort_values("patient_id")
     try:
         readers = simulate_readers(cases, config["reader_study"]["demo"], task.classes,

@@ -3,12 +3,14 @@ models were trained on? Answered before anyone reads its AUC.
 
 Two entry points:
 
-* :func:`reference_stage` (every study, at bundle time): per backbone x sequence, the
-  training cohort's reference (:mod:`spinedx.stats.shift`): for each fold model the PPCA
-  model of the penultimate-layer features of the images it trained on and the distances
-  of its held-out internal images (out-of-fold; a hold-out repeat's validation and
-  internal-test images; any number of classes), and the intensity and size statistics
-  of the internal images. Written as ``.npz`` (plain arrays, read without pickle), copied
+* :func:`reference_stage` (every study, at bundle time): per backbone x sequence (a
+  volume study: per model ``<mode>_<network>`` x sequence), the training cohort's
+  reference (:mod:`spinedx.stats.shift`): for each fold model the PPCA model of the
+  penultimate-layer features of the images it trained on and the distances of its
+  held-out internal images (out-of-fold; a hold-out repeat's validation and
+  internal-test images; any number of classes), and the intensity and size statistics of
+  the internal images (a volume study: of the crops the model reads, from the input
+  mode's cache and crops table). Written as ``.npz`` (plain arrays, read without pickle), copied
   into the bundle and hashed with it.
 * :func:`audit_stage` (audit mode): every image of the new cohort through every fold
   model: its feature score (median over the fold models of distance / threshold; above 1
@@ -34,20 +36,26 @@ import torch
 
 from spinedx.errors import InputError
 from spinedx.imaging.cache import align, read_cache
+from spinedx.imaging.intensity import channels
+from spinedx.imaging.volume_cache import read_volume_cache
+from spinedx.input_modes import model_names, volume_study
 from spinedx.io import atomic_output, write_csv
 from spinedx.models.checkpoints import load_checkpoint, model_from_checkpoint
 from spinedx.models.device import set_up
 from spinedx.models.features import penultimate_features
+from spinedx.models.volumetric import VolumeJob
 from spinedx.plotting import PAGE_WIDTH, PALETTE, pyplot, save_figure
 from spinedx.splitting import model_partitions, read_folds
-from spinedx.stats.shift import (IMAGE_STATISTICS, FeatureReference, StatisticsReference, fit_feature_reference,
+from spinedx.stats.shift import (FeatureReference, StatisticsReference, crop_statistics, fit_feature_reference,
                                  fold_scores, image_statistics)
 
 log = logging.getLogger(__name__)
 
 REFERENCE_FORMAT = "spinedx-shift-reference/1"
-IMAGE_COLUMNS = ["backbone", "sequence", "patient_id", "image_id", "feature_score", "feature_flag",
-                 "statistics_distance", "statistics_threshold", "statistics_flag", "flagged", *IMAGE_STATISTICS]
+#: Columns of the per-image table before the job's statistics (IMAGE_STATISTICS for labelme
+#: images, stats.shift.crop_statistic_names for a volume study's crops).
+KEY_COLUMNS = ["backbone", "sequence", "patient_id", "image_id", "feature_score", "feature_flag",
+               "statistics_distance", "statistics_threshold", "statistics_flag", "flagged"]
 
 
 def _checkpoints_by_job(checkpoint_paths) -> dict[tuple[str, str], dict[int, str]]:
@@ -64,18 +72,60 @@ def _features_per_fold(fold_paths: dict[int, str], pixels: torch.Tensor, device,
     features = {}
     for fold, path in sorted(fold_paths.items()):
         checkpoint = load_checkpoint(path)
-        model = acceleration.prepare(model_from_checkpoint(checkpoint, device))
-        features[fold] = penultimate_features(model, pixels, checkpoint, batch_size, acceleration)
+        job_acceleration = VolumeJob.of(checkpoint["backbone"]).acceleration(acceleration) if "mode" in checkpoint \
+            else acceleration  # 3d inputs keep their layout
+        model = job_acceleration.prepare(model_from_checkpoint(checkpoint, device))
+        features[fold] = penultimate_features(model, pixels, checkpoint, batch_size, job_acceleration)
     return features
 
 
-def _sequence_images(images: pd.DataFrame, cache_path, sequence: str, cohort: str | None, device):
+def _job_images(images: pd.DataFrame, cache: dict, cache_path, sequence: str, cohort: str | None, device):
+    """The rows of one sequence (and cohort) of an image table (labelme images, or a volume
+    study's crops table) and their cached model inputs, in the table's order."""
     chosen = images[images["sequence"] == sequence]
     if cohort is not None:
         chosen = chosen[chosen["cohort"] == cohort]
     chosen = chosen.reset_index(drop=True)
-    crops = align(read_cache(cache_path), chosen, cache_path)
+    crops = align(cache, chosen, cache_path)
     return chosen, crops, torch.from_numpy(crops).to(device)
+
+
+def _statistics(crops: np.ndarray, images: pd.DataFrame, fold_paths: dict[int, str]) -> pd.DataFrame:
+    """Intensity and size statistics of what the job's models read: labelme images
+    (stats.shift.image_statistics) or a volume study's crops, per channel of the intensity
+    recipe the models were trained with (stats.shift.crop_statistics)."""
+    checkpoint = load_checkpoint(next(iter(fold_paths.values())))
+    if "mode" not in checkpoint:
+        return image_statistics(crops, images)
+    return crop_statistics(crops, images, channels(checkpoint["intensity_recipe"]))
+
+
+class _Inputs:
+    """Image tables and caches by path, each read once (jobs of one sequence share them)."""
+
+    def __init__(self, volumes: bool) -> None:
+        self.read_cache = read_volume_cache if volumes else read_cache
+        self.tables: dict[str, pd.DataFrame] = {}
+        self.caches: dict[str, dict] = {}
+
+    def table(self, path) -> pd.DataFrame:
+        if str(path) not in self.tables:
+            self.tables[str(path)] = pd.read_parquet(path)
+        return self.tables[str(path)]
+
+    def cache(self, path) -> dict:
+        if str(path) not in self.caches:
+            self.caches[str(path)] = self.read_cache(path)
+        return self.caches[str(path)]
+
+
+def _check_job_inputs(config, cache_paths, images_paths, outs, what: str) -> list[tuple[str, str]]:
+    jobs = list(product(model_names(config), config["sequences"]))
+    if not len(jobs) == len(cache_paths) == len(images_paths) == len(outs):
+        raise InputError(f"{what}: give one output, one cache and one image table per model x sequence "
+                         f"({len(jobs)}: {[f'{b}/{q}' for b, q in jobs]}), in the config's order; got "
+                         f"{len(outs)} / {len(cache_paths)} / {len(images_paths)}")
+    return jobs
 
 
 def build_reference(fold_paths: dict[int, str], images: pd.DataFrame, crops: np.ndarray, pixels: torch.Tensor,
@@ -89,26 +139,28 @@ def build_reference(fold_paths: dict[int, str], images: pd.DataFrame, crops: np.
         reference = fit_feature_reference(features[~held], features[held], settings["components"])
         arrays.update(reference.to_arrays(f"fold{fold}_"))
     arrays["folds"] = np.array(sorted(fold_paths), dtype=np.int64)
-    arrays["statistics_names"] = np.array(IMAGE_STATISTICS)
-    arrays["statistics_training"] = image_statistics(crops, images).to_numpy(dtype=np.float64)
+    statistics = _statistics(crops, images, fold_paths)
+    arrays["statistics_names"] = np.array(list(statistics.columns))
+    arrays["statistics_training"] = statistics.to_numpy(dtype=np.float64)
     return arrays
 
 
-def reference_stage(config, checkpoint_paths, cache_paths, images_path, folds_path, outs) -> list[Path]:
-    """Every backbone x sequence's reference, written to ``outs`` (in the order backbones x
-    sequences of the config)."""
-    sequences, backbones = list(config["sequences"]), list(config["backbones"])
-    if len(outs) != len(backbones) * len(sequences) or len(cache_paths) != len(sequences):
-        raise InputError("distribution_shift reference: give one output per backbone x sequence and one cache per "
-                         "sequence, in the config's order")
+def reference_stage(config, checkpoint_paths, cache_paths, images_paths, folds_path, outs) -> list[Path]:
+    """Every model x sequence's reference, written to ``outs``; ``cache_paths`` and
+    ``images_paths`` are the cache and image table each job's models read (labelme: the
+    sequence's cache and the images table; volumes: the input mode's cache and crops
+    table), all in the order models x sequences of the config."""
+    job_list = _check_job_inputs(config, cache_paths, images_paths, outs, "distribution_shift reference")
     jobs = _checkpoints_by_job(checkpoint_paths)
-    images = pd.read_parquet(images_path)
+    inputs = _Inputs(volume_study(config))
     folds = read_folds(folds_path)
     device, acceleration = set_up(config["training"], compile=False)
-    caches = dict(zip(sequences, cache_paths))
     written = []
-    for (backbone, sequence), out in zip(product(backbones, sequences), outs):
-        chosen, crops, pixels = _sequence_images(images, caches[sequence], sequence, "internal", device)
+    for (backbone, sequence), cache_path, images_path, out in zip(job_list, cache_paths, images_paths, outs):
+        if (backbone, sequence) not in jobs:
+            raise InputError(f"no fold checkpoint of {backbone}/{sequence} among {len(checkpoint_paths)} given")
+        chosen, crops, pixels = _job_images(inputs.table(images_path), inputs.cache(cache_path), cache_path,
+                                            sequence, "internal", device)
         arrays = build_reference(jobs[(backbone, sequence)], chosen, crops, pixels, folds, device, acceleration,
                                  config["distribution_shift"], config["inference"]["batch_size"])
         arrays.update(format=np.array(REFERENCE_FORMAT), backbone=np.array(backbone), sequence=np.array(sequence))
@@ -142,7 +194,12 @@ def score_cohort(reference: dict, fold_paths: dict[int, str], images: pd.DataFra
     features = _features_per_fold({k: fold_paths[k] for k in folds}, pixels, device, acceleration, batch_size)
     references = [FeatureReference.from_arrays(reference, f"fold{k}_") for k in folds]
     scores = fold_scores(references, [features[k] for k in folds], quantile)
-    statistics = image_statistics(crops, images)
+    statistics = _statistics(crops, images, fold_paths)
+    names = [str(name) for name in reference["statistics_names"]]
+    if list(statistics.columns) != names:
+        raise InputError(f"the shift reference of {reference['backbone']}/{reference['sequence']} holds the "
+                         f"statistics {names}, this cohort's images give {list(statistics.columns)}; preprocess "
+                         "with the bundle's settings (its model card)")
     statistics_reference = StatisticsReference(np.asarray(reference["statistics_training"], dtype=np.float64))
     distance = statistics_reference.distance(statistics.to_numpy(dtype=np.float64))
     threshold = statistics_reference.threshold(quantile)
@@ -172,9 +229,9 @@ def summarise(table: pd.DataFrame, quantile: float, training_medians: dict) -> p
                "expected_pct": 100 * expected, "p_more_flags_than_expected": p,
                "verdict": "shifted" if p < 0.05 else "no evidence of shift",
                "median_feature_score": float(group["feature_score"].median())}
-        for name in IMAGE_STATISTICS:
+        for name, median in training_medians[(backbone, sequence)].items():
             row[f"{name}_median"] = float(group[name].median())
-            row[f"{name}_training_median"] = training_medians[(backbone, sequence)][name]
+            row[f"{name}_training_median"] = median
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -207,25 +264,27 @@ def shift_figure(table: pd.DataFrame, nulls: dict, quantile: float):
     return fig
 
 
-def audit_stage(config, checkpoint_paths, reference_paths, cache_paths, images_path, out_table, out_summary,
+def audit_stage(config, checkpoint_paths, reference_paths, cache_paths, images_paths, out_table, out_summary,
                 figure_stem) -> pd.DataFrame:
-    sequences, backbones = list(config["sequences"]), list(config["backbones"])
+    """The audited cohort against the bundle's references; ``cache_paths`` and
+    ``images_paths`` as for :func:`reference_stage` (one per model x sequence)."""
     settings = config["distribution_shift"]
     quantile = settings["quantile"]
+    job_list = _check_job_inputs(config, cache_paths, images_paths, reference_paths, "distribution_shift")
     jobs = _checkpoints_by_job(checkpoint_paths)
     references = {}
     for path in reference_paths:
         arrays = read_reference(path)
         references[(str(arrays["backbone"]), str(arrays["sequence"]))] = arrays
-    images = pd.read_parquet(images_path)
+    inputs = _Inputs(volume_study(config))
     device, acceleration = set_up(config["training"], compile=False)
-    caches = dict(zip(sequences, cache_paths))
     parts, nulls, medians = [], {}, {}
-    for backbone, sequence in product(backbones, sequences):
+    for (backbone, sequence), cache_path, images_path in zip(job_list, cache_paths, images_paths):
         if (backbone, sequence) not in references:
             raise InputError(f"the bundle has no distribution-shift reference of {backbone}/{sequence}")
         reference = references[(backbone, sequence)]
-        chosen, crops, pixels = _sequence_images(images, caches[sequence], sequence, None, device)
+        chosen, crops, pixels = _job_images(inputs.table(images_path), inputs.cache(cache_path), cache_path,
+                                            sequence, None, device)
         if chosen.empty:
             continue
         scored = score_cohort(reference, jobs[(backbone, sequence)], chosen, crops, pixels, device, acceleration,
@@ -234,9 +293,11 @@ def audit_stage(config, checkpoint_paths, reference_paths, cache_paths, images_p
         folds = [int(k) for k in reference["folds"]]
         held = [FeatureReference.from_arrays(reference, f"fold{k}_") for k in folds]
         nulls[(backbone, sequence)] = np.concatenate([r.held_out_distances / r.threshold(quantile) for r in held])
-        medians[(backbone, sequence)] = dict(zip(IMAGE_STATISTICS,
-                                                 np.median(reference["statistics_training"], axis=0).tolist()))
-    table = pd.concat(parts, ignore_index=True)[IMAGE_COLUMNS] if parts else pd.DataFrame(columns=IMAGE_COLUMNS)
+        names = [str(name) for name in reference["statistics_names"]]
+        medians[(backbone, sequence)] = dict(zip(names, np.median(reference["statistics_training"], axis=0).tolist()))
+    statistic_columns = list(dict.fromkeys(name for job in medians.values() for name in job))
+    columns = [*KEY_COLUMNS, *statistic_columns]
+    table = pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
     summary = summarise(table, quantile, medians)
     write_csv(table, out_table)
     write_csv(summary, out_summary)

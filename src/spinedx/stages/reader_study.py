@@ -30,9 +30,11 @@ comparison of the conditions and of the model against the readers, and the figur
 * ``reader_study_roc``: the model's ROC curve on the read cases with every reader's
   operating point in each condition and arrows from the first condition to the last.
 
-The model's ratings are the final system's (:mod:`spinedx.final_system`): case-level ALL
-input of the final backbone (a volume study's final model, e.g. ``2.5d_resnet10t``), the
-external cohort's ensemble and the internal cohort's out-of-fold predictions. With more
+The model's ratings are those of the model the readers were aided by
+(:func:`spinedx.final_system.aiding_model`: config ``reader_study.aiding_model``, else the
+final system): case-level ALL input of that backbone (a volume study's model, e.g.
+``2.5d_resnet10t``), the external cohort's ensemble and the internal cohort's out-of-fold
+predictions. With more
 than two classes, ratings, truth and the MRMC analysis
 are those of the binary contrast ``reader_study.positive_classes``; decisions stay class
 names (accuracy and confusion tables); the model's rating of the contrast is the sum of
@@ -49,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from spinedx.errors import InputError
-from spinedx.final_system import choose_final_backbone, evaluated_cases
+from spinedx.final_system import aiding_model, evaluated_cases
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import PAGE_WIDTH, colors, pyplot, roc_axis, roc_points, save_figure
 from spinedx.readers.cases import read_cases
@@ -307,7 +309,7 @@ def main_stage(config, readers_path, cases_path, case_prediction_paths, table3_p
     cases = read_cases(cases_path, classes, all_external=bool(config["audit"]["bundle"]), external_cohorts=None)
     study = read_reader_study(readers_path, cases, classes, settings["conditions"], settings["rating_scale"],
                               settings["positive_classes"])
-    backbone = choose_final_backbone(pd.read_csv(table3_path), config)
+    backbone = aiding_model(pd.read_csv(table3_path), config)
     model = model_ratings(read_parquets(case_prediction_paths), backbone, classes, positives,
                           config["decision"]["threshold"])
     model = model[model["patient_id"].isin(study["patient_id"])].reset_index(drop=True)

@@ -21,6 +21,7 @@ from spinedx.errors import InputError
 from spinedx.imaging.lesions import box_from_row, check_aligned, lesion_box, lesion_centroid
 from spinedx.io import sha256_file, write_csv, write_parquet
 from spinedx.readers.cases import read_cases
+from spinedx.readers.exclusions import exclusion_record, exclusion_row
 from spinedx.readers.tree import check_tree
 from spinedx.readers.volume import read_mask, read_volume
 from spinedx.readers.volume_tree import read_boxes, sha256_image, volume_cases, voxels_sha256
@@ -122,8 +123,7 @@ def check_duplicates(table: pd.DataFrame, images_dir: Path) -> None:
                              "so no image is both trained and tested on")
 
 
-# The participant flow's exclusion record (the columns of stages.annotations' record).
-EXCLUSION_COLUMNS = ["patient_id", "sequence", "level", "item", "reason"]
+# The participant flow's exclusion record (spinedx.readers.exclusions).
 NO_VOLUME = "no volume of this sequence"
 NOT_READ = "file beside the volume and its lesion, not read"
 
@@ -136,24 +136,19 @@ def exclusions(images_dir, cases_path, config, sequence: str | None, table: pd.D
     that cannot be read, a missing lesion or a second image is bad input: it stops the
     stage (:func:`tabulate`) and is never recorded here. Read by the participant flow."""
     images_dir = Path(images_dir)
-    sequences = [sequence] if sequence else list(config["sequences"])
-    cases = read_cases(cases_path, config["classes"], all_external=bool(config["audit"]["bundle"]),
-                       external_cohorts=None)  # names checked by tabulate
-    rows = []
-    for name in sequences:
-        have = set(table.loc[table["sequence"] == name, "patient_id"])
-        rows += [{"patient_id": patient, "sequence": name, "level": "patient", "item": "", "reason": NO_VOLUME}
-                 for patient in sorted(set(cases["patient_id"]) - have)]
+
+    def unread(name: str) -> list[dict]:
+        rows = []
         for case in volume_cases(images_dir, config["sequences"], name):
             folder = images_dir / case.patient_id / case.sequence_folder
             if case.image == folder:  # a DICOM series in the sequence folder itself: every file is a slice
                 continue
             used = {case.image, *([case.mask] if case.mask is not None else [])}
-            for path in sorted(p for p in folder.iterdir() if not p.name.startswith(".")):
-                if path not in used:
-                    rows.append({"patient_id": case.patient_id, "sequence": name, "level": "image",
-                                 "item": path.relative_to(images_dir).as_posix(), "reason": NOT_READ})
-    return pd.DataFrame(rows, columns=EXCLUSION_COLUMNS)
+            rows += [exclusion_row(case.patient_id, name, "image", path.relative_to(images_dir).as_posix(), NOT_READ)
+                     for path in sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if path not in used]
+        return rows
+
+    return exclusion_record(cases_path, config, table, sequence, NO_VOLUME, unread)
 
 
 def main_stage(config, images_dir, cases_path, sequence, out, exclusions_out=None) -> pd.DataFrame:

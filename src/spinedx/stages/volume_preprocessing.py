@@ -28,10 +28,11 @@ log = logging.getLogger(__name__)
 
 AXES = ("z", "y", "x")
 #: Columns copied from the case's annotations row (enough to read the case again:
-#: spinedx.readers.volume_tree.read_case).
+#: spinedx.readers.volume_tree.read_case; spacing for the distribution-shift statistics).
 CASE_COLUMNS = ["patient_id", "sequence", "sequence_folder", "diagnosis", "label", "cohort",
                 "image_path", "annotation_path", "annotation_kind", "image_sha256", "voxels_sha256",
-                *(f"shape_{a}" for a in AXES), *(f"box_{a}{end}" for a in AXES for end in ("0", "1"))]
+                *(f"shape_{a}" for a in AXES), *(f"spacing_{a}" for a in AXES),
+                *(f"box_{a}{end}" for a in AXES for end in ("0", "1"))]
 #: window_*, grid_box_*: the crop's window and the lesion's box on the resampled grid
 #: (grid_*: its shape); start inclusive, stop exclusive.
 CROP_COLUMNS = ["image_id", "case_id", *CASE_COLUMNS, "mode", "plane", "slice",

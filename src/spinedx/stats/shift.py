@@ -17,7 +17,8 @@ Two views, each with a threshold taken from the training data's own distribution
   images of the fold the model never saw (out-of-fold). The threshold is a quantile of
   those distances (:func:`FeatureReference.threshold`).
 * **Image statistics** (intensity and size): a Mahalanobis distance of a few statistics
-  of each image (:data:`IMAGE_STATISTICS`), standardised by the training images' SDs,
+  of each image (:data:`IMAGE_STATISTICS`; a volume study's crops:
+  :func:`crop_statistic_names`), standardised by the training images' SDs,
   with a small ridge on their correlation matrix; threshold: a quantile of the training
   images' leave-one-out distances (each to the model fitted without it).
 """
@@ -111,6 +112,48 @@ def image_statistics(crops: np.ndarray, images: pd.DataFrame) -> pd.DataFrame:
         "box_width_fraction": (images["x1"].to_numpy(float) - images["x0"].to_numpy(float)) / width,
         "box_height_fraction": (images["y1"].to_numpy(float) - images["y0"].to_numpy(float)) / height,
     })[list(IMAGE_STATISTICS)]
+
+
+#: Size statistics of a volume study's crop (:func:`crop_statistics`): the source volume's
+#: dimensions (voxels) and spacing (mm), and the lesion box's extent (mm), per axis.
+VOLUME_SIZE_STATISTICS = (*(f"volume_{a}" for a in "zyx"), *(f"spacing_{a}" for a in "zyx"),
+                          *(f"lesion_{a}_mm" for a in "zyx"))
+_INTENSITY = ("mean", "sd", "p05", "p50", "p95")
+
+
+def crop_statistic_names(channels) -> list[str]:
+    """The statistics of a volume study's crop, in order: per intensity channel (the
+    recipe's windows, e.g. ``bone``) its mean, SD and 5/50/95th percentiles, then
+    :data:`VOLUME_SIZE_STATISTICS`."""
+    return [*(f"{channel}_{name}" for channel in channels for name in _INTENSITY), *VOLUME_SIZE_STATISTICS]
+
+
+def crop_statistics(crops: np.ndarray, crops_table: pd.DataFrame, channels) -> pd.DataFrame:
+    """:func:`crop_statistic_names` of each crop of a volume study (float32 (N, C, ...) in
+    [0, 1], what the model sees: the CT windows or the MR percentile channel after
+    resampling, 2.5d neighbours stacked channel by channel), with the size of its source
+    volume from the crops table (shape_*, spacing_*, box_*0/1 on the source grid), in the
+    order of ``crops_table``."""
+    channels = list(channels)
+    crops = np.asarray(crops, dtype=np.float64)
+    if crops.ndim < 3 or crops.shape[0] != len(crops_table) or crops.shape[1] % len(channels):
+        raise InputError(f"crops of shape {crops.shape} do not hold {len(crops_table)} crops of the "
+                         f"{len(channels)} intensity channels {channels}")
+    per_channel = crops.reshape(len(crops_table), len(channels), -1)  # channel-major (2.5d: C x neighbours)
+    columns = {}
+    p05, p50, p95 = np.percentile(per_channel, [5, 50, 95], axis=2)
+    for index, channel in enumerate(channels):
+        values = per_channel[:, index]
+        columns.update({f"{channel}_mean": values.mean(axis=1), f"{channel}_sd": values.std(axis=1),
+                        f"{channel}_p05": p05[:, index], f"{channel}_p50": p50[:, index],
+                        f"{channel}_p95": p95[:, index]})
+    for axis in "zyx":
+        spacing = crops_table[f"spacing_{axis}"].to_numpy(dtype=float)
+        columns[f"volume_{axis}"] = crops_table[f"shape_{axis}"].to_numpy(dtype=float)
+        columns[f"spacing_{axis}"] = spacing
+        columns[f"lesion_{axis}_mm"] = (crops_table[f"box_{axis}1"].to_numpy(dtype=float)
+                                        - crops_table[f"box_{axis}0"].to_numpy(dtype=float)) * spacing
+    return pd.DataFrame(columns)[crop_statistic_names(channels)]
 
 
 def _statistics_model(training: np.ndarray):
