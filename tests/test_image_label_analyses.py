@@ -1,8 +1,9 @@
 """Issue 15 for studies whose labels belong to images (canine shape: labels.source
 annotation, no case level): the images that score each cohort, participant flow counted
 in images, one-vs-rest calibration and N-class subgroups on images with intervals from a
-bootstrap of dogs, and the checklist of a study without a reader study. Every number is
-pinned against scikit-learn or an explicit loop over the same dog draws."""
+bootstrap of dogs, one-vs-rest decision curves per image, and the checklist of a study
+without a reader study. Every number is pinned against scikit-learn, dcurves or an
+explicit loop over the same dog draws."""
 
 from __future__ import annotations
 
@@ -230,3 +231,43 @@ def test_an_unknown_subgroup_variable_names_both_tables_and_the_fix(study, tmp_p
                              tmp_path / "s.csv", tmp_path / "f", overall_path=study["dir"] / "overall.csv",
                              image_prediction_paths=study["prediction_paths"])
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_decision_curves_of_images_are_dcurves_on_the_one_vs_rest_reduction(study, tmp_path):
+    """Labels of images: per class, the net benefit of the ALL input per image (every external
+    image, scored by the ensemble) equals dcurves' on the two-class reduction (that class's
+    probability against "is that class") and the formula at one threshold by hand."""
+    from dcurves import dca
+
+    config = study_config()
+    out = calibration.multiclass_main_stage(config, [], study["dir"] / "overall.csv", tmp_path / "calibration.csv",
+                                            tmp_path / "curve.csv", tmp_path / "calibration_figure",
+                                            tmp_path / "decision_curve.csv", tmp_path / "decision_figure",
+                                            image_prediction_paths=study["prediction_paths"])
+    curve = pd.read_csv(tmp_path / "decision_curve.csv")
+    assert list(curve.columns) == calibration.MULTICLASS_DECISION_CURVE_COLUMNS and len(curve) == len(out["decision_curve"])
+    assert list(curve["class"].unique()) == CLASSES and set(curve["test_set"]) == {"external"}
+    assert set(curve["model"]) == {"resnet10t/ALL", "treat all", "treat none"}
+    external = study["predictions"]
+    external = external[(external["cohort"] == "external") & (external["model"] == "ensemble")]
+    assert curve["n"].eq(len(external)).all() and len(external) > external["patient_id"].nunique()
+    for index, class_name in enumerate(CLASSES):
+        data = pd.DataFrame({"outcome": (external["label"] == index).astype(int).to_numpy(),
+                             "p": external[f"prob_{class_name}"].to_numpy()})
+        reference = dca(data=data, outcome="outcome", modelnames=["p"], thresholds=[0.05, 0.2, 0.35, 0.5])
+        ours = curve[(curve["class"] == class_name) & (curve["model"] == "resnet10t/ALL")].set_index("threshold")
+        treat_all = curve[(curve["class"] == class_name) & (curve["model"] == "treat all")].set_index("threshold")
+        for row in reference.itertuples():
+            if row.model in ("p", "all"):
+                got = (ours if row.model == "p" else treat_all).loc[round(row.threshold, 6), "net_benefit"]
+                assert f"{got:.6f}" == f"{row.net_benefit:.6f}", (class_name, row.model, row.threshold)
+        threshold, n = 0.2, len(data)
+        called = data["p"] >= threshold
+        expected = (int((called & (data.outcome == 1)).sum()) / n
+                    - int((called & (data.outcome == 0)).sum()) / n * threshold / (1 - threshold))
+        assert f"{ours.loc[threshold, 'net_benefit']:.6f}" == f"{expected:.6f}"
+    assert (tmp_path / "decision_figure.png").is_file() and (tmp_path / "decision_figure.pdf").is_file()
+    fig = calibration.multiclass_decision_curve_figure(curve, "resnet10t", ["ALL"], ["resnet10t"], "external", "image")
+    assert fig._suptitle.get_text() == "One-vs-rest decision curves per image, resnet10t, external"
+    legend = fig.axes[-1].get_legend()  # four classes in a 2 x 3 grid: the legend in a spare panel
+    assert [t.get_text() for t in legend.get_texts()] == ["resnet10t (final system)", "treat all", "treat none"]

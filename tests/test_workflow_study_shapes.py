@@ -376,8 +376,9 @@ def test_canine_labels_from_the_annotation_planes_and_reference_tables(canine):
 
 def test_canine_flow_calibration_subgroups_and_checklist_on_images(canine):
     """Issue 15 for labels of images (read-only checks of the tiny canine run): the flow
-    counts images per class, input and partition; calibration and subgroups score every
-    external image by the ensemble, intervals from the dog bootstrap; no reader study."""
+    counts images per class, input and partition; calibration, decision curves and subgroups
+    score every external image by the ensemble, intervals from the dog bootstrap; no reader
+    study."""
     _, results = canine
     images = pd.read_parquet(results / "annotations/images.parquet")
     external = images[images.cohort == "external"]
@@ -422,9 +423,20 @@ def test_canine_flow_calibration_subgroups_and_checklist_on_images(canine):
     assert checklist.loc[("STARD 2015", "13a"), "status"].startswith("not applicable: no reader study")
     for name in ("participant_flow.csv", "subgroups.csv", "calibration.csv"):
         assert checklist.files.str.contains(name).any(), name
-    assert_figures(results, ["participant_flow", "subgroups_forest", "calibration_curve"])
+    assert_figures(results, ["participant_flow", "subgroups_forest", "calibration_curve", "decision_curve"])
     assert not (results / "demo_reader_study").exists() and not (results / "tables/reader_study_metrics.csv").exists()
-    assert not (results / "tables/decision_curve.csv").exists()
+    # Decision curves on images: per class, the ALL input's net benefit over the external
+    # images at one threshold by the formula from the ensembled predictions.
+    curve = pd.read_csv(results / "tables/decision_curve.csv")
+    assert list(curve["class"].unique()) == CANINE_CLASSES and set(curve.test_set) == {"external"}
+    assert set(curve.model) == {"resnet10t/ALL", "treat all", "treat none"} and curve.n.eq(len(scored)).all()
+    threshold, n = 0.2, len(scored)
+    for k, name in enumerate(CANINE_CLASSES):
+        called, is_class = probs[:, k] >= threshold, truth[:, k] == 1
+        expected = (called & is_class).sum() / n - (called & ~is_class).sum() / n * threshold / (1 - threshold)
+        row = curve[(curve["class"] == name) & (curve.model == "resnet10t/ALL") & np.isclose(curve.threshold, threshold)]
+        assert f"{row.net_benefit.iloc[0]:.6f}" == f"{expected:.6f}", name
+    assert checklist.files.str.contains("decision_curve.csv").any()
 
 
 def test_canine_rerun_has_nothing_to_do(canine):

@@ -447,7 +447,7 @@ def add_issue15_stages(stage) -> None:
     sub.add_argument("--overall", **overall)
     for option in ("--summary", "--curve", "--calibration-figure"):
         sub.add_argument(option, required=True)
-    sub.add_argument("--decision-curve", help="decision-curve table (case-level predictions only)")
+    sub.add_argument("--decision-curve", help="decision-curve table (one-vs-rest per class; cases, or images with --image-predictions)")
     sub.add_argument("--decision-curve-figure", help="decision-curve figure stem (PDF and PNG)")
     sub = stage("subgroups", cmd_subgroups, "per-subgroup metrics of the final system and a forest plot")
     for option in ("--cases", "--images", "--images-dir", "--out", "--figure"):

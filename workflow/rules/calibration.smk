@@ -41,7 +41,7 @@ if config["calibration"]["enabled"] and not MULTICLASS_CALIBRATION:
 # N-class studies: one-vs-rest calibration per class and the multi-class Brier score; one-vs-rest
 # decision curves per class (calibration.dca_classes) on the pooled external cohorts. Labels of
 # images: the same calibration on the ensembled images (the bootstrap draws patients with all
-# their images), no decision curves.
+# their images) and decision curves per image (every backbone's ALL input).
 if config["calibration"]["enabled"] and MULTICLASS_CALIBRATION:
 
     rule multiclass_calibration:
@@ -56,18 +56,14 @@ if config["calibration"]["enabled"] and MULTICLASS_CALIBRATION:
                          category="4. Final system", subcategory="Calibration"),
             calibration_figure=figure_report(P.figure(paths.CALIBRATION_FIGURE), "calibration.rst",
                                              "4. Final system", "Calibration"),
-            **({} if IMAGE_LABEL_ANALYSES else dict(
-                decision_curve=report(P.table(paths.DECISION_CURVE_TABLE), caption="../report/decision_curve.rst",
-                                      category="4. Final system", subcategory="Decision curves"),
-                decision_curve_figure=figure_report(P.figure(paths.DECISION_CURVE_FIGURE), "decision_curve.rst",
-                                                    "4. Final system", "Decision curves"))),
+            decision_curve=report(P.table(paths.DECISION_CURVE_TABLE), caption="../report/decision_curve.rst",
+                                  category="4. Final system", subcategory="Decision curves"),
+            decision_curve_figure=figure_report(P.figure(paths.DECISION_CURVE_FIGURE), "decision_curve.rst",
+                                                "4. Final system", "Decision curves"),
         params:
             settings=settings("classes", "evaluation", "calibration", "figures", "backbones", "data"),
             calibration_figure=lambda wildcards, output: paths.figure_stem(output.calibration_figure[0]),
-            # decision curves: N-class studies labelled per case (labels of images have none)
-            decision_curve=lambda wildcards, output: "" if IMAGE_LABEL_ANALYSES else (
-                f"--decision-curve {shlex.quote(output.decision_curve)}"
-                f" --decision-curve-figure {shlex.quote(paths.figure_stem(output.decision_curve_figure[0]))}"),
+            decision_curve_figure=lambda wildcards, output: paths.figure_stem(output.decision_curve_figure[0]),
         log:
             P.log("calibration", "multiclass_calibration"),
         benchmark:
@@ -79,4 +75,5 @@ if config["calibration"]["enabled"] and MULTICLASS_CALIBRATION:
             "python -m spinedx multiclass_calibration --settings {params.settings:q}"
             " --case-predictions {input.case_predictions:q} --image-predictions {input.image_predictions:q}"
             " --overall {input.overall:q} --summary {output.summary:q} --curve {output.curve:q}"
-            " --calibration-figure {params.calibration_figure:q} {params.decision_curve} 2> {log:q}"
+            " --calibration-figure {params.calibration_figure:q} --decision-curve {output.decision_curve:q}"
+            " --decision-curve-figure {params.decision_curve_figure:q} 2> {log:q}"

@@ -37,7 +37,9 @@ no case level): the same N-class calibration on images (every image of every seq
 the ALL input, the backbone of the best image-level macro-AUC; rows chosen by
 :func:`spinedx.final_system.scoring_image_predictions`), with intervals from the
 bootstrap that resamples patients (dogs) with all their images, since images of one
-patient are correlated. No decision curves there.
+patient are correlated. ``decision_curve.csv`` there: the one-vs-rest net benefit per
+class of every backbone's ALL input per image (net benefit per image) on the same test
+set, against treat all / treat none of that class (no interval: as for cases).
 """
 
 from __future__ import annotations
@@ -49,9 +51,9 @@ import numpy as np
 import pandas as pd
 
 from spinedx.aggregation import ALL_INPUT, distinct_inputs
-from spinedx.errors import InputError
 from spinedx.final_system import (EVALUATED_MODEL, choose_final_backbone, evaluated_cases,
-                                  evaluated_sets, multiclass_final_system, scoring_predictions)
+                                  evaluated_sets, multiclass_final_system, scoring_image_predictions,
+                                  scoring_predictions)
 from spinedx.input_modes import model_names
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import COLUMN_WIDTH, PAGE_WIDTH, PALETTE, colors, pyplot, save_figure
@@ -311,18 +313,29 @@ def multiclass_calibration_figure(curves: pd.DataFrame, summary: pd.DataFrame, c
 MULTICLASS_DECISION_CURVE_COLUMNS = ["test_set", "class", *DECISION_CURVE_COLUMNS]
 
 
-def multiclass_decision_curve_table(case_predictions: pd.DataFrame, backbones, task, dca_classes, test_set: str,
-                                    settings: dict) -> pd.DataFrame:
-    """One-vs-rest net benefit per class of ``dca_classes`` (empty: every class) of every
-    backbone x input on ``test_set`` (an :func:`spinedx.final_system.evaluated_sets` name),
-    on the cases every model scored there."""
-    inputs = distinct_inputs(case_predictions["input"])
+def multiclass_decision_curve_table(predictions: pd.DataFrame, backbones, task, dca_classes, test_set: str,
+                                    settings: dict, unit: str = "case") -> pd.DataFrame:
+    """One-vs-rest net benefit per class of ``dca_classes`` (empty: every class) on
+    ``test_set`` (an :func:`spinedx.final_system.evaluated_sets` name), on the units every
+    model scored there. ``unit`` ``case``: every backbone x input of the case-level
+    ``predictions``, one row per patient. ``image`` (labels of images; ``predictions`` the
+    ensembling stage's rows): every backbone's ALL input, one row per image (each scored by
+    its own sequence's model); a sequence's or plane's models score other images than one
+    another, so their curves would not share the treat-all line and are not drawn."""
     scored = []
-    for backbone in backbones:
-        for input_ in inputs:
-            rows = dict(evaluated_sets(scoring_predictions(case_predictions, backbone, input_))).get(test_set)
+    if unit == "image":
+        key = "image_id"
+        for backbone in backbones:
+            rows = dict(evaluated_sets(scoring_image_predictions(predictions, backbone))).get(test_set)
             if rows is not None:
-                scored.append(rows.assign(_model=f"{backbone}/{input_}"))
+                scored.append(rows.assign(_model=f"{backbone}/{ALL_INPUT}"))
+    else:
+        key = "patient_id"
+        for backbone in backbones:
+            for input_ in distinct_inputs(predictions["input"]):
+                rows = dict(evaluated_sets(scoring_predictions(predictions, backbone, input_))).get(test_set)
+                if rows is not None:
+                    scored.append(rows.assign(_model=f"{backbone}/{input_}"))
     if not scored:
         return pd.DataFrame(columns=MULTICLASS_DECISION_CURVE_COLUMNS)
     scored = pd.concat(scored, ignore_index=True)
@@ -330,7 +343,7 @@ def multiclass_decision_curve_table(case_predictions: pd.DataFrame, backbones, t
     parts = []
     for class_name in dca_classes or task.classes:
         column = task.probability_columns[list(task.classes).index(class_name)]
-        wide = scored.pivot_table(index=["patient_id", "label"], columns="_model", values=column).dropna()
+        wide = scored.pivot_table(index=[key, "label"], columns="_model", values=column).dropna()
         models = {name: wide[name].to_numpy() for name in dict.fromkeys(scored["_model"])}
         is_class = (wide.index.get_level_values("label").to_numpy() == list(task.classes).index(class_name))
         parts.append(decision_curve(is_class.astype(int), models, thresholds).assign(
@@ -338,7 +351,8 @@ def multiclass_decision_curve_table(case_predictions: pd.DataFrame, backbones, t
     return pd.concat(parts, ignore_index=True)[MULTICLASS_DECISION_CURVE_COLUMNS]
 
 
-def multiclass_decision_curve_figure(curve: pd.DataFrame, backbone: str, inputs, backbones, test_set: str):
+def multiclass_decision_curve_figure(curve: pd.DataFrame, backbone: str, inputs, backbones, test_set: str,
+                                     unit: str = "case"):
     plt = pyplot()
     classes = list(dict.fromkeys(curve["class"]))
     columns = min(len(classes), 3)
@@ -358,7 +372,7 @@ def multiclass_decision_curve_figure(curve: pd.DataFrame, backbone: str, inputs,
         axes[-1][-1].legend(handles, labels, loc="center", frameon=False)
     else:
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), frameon=False)
-    fig.suptitle(f"One-vs-rest decision curves, {backbone}, {test_set}")
+    fig.suptitle(f"One-vs-rest decision curves{' per image' if unit == 'image' else ''}, {backbone}, {test_set}")
     fig.tight_layout(rect=(0, 0 if spare else 0.1, 1, 1))
     return fig
 
@@ -367,12 +381,10 @@ def multiclass_main_stage(config, case_prediction_paths, overall_path, out_summa
                           calibration_stem, out_decision_curve=None, decision_curve_stem=None,
                           image_prediction_paths=()) -> dict:
     """``image_prediction_paths`` (the ensembling stage's tables) instead of
-    ``case_prediction_paths`` where labels belong to images (no decision curves there)."""
+    ``case_prediction_paths`` where labels belong to images (calibration and decision
+    curves on images)."""
     task = task_from_config(config)
     settings, evaluation = config["calibration"], config["evaluation"]
-    if image_prediction_paths and out_decision_curve:
-        raise InputError("decision curves are made for case-level predictions; labels of images get none "
-                         "(drop --decision-curve)")
     predictions = read_parquets(image_prediction_paths or case_prediction_paths)
     backbone, scored, unit, pooled = multiclass_final_system(
         pd.read_csv(overall_path), config, case_predictions=None if image_prediction_paths else predictions,
@@ -392,12 +404,14 @@ def multiclass_main_stage(config, case_prediction_paths, overall_path, out_summa
     result = {"summary": summary, "curves": curves, "figures": written}
     if out_decision_curve:
         backbones = model_names(config)
-        curve = multiclass_decision_curve_table(predictions, backbones, task, settings["dca_classes"], name, settings)
+        curve = multiclass_decision_curve_table(predictions, backbones, task, settings["dca_classes"], name, settings,
+                                                unit=unit)
         write_csv(curve, out_decision_curve)
-        inputs = list(dict.fromkeys(predictions["input"]))
-        written += save_figure(multiclass_decision_curve_figure(curve, backbone, inputs, backbones, name),
+        # images: only the ALL input is drawn (each backbone's; see multiclass_decision_curve_table)
+        inputs = [ALL_INPUT] if unit == "image" else list(dict.fromkeys(predictions["input"]))
+        written += save_figure(multiclass_decision_curve_figure(curve, backbone, inputs, backbones, name, unit),
                                Path(decision_curve_stem))
-        log.info("one-vs-rest decision curves of %d class(es) on %s -> %s", curve["class"].nunique(), name,
-                 out_decision_curve)
+        log.info("one-vs-rest decision curves (%s level) of %d class(es) on %s -> %s", unit,
+                 curve["class"].nunique(), name, out_decision_curve)
         result["decision_curve"] = curve
     return result
