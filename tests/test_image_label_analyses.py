@@ -271,3 +271,70 @@ def test_decision_curves_of_images_are_dcurves_on_the_one_vs_rest_reduction(stud
     assert fig._suptitle.get_text() == "One-vs-rest decision curves per image, resnet10t, external"
     legend = fig.axes[-1].get_legend()  # four classes in a 2 x 3 grid: the legend in a spare panel
     assert [t.get_text() for t in legend.get_texts()] == ["resnet10t (final system)", "treat all", "treat none"]
+
+
+def test_paired_comparisons_of_images_bootstrap_the_difference_over_dogs(study):
+    """Inputs (and backbones) compared on images: estimates by scikit-learn, the interval
+    and p from an explicit loop that draws the common dogs and concatenates their images
+    (a dog drawn twice: its images twice), for both models of the pair."""
+    from sklearn.metrics import roc_auc_score
+
+    from spinedx.stages import comparisons
+    from spinedx.task import MulticlassTask
+
+    predictions = study["predictions"]
+    other = predictions.assign(backbone="netB", **{f"prob_{c}": np.roll(predictions[f"prob_{c}"].to_numpy(), 3)
+                                                   for c in CLASSES})
+    both = pd.concat([predictions, other], ignore_index=True)
+    task = MulticlassTask(tuple(CLASSES))
+    n_boot = 100
+    table = comparisons.image_comparisons_table(both, ["resnet10t", "netB"], list(SEQUENCES), PLANES, task, n_boot,
+                                                SEED, LEVEL, "holm", "all")
+    inputs = [*SEQUENCES, *PLANES, "ALL"]
+    pairs = {(r.kind, r.model_a, r.model_b) for r in table.itertuples()}
+    assert pairs == ({("backbones", f"resnet10t/{i}", f"netB/{i}") for i in inputs}
+                     | {("inputs", f"{b}/{x}", f"{b}/{y}") for b in ("resnet10t", "netB")
+                        for n, x in enumerate(inputs) for y in inputs[n + 1:]})
+    assert set(table.test_set) == {"external"} and table.test.eq(f"patient bootstrap (percentile, {n_boot} replicates)").all()
+    assert len(table) == len(pairs) * (1 + 2 * len(CLASSES)) and table.p_adjusted.ge(table.p - 1e-12).all()
+
+    scored = scoring_image_predictions(predictions, "resnet10t")
+    columns = [f"prob_{c}" for c in CLASSES]
+
+    def metrics(rows):
+        truth, decided = rows["label"].to_numpy(), rows[columns].to_numpy().argmax(axis=1)
+        values = {("accuracy", "all"): accuracy_score(truth, decided)}
+        for k, name in enumerate(CLASSES):
+            is_class = truth == k
+            values[("auc", name)] = (roc_auc_score(is_class, rows[columns[k]]) if 0 < is_class.sum() < len(truth)
+                                     else np.nan)
+            values[("sensitivity", name)] = (decided[is_class] == k).mean() if is_class.any() else np.nan
+        return values
+
+    a, b = scored[scored.sequence == "T1_SAG"], scored[scored.sequence.isin(PLANES["sagittal"])]
+    dogs = [d for d in dict.fromkeys(a["patient_id"]) if d in set(b["patient_id"])]
+    a, b = a[a.patient_id.isin(dogs)], b[b.patient_id.isin(dogs)]
+    estimate_a, estimate_b = metrics(a), metrics(b)
+    rng = np.random.default_rng(SEED)
+    replicates = []
+    for draw in rng.integers(0, len(dogs), size=(n_boot, len(dogs))):
+        drawn_a = pd.concat([a[a.patient_id == dogs[d]] for d in draw])
+        drawn_b = pd.concat([b[b.patient_id == dogs[d]] for d in draw])
+        ma, mb = metrics(drawn_a), metrics(drawn_b)
+        replicates.append({key: ma[key] - mb[key] for key in ma})
+    rows = table[(table.model_a == "resnet10t/T1_SAG") & (table.model_b == "resnet10t/sagittal")]
+    checked = 0
+    for row in rows.itertuples():
+        key = (row.metric, rows.at[row.Index, "class"])
+        assert f"{row.estimate_a:.6f}" == f"{estimate_a[key]:.6f}" and f"{row.estimate_b:.6f}" == f"{estimate_b[key]:.6f}"
+        differences = np.array([r[key] for r in replicates])
+        differences = differences[np.isfinite(differences)]
+        if not differences.size or not np.isfinite(estimate_a[key] - estimate_b[key]):
+            assert np.isnan(row.p)
+            continue
+        lo, hi = np.percentile(differences, [2.5, 97.5])
+        p = min(1.0, 2 * min((1 + (differences <= 0).sum()) / (differences.size + 1),
+                             (1 + (differences >= 0).sum()) / (differences.size + 1)))
+        assert (f"{row.ci_lo:.6f}", f"{row.ci_hi:.6f}", f"{row.p:.6f}") == (f"{lo:.6f}", f"{hi:.6f}", f"{p:.6f}"), key
+        checked += 1
+    assert checked >= 5 and rows.n.iloc[0] == len(a)

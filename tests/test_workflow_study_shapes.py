@@ -437,6 +437,20 @@ def test_canine_flow_calibration_subgroups_and_checklist_on_images(canine):
         row = curve[(curve["class"] == name) & (curve.model == "resnet10t/ALL") & np.isclose(curve.threshold, threshold)]
         assert f"{row.net_benefit.iloc[0]:.6f}" == f"{expected:.6f}", name
     assert checklist.files.str.contains("decision_curve.csv").any()
+    # Paired comparisons on images (one backbone: the 21 pairs of the 7 inputs), differences
+    # bootstrapped over dogs; T1_SAG vs ALL: each input's accuracy over its images of the
+    # dogs both scored, by hand.
+    comparisons = pd.read_csv(results / "tables/paired_comparisons.csv")
+    assert set(comparisons.kind) == {"inputs"} and len(comparisons) == 21 * (1 + 2 * len(CANINE_CLASSES))
+    assert comparisons.test.eq("patient bootstrap (percentile, 100 replicates)").all()
+    row = comparisons[(comparisons.model_a == "resnet10t/T1_SAG") & (comparisons.model_b == "resnet10t/ALL")
+                      & (comparisons.metric == "accuracy")].iloc[0]
+    correct = scored[[f"prob_{c}" for c in CANINE_CLASSES]].to_numpy().argmax(axis=1) == scored.label.to_numpy()
+    t1 = (scored.sequence == "T1_SAG").to_numpy()
+    dogs = scored.patient_id.isin(set(scored.patient_id[t1])).to_numpy()
+    assert (f"{row.estimate_a:.6f}", f"{row.estimate_b:.6f}") == (f"{correct[t1].mean():.6f}",
+                                                                  f"{correct[dogs].mean():.6f}")
+    assert row.n == t1.sum() and row.ci_lo <= row.ci_hi
 
 
 def test_canine_rerun_has_nothing_to_do(canine):

@@ -344,6 +344,11 @@ def cmd_multiclass_comparisons(args, config):
     comparisons.multiclass_main_stage(config, args.case_predictions, args.out, args.fusion)
 
 
+def cmd_image_comparisons(args, config):
+    from spinedx.stages import comparisons
+    comparisons.image_main_stage(config, args.image_predictions, args.out)
+
+
 def cmd_calibration(args, config):
     from spinedx.stages import calibration
     calibration.main_stage(config, args.case_predictions, args.table3, args.summary, args.curve, args.decision_curve,
@@ -435,6 +440,10 @@ def add_issue15_stages(stage) -> None:
         sub.add_argument("--case-predictions", **predictions)
         sub.add_argument("--fusion", nargs="*", default=[], help="case-level fusion predictions (parquet), if any")
         sub.add_argument("--out", required=True)
+    sub = stage("image_comparisons", cmd_image_comparisons,
+                "labels of images: paired accuracy, per-class AUC and sensitivity, difference bootstrapped over dogs")
+    sub.add_argument("--image-predictions", nargs="+", required=True, help="ensembling outputs (parquet)")
+    sub.add_argument("--out", required=True)
     sub = stage("calibration", cmd_calibration, "calibration curves, intercept, slope, Brier; decision curves")
     sub.add_argument("--case-predictions", **predictions)
     sub.add_argument("--table3", **table3)
@@ -447,7 +456,8 @@ def add_issue15_stages(stage) -> None:
     sub.add_argument("--overall", **overall)
     for option in ("--summary", "--curve", "--calibration-figure"):
         sub.add_argument(option, required=True)
-    sub.add_argument("--decision-curve", help="decision-curve table (one-vs-rest per class; cases, or images with --image-predictions)")
+    sub.add_argument("--decision-curve",
+                     help="decision-curve table (one-vs-rest per class; cases, or images with --image-predictions)")
     sub.add_argument("--decision-curve-figure", help="decision-curve figure stem (PDF and PNG)")
     sub = stage("subgroups", cmd_subgroups, "per-subgroup metrics of the final system and a forest plot")
     for option in ("--cases", "--images", "--images-dir", "--out", "--figure"):

@@ -310,12 +310,13 @@ if NCLASS_READER_ANALYSES:
 # --- Issue 15 for studies whose labels belong to images (canine shape: labels.source
 # annotation, any number of classes, no case level): participant flow (images per class,
 # input, cohort and hold-out partition), one-vs-rest calibration with the multi-class
-# Brier score, one-vs-rest decision curves (every backbone's ALL input) and N-class
-# subgroups (plane, sequence, cases- and image-table columns), all on images with
-# intervals from a bootstrap that resamples patients (dogs) with all their images, and the
-# checklist. No reader study: readers read cases, and these labels have no case (the
-# canine paper had none). No paired comparisons or distribution shift yet (README). Not
-# in audit mode, not for volume studies.
+# Brier score, one-vs-rest decision curves (every backbone's ALL input), paired
+# comparisons (command image_comparisons: backbones per input, inputs per backbone, the
+# difference bootstrapped over dogs) and N-class subgroups (plane, sequence, cases- and
+# image-table columns), all on images with intervals from a bootstrap that resamples
+# patients (dogs) with all their images, and the checklist. No reader study: readers read
+# cases, and these labels have no case (the canine paper had none). No distribution shift
+# yet (README). Not in audit mode, not for volume studies.
 IMAGE_LABEL_ANALYSES = config["labels"]["source"] == "annotation" and not VOLUMES and not AUDIT
 if IMAGE_LABEL_ANALYSES:
     if config["reader_study"]["readers"]:
@@ -325,6 +326,7 @@ if IMAGE_LABEL_ANALYSES:
     ISSUE15_OUTPUTS = [
         P.table(paths.FLOW_TABLE), *figures_of(paths.FLOW_FIGURE),
         *([P.table(paths.SUBGROUP_TABLE), *figures_of(paths.SUBGROUP_FIGURE)] if config["subgroups"]["variables"] else []),
+        *([P.table(paths.COMPARISONS_TABLE)] if config["comparisons"]["enabled"] else []),
         *([P.table(paths.CALIBRATION_TABLE), P.table(paths.CALIBRATION_CURVE_TABLE),
            P.table(paths.DECISION_CURVE_TABLE), *figures_of(paths.CALIBRATION_FIGURE, paths.DECISION_CURVE_FIGURE)]
           if config["calibration"]["enabled"] else []),

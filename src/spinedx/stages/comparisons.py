@@ -29,6 +29,15 @@ the pooled external cohorts; every model scored by :func:`spinedx.final_system.s
 :func:`spinedx.stats.comparisons.multiclass_paired_comparison_table` rows (accuracy of the
 argmax decisions by exact McNemar; per class one-vs-rest AUC by DeLong and sensitivity by
 exact McNemar), p adjusted within each test set over every pair, fusion included.
+
+Studies whose labels belong to images (:func:`image_main_stage`; labels.source annotation,
+no case level): the same pairs on images (inputs: each sequence, each plane, ALL; every
+image scored by :func:`spinedx.final_system.scoring_image_predictions`) on each test set,
+:func:`spinedx.stats.comparisons.cluster_bootstrap_comparison_table` rows: images of one
+dog are correlated, so the difference (accuracy, per-class AUC and sensitivity) is
+bootstrapped over the dogs both models scored (evaluation.bootstrap_replicates, seed),
+with its percentile interval and bootstrap p, not McNemar or DeLong; p adjusted within
+each test set.
 """
 
 from __future__ import annotations
@@ -39,12 +48,12 @@ from itertools import combinations
 import pandas as pd
 
 from spinedx.errors import InputError
-from spinedx.aggregation import distinct_inputs
-from spinedx.final_system import evaluated_cases, evaluated_sets, scoring_predictions
+from spinedx.aggregation import ALL_INPUT, distinct_inputs, image_inputs
+from spinedx.final_system import evaluated_cases, evaluated_sets, scoring_image_predictions, scoring_predictions
 from spinedx.input_modes import model_names
 from spinedx.io import read_parquets, write_csv
-from spinedx.stats.comparisons import (COLUMNS, MULTICLASS_COLUMNS, adjust_family, multiclass_paired_comparison_table,
-                                       paired_comparison_table)
+from spinedx.stats.comparisons import (COLUMNS, MULTICLASS_COLUMNS, adjust_family, cluster_bootstrap_comparison_table,
+                                       multiclass_paired_comparison_table, paired_comparison_table)
 from spinedx.task import BinaryTask, task_from_config
 
 log = logging.getLogger(__name__)
@@ -227,4 +236,52 @@ def multiclass_main_stage(config, case_prediction_paths, out, fusion_paths=()) -
     significant = table[table["p_adjusted"] < 1 - config["evaluation"]["ci_level"]]
     log.info("N-class paired comparisons: %d rows on %d test set(s), %d with adjusted p < %.2g -> %s", len(table),
              table["test_set"].nunique(), len(significant), 1 - config["evaluation"]["ci_level"], out)
+    return table
+
+
+# --- labels of images -------------------------------------------------------------------
+
+def image_comparisons_table(image_predictions: pd.DataFrame, backbones, sequences, planes, task, n_boot: int,
+                            seed: int, level: float, adjust: str, family: str) -> pd.DataFrame:
+    """Every pair (backbones per input, inputs per backbone) on every test set, on images,
+    the difference bootstrapped over dogs; p adjusted within each test set."""
+    # one sequence: ALL is its images again (distinct_inputs)
+    inputs = distinct_inputs([*sequences, *planes, ALL_INPUT])
+    models = {}
+    for backbone in backbones:
+        scored = scoring_image_predictions(image_predictions, backbone)
+        for input_, rows in image_inputs(scored, sequences, planes):
+            if input_ in inputs:
+                models[(backbone, input_)] = dict(evaluated_sets(rows))
+    columns = list(task.probability_columns)
+    tables = []
+    for test_set in dict.fromkeys(name for sets in models.values() for name in sets):
+        parts = []
+        for kind, a, b in _pairs(backbones, inputs):
+            rows_a, rows_b = models[a].get(test_set), models[b].get(test_set)
+            if rows_a is None or rows_b is None:
+                continue
+            parts.append(cluster_bootstrap_comparison_table(
+                model_name(*a), rows_a["label"], rows_a[columns], rows_a["patient_id"],
+                model_name(*b), rows_b["label"], rows_b[columns], rows_b["patient_id"], task.classes,
+                n_boot=n_boot, seed=seed, level=level).assign(kind=kind))
+        if parts:
+            table = pd.concat(parts, ignore_index=True).assign(test_set=test_set)
+            tables.append(adjust_family(table, adjust, family, f"of test set {test_set}"))
+    if not tables:
+        return pd.DataFrame(columns=MULTICLASS_TABLE_COLUMNS)
+    return pd.concat(tables, ignore_index=True)[MULTICLASS_TABLE_COLUMNS]
+
+
+def image_main_stage(config, image_prediction_paths, out) -> pd.DataFrame:
+    task = task_from_config(config)
+    settings, evaluation = config["comparisons"], config["evaluation"]
+    table = image_comparisons_table(read_parquets(image_prediction_paths), model_names(config),
+                                    list(config["sequences"]), dict(config["planes"] or {}), task,
+                                    int(evaluation["bootstrap_replicates"]), int(evaluation["seed"]),
+                                    evaluation["ci_level"], settings["adjust"], settings["family"])
+    write_csv(table, out)
+    significant = table[table["p_adjusted"] < 1 - evaluation["ci_level"]]
+    log.info("paired comparisons on images (dog bootstrap): %d rows on %d test set(s), %d with adjusted p < %.2g "
+             "-> %s", len(table), table["test_set"].nunique(), len(significant), 1 - evaluation["ci_level"], out)
     return table

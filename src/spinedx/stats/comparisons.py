@@ -11,6 +11,10 @@ One row per (comparison, metric); differences are model_a minus model_b. Decisio
 the study's rule (positive when the probability is strictly above the threshold,
 :func:`spinedx.stats.binary.positive_calls`) unless given explicitly (e.g. a reader's own
 binary calls). Rows are case-level: pass one prediction per patient.
+
+Units clustered in patients (images labelled per image, :func:`cluster_bootstrap_comparison_table`):
+the same N-class rows with the difference bootstrapped over patients instead of McNemar
+and DeLong, which assume independent units.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from spinedx.stats.mcnemar import paired_accuracy, paired_proportions
 from spinedx.stats.multiclass import argmax_decisions
 from spinedx.stats.multiplicity import adjust_pvalues
 
-__all__ = ["COLUMNS", "METRICS", "MULTICLASS_COLUMNS", "MULTICLASS_METRICS", "adjust_family",
-           "multiclass_paired_comparison_table", "paired_comparison_table"]
+__all__ = ["CLUSTER_BOOTSTRAP_TEST", "COLUMNS", "METRICS", "MULTICLASS_COLUMNS", "MULTICLASS_METRICS",
+           "adjust_family", "cluster_bootstrap_comparison_table", "multiclass_paired_comparison_table",
+           "paired_comparison_table"]
 
 METRICS = ("auc", "sensitivity", "specificity")
 COLUMNS = ["comparison", "model_a", "model_b", "metric", "test", "n", "estimate_a",
@@ -196,3 +201,99 @@ def adjust_family(table: pd.DataFrame, adjust: str = "holm", family: str = "all"
         for _, index in table.groupby("metric", sort=False).groups.items():
             table.loc[index, "p_adjusted"] = adjust_pvalues(table.loc[index, "p"].to_numpy(float), adjust)
     return table
+
+
+# --- clustered units (images of a patient) --------------------------------------------
+
+#: ``test`` of a row of :func:`cluster_bootstrap_comparison_table`.
+CLUSTER_BOOTSTRAP_TEST = "patient bootstrap"
+
+
+def _weighted_auc(is_positive: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> float:
+    """Mann-Whitney AUC with unit weights (a unit drawn twice counts twice; ties count 1/2)."""
+    positive, negative = is_positive & (weights > 0), ~is_positive & (weights > 0)
+    if not positive.any() or not negative.any():
+        return math.nan
+    order = np.argsort(scores[negative], kind="stable")
+    negative_scores, negative_weights = scores[negative][order], weights[negative][order]
+    cumulative = np.concatenate([[0.0], np.cumsum(negative_weights)])
+    below = cumulative[np.searchsorted(negative_scores, scores[positive], side="left")]
+    up_to = cumulative[np.searchsorted(negative_scores, scores[positive], side="right")]
+    wins = (weights[positive] * (below + 0.5 * (up_to - below))).sum()
+    return float(wins / (weights[positive].sum() * negative_weights.sum()))
+
+
+def _weighted_metrics(labels: np.ndarray, probs: np.ndarray, weights: np.ndarray, k: int) -> list[float]:
+    """[accuracy, then per class AUC and sensitivity] of the argmax decisions, units weighted."""
+    decided = argmax_decisions(probs)
+    values = [float((weights * (decided == labels)).sum() / weights.sum())]
+    for index in range(k):
+        is_class = labels == index
+        total = (weights * is_class).sum()
+        values += [_weighted_auc(is_class, probs[:, index], weights),
+                   float((weights * (is_class & (decided == index))).sum() / total) if total > 0 else math.nan]
+    return values
+
+
+def cluster_bootstrap_comparison_table(model_a: str, labels_a, probs_a, clusters_a, model_b: str, labels_b,
+                                       probs_b, clusters_b, classes: Sequence[str], *, n_boot: int, seed: int,
+                                       level: float = 0.95) -> pd.DataFrame:
+    """Compare two N-class models whose units (images) are clustered in patients (dogs), on
+    the patients both scored; the two may score different units of a patient (e.g. the
+    images of two sequences). Rows and columns as :func:`multiclass_paired_comparison_table`
+    (accuracy, per class one-vs-rest AUC and sensitivity; ``n`` the units of model_a);
+    p-values not adjusted (``p_adjusted`` NaN).
+
+    Units of one patient are correlated, so neither McNemar's test nor DeLong's is valid
+    on them: the difference model_a - model_b is bootstrapped over patients. Each replicate
+    draws the common patients (first-appearance order in model_a's rows) with replacement,
+    as many as there are (``numpy.random.default_rng(seed).integers``), and weighs each
+    unit by its patient's number of draws, for both models (so the pairing within a patient
+    is kept). Interval: percentile of the replicate differences (replicates where a metric
+    is undefined left out); p two-sided: ``min(1, 2 * min((1 + #{d* <= 0}) / (B + 1),
+    (1 + #{d* >= 0}) / (B + 1)))`` over the B defined replicates.
+    """
+    k = len(classes)
+    labels_a, labels_b = np.asarray(labels_a, dtype=int), np.asarray(labels_b, dtype=int)
+    probs_a, probs_b = np.asarray(probs_a, dtype=float), np.asarray(probs_b, dtype=float)
+    clusters_a, clusters_b = np.asarray(clusters_a), np.asarray(clusters_b)
+    for labels, probs, clusters, name in ((labels_a, probs_a, clusters_a, model_a),
+                                          (labels_b, probs_b, clusters_b, model_b)):
+        if probs.shape != (labels.size, k) or clusters.shape != labels.shape or not np.isin(labels, np.arange(k)).all():
+            raise InputError(f"{name}: labels (0..{k - 1}), probabilities (one column per class of {list(classes)}) "
+                             "and patients must have one row per unit")
+    common = [c for c in dict.fromkeys(clusters_a.tolist()) if c in set(clusters_b.tolist())]
+    keep_a, keep_b = np.isin(clusters_a, common), np.isin(clusters_b, common)
+    labels_a, probs_a, clusters_a = labels_a[keep_a], probs_a[keep_a], clusters_a[keep_a]
+    labels_b, probs_b, clusters_b = labels_b[keep_b], probs_b[keep_b], clusters_b[keep_b]
+    position = {c: i for i, c in enumerate(common)}
+    index_a = np.array([position[c] for c in clusters_a.tolist()], dtype=int)
+    index_b = np.array([position[c] for c in clusters_b.tolist()], dtype=int)
+    names = ["accuracy", *(m for _ in range(k) for m in ("auc", "sensitivity"))]
+    row_classes = [ALL_CLASSES, *(c for c in classes for _ in range(2))]
+    estimate_a = _weighted_metrics(labels_a, probs_a, np.ones(labels_a.size), k) if common else [math.nan] * len(names)
+    estimate_b = _weighted_metrics(labels_b, probs_b, np.ones(labels_b.size), k) if common else [math.nan] * len(names)
+    replicates = np.full((n_boot, len(names)), math.nan)
+    if common:
+        rng = np.random.default_rng(seed)
+        for r, draw in enumerate(rng.integers(0, len(common), size=(n_boot, len(common)))):
+            counts = np.bincount(draw, minlength=len(common)).astype(float)
+            replicates[r] = (np.array(_weighted_metrics(labels_a, probs_a, counts[index_a], k))
+                             - np.array(_weighted_metrics(labels_b, probs_b, counts[index_b], k)))
+    tail = (1 - level) / 2
+    rows = []
+    for j, (metric, class_name) in enumerate(zip(names, row_classes)):
+        defined = replicates[:, j][np.isfinite(replicates[:, j])]
+        difference = estimate_a[j] - estimate_b[j]
+        row = dict(_base_row(model_a, model_b, **{"class": class_name}), metric=metric,
+                   test=f"{CLUSTER_BOOTSTRAP_TEST} (percentile, {n_boot} replicates)", n=int(labels_a.size),
+                   estimate_a=estimate_a[j], estimate_b=estimate_b[j], difference=difference,
+                   ci_lo=math.nan, ci_hi=math.nan, statistic=math.nan, p=math.nan,
+                   only_a_correct=math.nan, only_b_correct=math.nan)
+        if defined.size and np.isfinite(difference):
+            lo, hi = np.percentile(defined, [100 * tail, 100 * (1 - tail)])
+            below = (1 + (defined <= 0).sum()) / (defined.size + 1)
+            above = (1 + (defined >= 0).sum()) / (defined.size + 1)
+            row.update(ci_lo=float(lo), ci_hi=float(hi), p=float(min(1.0, 2 * min(below, above))))
+        rows.append(row)
+    return pd.DataFrame(rows).reindex(columns=MULTICLASS_COLUMNS)
