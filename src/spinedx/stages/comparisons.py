@@ -215,10 +215,21 @@ def multiclass_comparisons_table(case_predictions: pd.DataFrame, backbones, inpu
         parts = [_compare_multiclass(kind, model_name(*a), sets_a[test_set], model_name(*b), sets_b[test_set],
                                      task, level)
                  for kind, a, b, sets_a, sets_b in pairs if test_set in sets_a and test_set in sets_b]
-        parts = [p for p in parts if not p.empty]
-        if parts:
-            table = pd.concat(parts, ignore_index=True).assign(test_set=test_set)
-            tables.append(adjust_family(table, adjust, family, f"of test set {test_set}"))
+        tables.append(_adjusted_test_set(parts, test_set, adjust, family))
+    return _joined_test_sets(tables)
+
+
+def _adjusted_test_set(parts: list[pd.DataFrame], test_set: str, adjust: str, family: str) -> pd.DataFrame | None:
+    """One test set's rows, p adjusted within it (None: no rows)."""
+    parts = [p for p in parts if not p.empty]
+    if not parts:
+        return None
+    table = pd.concat(parts, ignore_index=True).assign(test_set=test_set)
+    return adjust_family(table, adjust, family, f"of test set {test_set}")
+
+
+def _joined_test_sets(tables: list) -> pd.DataFrame:
+    tables = [t for t in tables if t is not None]
     if not tables:
         return pd.DataFrame(columns=MULTICLASS_TABLE_COLUMNS)
     return pd.concat(tables, ignore_index=True)[MULTICLASS_TABLE_COLUMNS]
@@ -265,12 +276,8 @@ def image_comparisons_table(image_predictions: pd.DataFrame, backbones, sequence
                 model_name(*a), rows_a["label"], rows_a[columns], rows_a["patient_id"],
                 model_name(*b), rows_b["label"], rows_b[columns], rows_b["patient_id"], task.classes,
                 n_boot=n_boot, seed=seed, level=level).assign(kind=kind))
-        if parts:
-            table = pd.concat(parts, ignore_index=True).assign(test_set=test_set)
-            tables.append(adjust_family(table, adjust, family, f"of test set {test_set}"))
-    if not tables:
-        return pd.DataFrame(columns=MULTICLASS_TABLE_COLUMNS)
-    return pd.concat(tables, ignore_index=True)[MULTICLASS_TABLE_COLUMNS]
+        tables.append(_adjusted_test_set(parts, test_set, adjust, family))
+    return _joined_test_sets(tables)
 
 
 def image_main_stage(config, image_prediction_paths, out) -> pd.DataFrame:
