@@ -111,21 +111,27 @@ def comparisons_table(case_predictions: pd.DataFrame, backbones, inputs, score_c
             b = cases[(cases["backbone"] == backbone_b) & (cases["input"] == input_b)]
             parts.append(_compare(kind, model_name(backbone_a, input_a), a, model_name(backbone_b, input_b), b,
                                   score_col, threshold, level))
-        tables.append(_adjusted(parts, cohort, adjust, family))
+        tables.append(_adjusted(parts, "cohort", cohort, adjust, family))
     if fusion is not None and not fusion.empty:
         tables += _fusion_tables(fusion, score_col, threshold, level, adjust, family)
-    tables = [t for t in tables if not t.empty]
-    if not tables:
-        return pd.DataFrame(columns=TABLE_COLUMNS)
-    return pd.concat(tables, ignore_index=True)[TABLE_COLUMNS]
+    return _joined(tables, TABLE_COLUMNS)
 
 
-def _adjusted(parts: list[pd.DataFrame], cohort: str, adjust: str, family: str) -> pd.DataFrame:
+def _adjusted(parts: list[pd.DataFrame], column: str, name: str, adjust: str, family: str) -> pd.DataFrame | None:
+    """One family's rows (a cohort's or a test set's: ``column`` = ``name``), p adjusted
+    within it (None: no rows)."""
     parts = [p for p in parts if not p.empty]
     if not parts:
-        return pd.DataFrame(columns=TABLE_COLUMNS)
-    table = pd.concat(parts, ignore_index=True).assign(cohort=cohort)
-    return adjust_family(table, adjust, family, f"of cohort {cohort}")
+        return None
+    table = pd.concat(parts, ignore_index=True).assign(**{column: name})
+    return adjust_family(table, adjust, family, f"of {column.replace('_', ' ')} {name}")
+
+
+def _joined(tables: list, columns: list[str]) -> pd.DataFrame:
+    tables = [t for t in tables if t is not None]
+    if not tables:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(tables, ignore_index=True)[columns]
 
 
 def _fusion_tables(fusion: pd.DataFrame, score_col: str, threshold: float, level: float, adjust: str,
@@ -144,7 +150,7 @@ def _fusion_tables(fusion: pd.DataFrame, score_col: str, threshold: float, level
         if fused.empty or image.empty:
             continue
         part = _compare("fusion", FUSED, fused, IMAGE_ONLY, image, score_col, threshold, level)
-        tables.append(_adjusted([part], f"{prediction_set} (fusion)", adjust, family))
+        tables.append(_adjusted([part], "cohort", f"{prediction_set} (fusion)", adjust, family))
     return tables
 
 
@@ -184,15 +190,11 @@ def _compare_multiclass(kind: str, name_a: str, cases_a: pd.DataFrame, name_b: s
                                               [(name_a, name_b)], level=level).assign(kind=kind)
 
 
-def _scored_sets(scored: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    return dict(evaluated_sets(scored))
-
-
 def multiclass_comparisons_table(case_predictions: pd.DataFrame, backbones, inputs, task, level: float,
                                  adjust: str, family: str, fusion: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every N-class pair on every test set; p adjusted within each test set over all its
     rows (``family: all``) or per metric."""
-    models = {(backbone, input_): _scored_sets(scoring_predictions(case_predictions, backbone, input_))
+    models = {(backbone, input_): dict(evaluated_sets(scoring_predictions(case_predictions, backbone, input_)))
               for backbone in backbones for input_ in inputs}
     pairs = [(kind, a, b, models[a], models[b]) for kind, a, b in _pairs(backbones, inputs)]
     if fusion is not None and not fusion.empty:
@@ -207,32 +209,16 @@ def multiclass_comparisons_table(case_predictions: pd.DataFrame, backbones, inpu
         fused = fusion.rename(columns={"fusion_input": "input"})
         for backbone in dict.fromkeys(fused["backbone"]):
             pairs.append(("fusion", (backbone, FUSED), (backbone, IMAGE_ONLY),
-                          _scored_sets(scoring_predictions(fused, backbone, FUSED)),
-                          _scored_sets(scoring_predictions(fused, backbone, IMAGE_ONLY))))
+                          dict(evaluated_sets(scoring_predictions(fused, backbone, FUSED))),
+                          dict(evaluated_sets(scoring_predictions(fused, backbone, IMAGE_ONLY)))))
     test_sets = list(dict.fromkeys(name for *_, sets_a, sets_b in pairs for name in [*sets_a, *sets_b]))
     tables = []
     for test_set in test_sets:
         parts = [_compare_multiclass(kind, model_name(*a), sets_a[test_set], model_name(*b), sets_b[test_set],
                                      task, level)
                  for kind, a, b, sets_a, sets_b in pairs if test_set in sets_a and test_set in sets_b]
-        tables.append(_adjusted_test_set(parts, test_set, adjust, family))
-    return _joined_test_sets(tables)
-
-
-def _adjusted_test_set(parts: list[pd.DataFrame], test_set: str, adjust: str, family: str) -> pd.DataFrame | None:
-    """One test set's rows, p adjusted within it (None: no rows)."""
-    parts = [p for p in parts if not p.empty]
-    if not parts:
-        return None
-    table = pd.concat(parts, ignore_index=True).assign(test_set=test_set)
-    return adjust_family(table, adjust, family, f"of test set {test_set}")
-
-
-def _joined_test_sets(tables: list) -> pd.DataFrame:
-    tables = [t for t in tables if t is not None]
-    if not tables:
-        return pd.DataFrame(columns=MULTICLASS_TABLE_COLUMNS)
-    return pd.concat(tables, ignore_index=True)[MULTICLASS_TABLE_COLUMNS]
+        tables.append(_adjusted(parts, "test_set", test_set, adjust, family))
+    return _joined(tables, MULTICLASS_TABLE_COLUMNS)
 
 
 def multiclass_main_stage(config, case_prediction_paths, out, fusion_paths=()) -> pd.DataFrame:
@@ -276,8 +262,8 @@ def image_comparisons_table(image_predictions: pd.DataFrame, backbones, sequence
                 model_name(*a), rows_a["label"], rows_a[columns], rows_a["patient_id"],
                 model_name(*b), rows_b["label"], rows_b[columns], rows_b["patient_id"], task.classes,
                 n_boot=n_boot, seed=seed, level=level).assign(kind=kind))
-        tables.append(_adjusted_test_set(parts, test_set, adjust, family))
-    return _joined_test_sets(tables)
+        tables.append(_adjusted(parts, "test_set", test_set, adjust, family))
+    return _joined(tables, MULTICLASS_TABLE_COLUMNS)
 
 
 def image_main_stage(config, image_prediction_paths, out) -> pd.DataFrame:
