@@ -112,7 +112,7 @@ def decision_curve_table(case_predictions: pd.DataFrame, backbones, score_col: s
         return pd.DataFrame()
     wide = cases.pivot_table(index=["patient_id", "label"], columns=["backbone", "input"], values=score_col)
     wide = wide.dropna()
-    thresholds = np.round(np.arange(0.01, settings["dca_max_threshold"] + 1e-9, settings["dca_step"]), 6)
+    thresholds = decision_thresholds(settings)
     models = {f"{backbone}/{input_}": wide[(backbone, input_)].to_numpy()
               for backbone, input_ in cases[["backbone", "input"]].drop_duplicates().itertuples(index=False)}
     return decision_curve(wide.index.get_level_values("label").to_numpy(), models, thresholds)
@@ -239,6 +239,12 @@ def main_stage(config, case_prediction_paths, table3_path, out_summary, out_curv
 
 ALL_CLASSES = "all"
 MULTICLASS_SUMMARY_COLUMNS = ["test_set", "backbone", "input", "class", *SUMMARY_KEYS]
+def decision_thresholds(settings) -> np.ndarray:
+    """The decision curves' threshold grid: 0.01 to calibration.dca_max_threshold in steps
+    of calibration.dca_step (rounded, so that grid values print as set)."""
+    return np.round(np.arange(0.01, settings["dca_max_threshold"] + 1e-9, settings["dca_step"]), 6)
+
+
 MULTICLASS_CURVE_COLUMNS = ["test_set", "class", "bin", "lower", "upper", "n", "n_positive", "predicted", "observed",
                             "observed_lo", "observed_hi"]
 
@@ -339,7 +345,7 @@ def multiclass_decision_curve_table(predictions: pd.DataFrame, backbones, task, 
     if not scored:
         return pd.DataFrame(columns=MULTICLASS_DECISION_CURVE_COLUMNS)
     scored = pd.concat(scored, ignore_index=True)
-    thresholds = np.round(np.arange(0.01, settings["dca_max_threshold"] + 1e-9, settings["dca_step"]), 6)
+    thresholds = decision_thresholds(settings)
     parts = []
     for class_name in dca_classes or task.classes:
         column = task.probability_columns[list(task.classes).index(class_name)]
