@@ -166,3 +166,49 @@ def test_nclass_decision_curve_classes_must_be_classes_of_the_study():
     assert configuration.resolve({"classes": ["a", "b", "c"], "calibration": {"dca_classes": ["c"]}})
     with pytest.raises(configuration.ConfigError, match=r"calibration.dca_classes \['d'\]"):
         configuration.resolve({"classes": ["a", "b", "c"], "calibration": {"dca_classes": ["a", "d"]}})
+
+
+def test_two_classes_of_another_shape_calibrate_the_positive_class_on_every_test_set(settings):
+    """Two classes in the N-class path (hold-out, two external cohorts): the positive
+    class's Brier, intercept and slope on every test set (scikit-learn, statsmodels), no
+    mirror row of the negative class and no multi-class Brier (twice the Brier); decision
+    curves of the positive class by default, equal to dcurves."""
+    import statsmodels.api as sm
+    from dcurves import dca
+    from sklearn.metrics import brier_score_loss
+
+    from spinedx.final_system import evaluated_sets, scoring_predictions
+    from spinedx.task import BinaryTask
+    from test_comparisons_stage import BINARY, binary_holdout_case_predictions
+
+    predictions = binary_holdout_case_predictions()
+    task = BinaryTask(tuple(BINARY), 0.5)
+    scored = scoring_predictions(predictions, "netB")
+    summary = stage.multiclass_calibration_table(scored, task, "netB", 0, 0, 0.95)
+    assert list(summary["test_set"]) == ["internal_test", "external_c2", "external_c3", "external_pooled"]
+    assert set(summary["class"]) == {"ependymoma"}
+    for name, rows in evaluated_sets(scored):
+        row = summary[summary["test_set"] == name].iloc[0]
+        labels, probs = rows["label"].to_numpy(), rows["prob_ependymoma"].to_numpy()
+        assert row["n"] == len(rows) and row["brier"] == pytest.approx(brier_score_loss(labels, probs), abs=1e-12)
+        logit = np.log(probs / (1 - probs))
+        slope = sm.GLM(labels, sm.add_constant(logit), family=sm.families.Binomial()).fit()
+        assert row["slope"] == pytest.approx(slope.params[1], rel=1e-6)
+        intercept = sm.GLM(labels, np.ones((len(labels), 1)), family=sm.families.Binomial(), offset=logit).fit()
+        assert row["intercept"] == pytest.approx(intercept.params[0], rel=1e-6, abs=1e-9)
+    curves = stage.multiclass_curve_table("external_pooled", dict(evaluated_sets(scored))["external_pooled"], task,
+                                          settings, 0.95)
+    assert set(curves["class"]) == {"ependymoma"}
+    curve = stage.multiclass_decision_curve_table(predictions, BACKBONES, task, [], "external_pooled", settings)
+    assert set(curve["class"]) == {"ependymoma"}
+    rows = scoring_predictions(predictions, "netA", "ALL")  # one sequence (T1): ALL only
+    rows = rows[rows["cohort"] != "internal"]
+    data = pd.DataFrame({"outcome": rows["label"].to_numpy(), "p": rows["prob_ependymoma"].to_numpy()})
+    reference = dca(data=data, outcome="outcome", modelnames=["p"], thresholds=[0.05, 0.2, 0.35, 0.5])
+    ours = curve[curve["model"] == "netA/ALL"].set_index("threshold")
+    assert len(ours)
+    for row in reference[reference["model"] == "p"].itertuples():
+        assert ours.loc[row.threshold, "net_benefit"] == pytest.approx(row.net_benefit, abs=1e-12)
+    # a chosen class still gets its curve (calibration.dca_classes)
+    chosen = stage.multiclass_decision_curve_table(predictions, BACKBONES, task, ["schwannoma"], "external_c2", settings)
+    assert set(chosen["class"]) == {"schwannoma"}

@@ -103,21 +103,13 @@ def test_family_per_metric_and_bonferroni():
     assert table["adjustment"].str.startswith("bonferroni (within metric").all()
 
 
-def test_fusion_is_compared_with_image_only_on_test_sets_only():
-    rng = np.random.default_rng(1)
-    labels = np.arange(20) % 2
-    rows = []
-    for prediction_set in ("oof", "external"):
-        for model, skill in (("image", 1.0), ("image+clinical", 2.0), ("clinical", 0.5)):
-            prob = 1 / (1 + np.exp(-(skill * (2 * labels - 1) + rng.normal(0, 1, 20))))
-            rows += [{"patient_id": f"P{k}", "label": int(labels[k]), "prediction_set": prediction_set,
-                      "model": model, "prob_schwannoma": prob[k]} for k in range(20)]
-    fusion = pd.DataFrame(rows)
-    table = stage.comparisons_table(case_predictions(), BACKBONES, INPUTS, "prob_schwannoma", 0.5, 0.95, "holm",
-                                    "all", fusion)
-    fused = table[table["kind"] == "fusion"]
-    assert set(fused["cohort"]) == {"external (fusion)"} and len(fused) == 3  # oof rows fitted the stacker
-    assert (fused["model_a"] == "image+clinical").all() and (fused["model_b"] == "image").all()
+def test_the_reference_shape_takes_no_fusion_predictions(tmp_path):
+    """A fused study is not of the reference shape: its comparisons (fusion vs image only,
+    by the fusion stage's fusion_input) are the command multiclass_comparisons'."""
+    from spinedx import config as configuration
+
+    with pytest.raises(stage.InputError, match="multiclass_comparisons"):
+        stage.main_stage(configuration.resolve({}), [], tmp_path / "out.csv", [str(tmp_path / "fusion.parquet")])
 
 
 def test_one_sequence_compares_the_models_on_all_only():
@@ -226,3 +218,93 @@ def test_nclass_fusion_against_image_only_on_test_rows():
     with pytest.raises(stage.InputError, match="fusion predictions lack"):
         stage.multiclass_comparisons_table(predictions, BACKBONES, ["ALL"], MulticlassTask(tuple(NCLASSES)), 0.95,
                                            "holm", "all", fusion.drop(columns="fusion_input"))
+
+
+# --- two classes of another shape (hold-out, several external cohorts, fusion) ---------
+
+BINARY = ["schwannoma", "ependymoma"]  # the last class is the positive one
+
+
+def binary_holdout_case_predictions(seed=5) -> pd.DataFrame:
+    """Two classes in the hold-out shape of :func:`nclass_case_predictions`: internal test
+    patients of repeat 0 or 1, validation rows (never scored), two external cohorts."""
+    frame = nclass_case_predictions(seed)
+    rng = np.random.default_rng(seed)
+    frame["label"] = frame["patient_id"].str[1:].astype(int) % 2
+    skill = np.where(frame["input"] == "ALL", 0.9, 0.4) + np.where(frame["backbone"] == "netB", 0.3, 0.0)
+    positive = 1 / (1 + np.exp(-(skill * (2 * frame["label"] - 1) + rng.normal(0, 1.2, len(frame)))))
+    return frame.drop(columns=PROB_COLUMNS).assign(prob_schwannoma=1 - positive, prob_ependymoma=positive)
+
+
+def test_two_classes_of_another_shape_get_delong_and_mcnemar_rows_on_every_test_set():
+    """The N-class path with two classes: per test set (internal test, each external
+    cohort, pooled) the two-class rows a reader expects, AUC by DeLong and sensitivity /
+    specificity by exact McNemar at decision.threshold (0.4 here, not the argmax's 0.5),
+    against scikit-learn, a direct DeLong variance and scipy's exact binomial test."""
+    from scipy.stats import binomtest, norm
+    from sklearn.metrics import roc_auc_score
+    from statsmodels.stats.multitest import multipletests
+
+    from spinedx.final_system import evaluated_sets, scoring_predictions
+    from spinedx.task import BinaryTask
+
+    predictions = binary_holdout_case_predictions()
+    task = BinaryTask(tuple(BINARY), 0.4)
+    table = stage.multiclass_comparisons_table(predictions, BACKBONES, ["T1", "ALL"], task, 0.95, "holm", "all")
+    assert list(table.columns) == stage.MULTICLASS_TABLE_COLUMNS
+    assert list(table["test_set"].unique()) == ["internal_test", "external_c2", "external_c3", "external_pooled"]
+    assert len(table) == 4 * 4 * 3 and set(table["metric"]) == {"auc", "sensitivity", "specificity"}
+    assert set(table["class"]) == {"ependymoma"}
+    for row in table.itertuples():
+        (backbone_a, input_a), (backbone_b, input_b) = (name.split("/") for name in (row.model_a, row.model_b))
+        a = dict(evaluated_sets(scoring_predictions(predictions, backbone_a, input_a)))[row.test_set]
+        b = dict(evaluated_sets(scoring_predictions(predictions, backbone_b, input_b)))[row.test_set]
+        both = a.merge(b, on=["patient_id", "label"], suffixes=("_a", "_b"))
+        labels = both["label"].to_numpy()
+        score_a, score_b = both["prob_ependymoma_a"].to_numpy(), both["prob_ependymoma_b"].to_numpy()
+        if row.metric == "auc":
+            difference, se = direct_delong(labels, score_a, score_b)
+            assert row.n == len(both)
+            assert row.estimate_a == pytest.approx(roc_auc_score(labels, score_a), abs=1e-12)
+            # both AUCs 1 on a small test set: no variance, nothing to test (p = 1)
+            assert row.p == pytest.approx(2 * norm.sf(abs(difference / se)) if se > 0 else 1.0, rel=1e-9)
+        else:
+            keep = labels == (1 if row.metric == "sensitivity" else 0)
+            correct_a = (score_a[keep] > 0.4) == (row.metric == "sensitivity")
+            correct_b = (score_b[keep] > 0.4) == (row.metric == "sensitivity")
+            only_a, only_b = int((correct_a & ~correct_b).sum()), int((~correct_a & correct_b).sum())
+            assert (row.n, row.only_a_correct, row.only_b_correct) == (int(keep.sum()), only_a, only_b)
+            assert row.estimate_a == pytest.approx(correct_a.mean(), abs=1e-15)
+            assert row.p == pytest.approx(binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b
+                                          else 1.0, rel=1e-9)
+    for _, rows in table.groupby("test_set"):
+        np.testing.assert_allclose(rows["p_adjusted"], multipletests(rows["p"], method="holm")[1], rtol=1e-12)
+
+
+def test_two_class_fusion_is_compared_by_the_fusion_stages_fusion_input():
+    """The fusion stage writes ``fusion_input`` (image, clinical, image+clinical): the
+    two-class fused model against image only on every test set (the stacker's own rows,
+    validation, never scored), the names owned by spinedx.stats.fusion."""
+    from spinedx.stats.fusion import FUSED, FUSION_INPUTS, IMAGE_ONLY
+    from spinedx.task import BinaryTask
+
+    predictions = binary_holdout_case_predictions()
+    fused_rows = predictions[predictions["input"] == "ALL"].rename(columns={"input": "fusion_input"})
+    fusion = pd.concat([fused_rows.assign(fusion_input=name) for name in FUSION_INPUTS], ignore_index=True)
+    better = fusion["fusion_input"] == FUSED
+    fusion.loc[better, "prob_ependymoma"] = np.clip(fusion.loc[better, "label"] * 0.5 + 0.25
+                                                    + 0.3 * (fusion.loc[better, "prob_ependymoma"] - 0.5), 0, 1)
+    fusion.loc[better, "prob_schwannoma"] = 1 - fusion.loc[better, "prob_ependymoma"]
+    table = stage.multiclass_comparisons_table(predictions, BACKBONES, ["T1", "ALL"], BinaryTask(tuple(BINARY), 0.5),
+                                               0.95, "holm", "all", fusion)
+    fused = table[table["kind"] == "fusion"]
+    assert set(fused["model_a"]) == {f"netA/{FUSED}", f"netB/{FUSED}"}
+    assert set(fused["model_b"]) == {f"netA/{IMAGE_ONLY}", f"netB/{IMAGE_ONLY}"}
+    assert set(fused["test_set"]) == {"internal_test", "external_c2", "external_c3", "external_pooled"}
+    assert len(fused) == 2 * 4 * 3
+    # image only is the ALL input's predictions here: the same estimate_b as the ALL rows
+    plain = table[(table.kind == "inputs") & (table.model_a == "netA/T1") & (table.model_b == "netA/ALL")]
+    joined = fused[fused.model_b == f"netA/{IMAGE_ONLY}"].merge(plain, on=["test_set", "metric", "class"])
+    assert len(joined) == 4 * 3 and np.allclose(joined["estimate_b_x"], joined["estimate_b_y"])
+    auc = fused[(fused.metric == "auc") & (fused.test_set == "external_pooled")]
+    assert (auc["estimate_a"] == 1.0).all() and (auc["difference"] >= 0).all()

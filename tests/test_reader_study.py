@@ -267,6 +267,26 @@ def test_three_classes_use_the_configured_binary_contrast(tmp_path, settings):
         read_reader_study(write(tmp_path, readers), cases, classes, CONDITIONS, positive_classes=classes)
 
 
+def test_the_models_ratings_of_a_holdout_study_with_several_external_cohorts():
+    """Two classes of another shape (hold-out, two external cohorts): each external case is
+    rated by the ensemble, each internal case by the first repeat that tests it, validation
+    cases (they chose the epoch) and the repeats' own external rows by nobody."""
+    from test_comparisons_stage import BINARY, binary_holdout_case_predictions
+
+    predictions = binary_holdout_case_predictions()
+    model = stage.model_ratings(predictions, "netB", BINARY, ["ependymoma"], 0.5)
+    assert model["patient_id"].is_unique and not model["patient_id"].str.startswith("V").any()
+    assert set(model["patient_id"].str[0]) == {"I", "2", "3"} and len(model) == 30 + 15 + 15
+    rows = predictions[(predictions["backbone"] == "netB") & (predictions["input"] == "ALL")]
+    expected = pd.concat([rows[(rows["cohort"] != "internal") & (rows["model"] == "ensemble")],
+                          rows[(rows["prediction_set"] == "internal_test") & (rows["model"] == "holdout0")],
+                          rows[(rows["prediction_set"] == "internal_test") & (rows["model"] == "holdout1")]
+                          ]).drop_duplicates("patient_id").set_index("patient_id")["prob_ependymoma"]
+    rated = model.set_index("patient_id")
+    assert rated["rating"].to_numpy() == pytest.approx(expected.loc[rated.index].to_numpy(), abs=0)
+    assert (rated["decision"] == np.where(rated["rating"] > 0.5, "ependymoma", "schwannoma")).all()
+
+
 # --- the figure ---------------------------------------------------------------------------------
 
 def test_figure_puts_every_reader_at_their_operating_points_with_arrows(tmp_path):

@@ -149,3 +149,42 @@ def test_a_volume_studys_dicom_series_gives_its_acquisition_attributes(tmp_path)
     values = stage.subgroup_values(cases, ["vendor", "scanner_model"], [50], rows, images_dir, "cases.csv")
     assert values["vendor"].tolist() == ["Canon", "GE", "not DICOM"]
     assert values["scanner_model"].tolist() == ["Aquilion", "Revolution", "not DICOM"]
+
+
+def test_two_classes_of_another_shape_pool_every_external_cohort(tmp_path):
+    """Two classes with a hold-out split and two external cohorts: the final system's
+    cases are every external cohort's (ensemble, pooled), each once; ``cohort``, a column
+    of the predictions too, is a variable like any other (one level per centre); rows are
+    the two-class metrics (hand counts, scikit-learn)."""
+    from sklearn.metrics import roc_auc_score
+
+    from spinedx import config as configuration
+    from test_comparisons_stage import BINARY, binary_holdout_case_predictions
+
+    predictions = binary_holdout_case_predictions()
+    patients = predictions.drop_duplicates("patient_id")
+    cases = pd.DataFrame({"patient_id": patients["patient_id"],
+                          "diagnosis": np.asarray(BINARY)[patients["label"].to_numpy()],
+                          "cohort": patients["cohort"], "sex": np.where(np.arange(len(patients)) % 3, "F", "M")})
+    cases.to_csv(tmp_path / "cases.csv", index=False)
+    predictions.to_parquet(tmp_path / "case_level.parquet")
+    pd.DataFrame({"backbone": ["netA", "netB"], "input": "ALL", "auc": [0.6, 0.7]}).to_csv(tmp_path / "t3.csv")
+    config = configuration.resolve({"classes": BINARY, "backbones": ["netA", "netB"],
+                                    "data": {"external_cohorts": ["external_c2", "external_c3"]},
+                                    "splits": {"scheme": "holdout"}, "subgroups": {"variables": ["cohort", "sex"]},
+                                    "evaluation": {"bootstrap_replicates": 20}})
+    table = stage.main_stage(config, tmp_path / "cases.csv", None, tmp_path, [tmp_path / "case_level.parquet"],
+                             tmp_path / "t3.csv", tmp_path / "subgroups.csv", tmp_path / "forest")
+    assert set(table["cohort"]) == {"external_pooled (ensemble)"} and set(table["backbone"]) == {"netB"}
+    external = predictions[(predictions["backbone"] == "netB") & (predictions["input"] == "ALL")
+                           & (predictions["model"] == "ensemble")]
+    everyone = table.iloc[0]
+    assert everyone["variable"] == "all cases" and everyone["n_patients"] == len(external) == 30
+    assert everyone["auc"] == pytest.approx(roc_auc_score(external["label"], external["prob_ependymoma"]), abs=1e-12)
+    centres = table[table["variable"] == "cohort"].set_index("level")
+    assert list(centres.index) == ["external_c2", "external_c3"]
+    for centre, row in centres.iterrows():
+        rows = external[external["cohort"] == centre]
+        called, truth = rows["prob_ependymoma"] > 0.5, rows["label"] == 1
+        assert (row.tp, row.fn, row.tn, row.fp) == ((called & truth).sum(), (~called & truth).sum(),
+                                                    (~called & ~truth).sum(), (called & ~truth).sum())

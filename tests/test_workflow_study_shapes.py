@@ -457,3 +457,115 @@ def test_canine_rerun_has_nothing_to_do(canine):
     workdir, _ = canine
     done = run_study(workdir, ".test/canine.yaml", "-n")
     assert "Nothing to be done" in done.stdout + done.stderr
+
+
+# --- two classes labelled per case, not of the reference shape (r15bin) -------------------
+
+BINARY_CLASSES = ["schwannoma", "ependymoma"]  # ependymoma is the positive class
+BINARY_EXTERNAL_SETS = ["external_centre2", "external_centre3", "external_pooled"]
+
+
+@pytest.fixture(scope="module")
+def binary_holdout(tmp_path_factory):
+    """.test/binary_holdout.yaml: schwannoma vs ependymoma (the ISMF generator with two of
+    its classes), hold-out 3:1:1 with two repeats, two external centres, clinical fusion."""
+    workdir = tmp_path_factory.mktemp("binary_holdout")
+    run_study(workdir, ".test/binary_holdout.yaml")
+    return workdir, workdir / ".test/results/binary_holdout"
+
+
+def test_binary_holdout_gets_every_issue15_analysis(binary_holdout):
+    """A two-class study of another shape than the reference gets the N-class tables and
+    every issue-15 analysis, with the two-class reader study (AUC of the ratings)."""
+    _, results = binary_holdout
+    for name in ("multiclass_overall", "multiclass_per_class", "table3_case_level", "participant_flow", "subgroups",
+                 "paired_comparisons", "calibration", "calibration_curve", "decision_curve", "reader_study_metrics",
+                 "reader_study_mrmc", "reader_study_decisions", "reporting_checklist"):
+        assert len(pd.read_csv(results / f"tables/{name}.csv")), name
+    assert_figures(results, ["participant_flow", "subgroups_forest", "calibration_curve", "decision_curve",
+                             "reader_study_roc"])
+    for name in ("reader_study_gain", "reader_study_per_class"):  # the N-class reader study's
+        assert not (results / f"tables/{name}.csv").exists()
+    sums = (results / "bundle/SHA256SUMS").read_text()  # the distribution-shift reference
+    assert all(f"shift_reference/resnet10t/{s}.npz" in sums for s in ("T1W", "T2W", "T2FS", "AX-T2W"))
+    checklist = pd.read_csv(results / "tables/reporting_checklist.csv").set_index(["guideline", "item"])
+    assert "tables/reader_study_mrmc.csv" in checklist.loc[("STARD 2015", "13a"), "files"]
+    assert "tables/paired_comparisons.csv" in checklist.loc[("STARD 2015", "14"), "files"]
+    flow = pd.read_csv(results / "tables/participant_flow.csv")
+    analysed = flow[(flow.step == "analysed") & (flow.group == "ALL")].set_index("cohort").patients
+    assert analysed.to_dict() == {"internal": 4, "external_centre2": 4, "external_centre3": 4}
+    readers = pd.read_csv(results / "demo_reader_study/readers.csv")  # every external case, both centres
+    cases = pd.read_csv(results / "demo_cohort/cases.csv")
+    assert set(readers.patient_id) == set(cases[cases.cohort != "internal"].patient_id)
+
+
+def test_binary_holdout_tables_repeat_the_studys_own_multiclass_tables(binary_holdout):
+    """Every number that the N-class evaluation also reports equals it to the printed digit:
+    comparisons (each model's AUC, sensitivity and specificity of the positive class on each
+    external test set, fusion included), the reader study's model row, the subgroups'
+    rows; calibration's Brier against scikit-learn on the case-level predictions."""
+    from sklearn.metrics import brier_score_loss
+
+    _, results = binary_holdout
+    per_class = pd.read_csv(results / "tables/multiclass_per_class.csv")
+    own = per_class[(per_class.level == "case") & (per_class["class"] == "ependymoma")
+                    & (per_class.model == "ensemble")].set_index(["input", "prediction_set"])
+    overall = pd.read_csv(results / "tables/multiclass_overall.csv")
+    own_overall = overall[(overall.level == "case") & (overall.model == "ensemble")].set_index(["input", "prediction_set"])
+
+    def same(value, expected, what):
+        assert f"{value:.3f}" == f"{expected:.3f}", what
+
+    comparisons = pd.read_csv(results / "tables/paired_comparisons.csv")
+    assert set(comparisons.metric) == {"auc", "sensitivity", "specificity"} and set(comparisons["class"]) == {"ependymoma"}
+    assert list(comparisons.test_set.unique()) == ["internal_test", *BINARY_EXTERNAL_SETS]
+    fusion = comparisons[comparisons.kind == "fusion"]
+    assert set(fusion.model_a) == {"resnet10t/image+clinical"} and set(fusion.model_b) == {"resnet10t/image"}
+    checked = 0
+    for row in comparisons[comparisons.test_set.isin(BINARY_EXTERNAL_SETS)].itertuples():
+        for name, estimate in ((row.model_a, row.estimate_a), (row.model_b, row.estimate_b)):
+            input_ = name.split("/", 1)[1]
+            input_ = f"fusion_{input_}" if row.kind == "fusion" else input_
+            mine = own.loc[(input_, row.test_set)]
+            if row.metric == "auc":
+                assert row.n == own_overall.loc[(input_, row.test_set), "n"]
+            same(estimate, mine[row.metric], (row.comparison, row.test_set, row.metric))
+            checked += 1
+    assert checked == 2 * len(comparisons[comparisons.test_set.isin(BINARY_EXTERNAL_SETS)]) == 2 * 3 * 11 * 3
+    # the reader study's model row (the final system on the read cases: every external case)
+    model = pd.read_csv(results / "tables/reader_study_metrics.csv").set_index("reader").loc["model"]
+    pooled, pooled_overall = own.loc[("ALL", "external_pooled")], own_overall.loc[("ALL", "external_pooled")]
+    assert model.n_cases == pooled_overall.n == 8
+    for column in ("auc", "sensitivity", "sensitivity_lo", "sensitivity_hi", "specificity", "specificity_lo",
+                   "specificity_hi", "f1"):
+        same(model[column], pooled[column], column)
+    for column in ("accuracy", "accuracy_lo", "accuracy_hi"):
+        same(model[column], pooled_overall[column], column)
+    mrmc = pd.read_csv(results / "tables/reader_study_mrmc.csv")
+    assert {"conditions", "model vs unaided", "model vs aided"} <= set(mrmc.contrast)
+    model_modality = mrmc[(mrmc.contrast == "model vs aided") & (mrmc.row_type == "modality") & (mrmc.modality == "model")]
+    same(model_modality.estimate.iloc[0], pooled.auc, "MRMC model AUC")
+    # subgroups: all cases and each centre
+    subgroups = pd.read_csv(results / "tables/subgroups.csv")
+    assert set(subgroups.cohort) == {"external_pooled (ensemble)"}
+    levels = subgroups.set_index(["variable", "level"])
+    for key, test_set in ((("all cases", "all cases"), "external_pooled"), (("cohort", "external_centre2"),
+                          "external_centre2"), (("cohort", "external_centre3"), "external_centre3")):
+        row, mine = levels.loc[key], own.loc[("ALL", test_set)]
+        assert row.n_patients == own_overall.loc[("ALL", test_set), "n"]
+        for column in ("sensitivity", "sensitivity_lo", "sensitivity_hi", "specificity", "specificity_lo",
+                       "specificity_hi", "auc"):
+            same(row[column], mine[column], (key, column))
+        same(row.accuracy, own_overall.loc[("ALL", test_set), "accuracy"], (key, "accuracy"))
+    # calibration of the positive class on every test set; Brier by scikit-learn
+    calibration = pd.read_csv(results / "tables/calibration.csv").set_index("test_set")
+    assert list(calibration.index) == ["internal_test", *BINARY_EXTERNAL_SETS]
+    assert set(calibration["class"]) == {"ependymoma"}
+    case_level = pd.read_parquet(results / "case_level/resnet10t.parquet")
+    external = case_level[(case_level.input == "ALL") & (case_level.model == "ensemble")]
+    for test_set in BINARY_EXTERNAL_SETS:
+        rows = external if test_set == "external_pooled" else external[external.cohort == test_set]
+        assert calibration.loc[test_set, "n"] == len(rows) == own_overall.loc[("ALL", test_set), "n"]
+        same(calibration.loc[test_set, "brier"], brier_score_loss(rows.label, rows.prob_ependymoma), test_set)
+    curve = pd.read_csv(results / "tables/decision_curve.csv")
+    assert set(curve["class"]) == {"ependymoma"} and set(curve.test_set) == {"external_pooled"}

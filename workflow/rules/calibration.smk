@@ -61,7 +61,9 @@ if config["calibration"]["enabled"] and MULTICLASS_CALIBRATION:
             decision_curve_figure=figure_report(P.figure(paths.DECISION_CURVE_FIGURE), "decision_curve.rst",
                                                 "4. Final system", "Decision curves"),
         params:
-            settings=settings("classes", "evaluation", "calibration", "figures", "backbones", "data"),
+            # two classes (a study of another shape than the reference): the task reads decision
+            settings=settings("classes", "evaluation", "calibration", "figures", "backbones", "data",
+                              *(("decision",) if len(config["classes"]) == 2 else ())),
             calibration_figure=lambda wildcards, output: paths.figure_stem(output.calibration_figure[0]),
             decision_curve_figure=lambda wildcards, output: paths.figure_stem(output.decision_curve_figure[0]),
         log:

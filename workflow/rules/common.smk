@@ -220,12 +220,20 @@ READER_STUDY_OUTPUTS = ([P.table(paths.READER_METRICS_TABLE), P.table(paths.READ
 # Two-class volume studies of that shape get them too (r15ct): their stages resolve the
 # models (`2.5d_resnet10t`) from the VOLUME_SECTIONS their rules pass.
 READER_ANALYSES = REFERENCE_SHAPE
+# --- r15bin: two-class studies labelled per case of any other shape (hold-out, several
+# external cohorts, clinical fusion, planes; not volumes) take the N-class path below
+# (NCLASS_READER_ANALYSES: every test set, fusion by fusion_input) with two classes; its
+# stages give the two-class statistics there: the reader study by AUC of the ratings
+# (rules demo_reader_study / reader_study), comparisons by DeLong AUC and McNemar
+# sensitivity / specificity, calibration and decision curves of the positive class.
+BINARY_OTHER_SHAPE = BINARY_TABLES and not REFERENCE_SHAPE and not VOLUMES
+# ---
 # Volume studies too: a model's reference reads its input mode's cache and crops table.
 SHIFT_ENABLED = config["distribution_shift"]["enabled"] and READER_ANALYSES
 # N-class 2-D studies labelled per case too (r15nclass; the NCLASS_READER_ANALYSES block below):
 # the reference reads 2-D caches and penultimate features, whatever the classes and split scheme.
-SHIFT_ENABLED = SHIFT_ENABLED or (config["distribution_shift"]["enabled"] and len(config["classes"]) > 2
-                                  and CASE_LEVEL and not VOLUMES)
+SHIFT_ENABLED = SHIFT_ENABLED or (config["distribution_shift"]["enabled"] and CASE_LEVEL and not VOLUMES
+                                  and (len(config["classes"]) > 2 or BINARY_OTHER_SHAPE))
 SHIFT_JOBS = [(backbone, sequence) for backbone in BACKBONES for sequence in SEQUENCES]
 # What each model x sequence reads: its cache and image table (labelme: the merged images table).
 from types import SimpleNamespace as _Job
@@ -285,12 +293,15 @@ if MULTICLASS:
 # Audit mode of an N-class bundle (r15nclass): the same analyses on the auditor's cohort
 # (one cohort, "external", scored by the bundle's ensemble); no fusion (FUSION is off),
 # the reader study only with the auditor's readers.csv (no demo), no splits as evidence.
-NCLASS_READER_ANALYSES = len(config["classes"]) > 2 and CASE_LEVEL and not VOLUMES
-if NCLASS_READER_ANALYSES:
+NCLASS_READER_ANALYSES = (len(config["classes"]) > 2 or BINARY_OTHER_SHAPE) and CASE_LEVEL and not VOLUMES
+# The N-class reader study (class decisions, accuracy); two classes keep the two-class one (AUC).
+NCLASS_READERS = NCLASS_READER_ANALYSES and len(config["classes"]) > 2
+if NCLASS_READERS:
     READER_STUDY_OUTPUTS = ([P.table(name) for name in (paths.READER_METRICS_TABLE, paths.READER_PER_CLASS_TABLE,
                                                          paths.READER_GAIN_TABLE, paths.READER_MRMC_TABLE,
                                                          paths.READER_DECISIONS_TABLE)]
                             + figures_of(paths.READER_ACCURACY_FIGURE) if READERS_FILE else [])
+if NCLASS_READER_ANALYSES:
     ISSUE15_OUTPUTS = [
         P.table(paths.FLOW_TABLE), *figures_of(paths.FLOW_FIGURE),
         *([P.table(paths.SUBGROUP_TABLE), *figures_of(paths.SUBGROUP_FIGURE)] if config["subgroups"]["variables"] else []),

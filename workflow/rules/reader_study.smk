@@ -1,8 +1,8 @@
 # The reader study (stage reader_study): per reader x condition metrics, the MRMC analysis
 # of the conditions and of the model against the readers, the readers-on-ROC figure. On the
 # demo cohort a simulated reader study (stage demo_reader_study) stands in for readers.csv.
-# Two-class studies (N-class ones: the rules at the end of this file).
-if DEMO_READERS and not NCLASS_READER_ANALYSES:
+# Two-class studies of every shape (N-class ones: the rules at the end of this file).
+if DEMO_READERS and not NCLASS_READERS:
 
     rule demo_reader_study:
         input:
@@ -24,7 +24,7 @@ if DEMO_READERS and not NCLASS_READER_ANALYSES:
             " --case-predictions {input.case_predictions:q} --table3 {input.table3:q} --out {output:q} 2> {log:q}"
 
 
-if READERS_FILE and not NCLASS_READER_ANALYSES:
+if READERS_FILE and not NCLASS_READERS:
 
     rule reader_study:
         input:
@@ -61,7 +61,7 @@ if READERS_FILE and not NCLASS_READER_ANALYSES:
 
 # N-class studies (stage multiclass_reader_study): class decisions per reader, experience
 # group and condition, the gain aided - unaided, OR-Hillis on accuracy, the accuracy figure.
-if DEMO_READERS and NCLASS_READER_ANALYSES:
+if DEMO_READERS and NCLASS_READERS:
 
     rule demo_multiclass_reader_study:
         input:
@@ -83,7 +83,7 @@ if DEMO_READERS and NCLASS_READER_ANALYSES:
             " --case-predictions {input.case_predictions:q} --overall {input.overall:q} --out {output:q} 2> {log:q}"
 
 
-if READERS_FILE and NCLASS_READER_ANALYSES:
+if READERS_FILE and NCLASS_READERS:
 
     rule multiclass_reader_study:
         input:

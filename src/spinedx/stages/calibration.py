@@ -17,7 +17,10 @@ them worth it?
   (the final backbone's inputs, the final system highlighted; a study of one sequence,
   whose input and ALL coincide, e.g. a volume study: every model's ALL input).
 
-N-class studies (:func:`multiclass_main_stage`; more than two classes, labels per case):
+N-class studies (:func:`multiclass_main_stage`; more than two classes, labels per case;
+also two-class studies of another shape than the reference: hold-out, several external
+cohorts, fusion, planes, whose rows are those of the positive class only, without the
+multi-class Brier row, and whose decision curves are the positive class's by default):
 the final system (case-level ALL input of the backbone the N-class overall table chooses)
 on each test set (the internal test set, each external cohort, and the pooled external
 cohorts): ``calibration.csv`` one row per class (one-vs-rest: ``prob_<class>`` against
@@ -249,21 +252,34 @@ MULTICLASS_CURVE_COLUMNS = ["test_set", "class", "bin", "lower", "upper", "n", "
                             "observed_lo", "observed_hi"]
 
 
+def one_vs_rest_classes(task) -> list[str]:
+    """The classes whose one-vs-rest calibration and (by default) decision curves are
+    reported: every class, or of two classes (a :class:`~spinedx.task.BinaryTask`) the
+    positive one: the other's curves mirror it, and the multi-class Brier score would be
+    twice its Brier score."""
+    return [task.positive_class] if isinstance(task, BinaryTask) else list(task.classes)
+
+
 def multiclass_calibration_table(scored: pd.DataFrame, task, backbone: str, n_boot: int, seed: int,
                                  level: float, unit: str = "case") -> pd.DataFrame:
     """``unit``: ``case`` (one row per patient) or ``image`` (rows are images; the bootstrap
-    still draws patients, with all their images)."""
+    still draws patients, with all their images). Two classes: the positive class's rows
+    only (:func:`one_vs_rest_classes`), no multi-class Brier row."""
+    reported = one_vs_rest_classes(task)
     rows = []
     interval = (f"patient bootstrap (percentile, {n_boot} replicates"
                 + (", a patient's images drawn together)" if unit == "image" else ")"))
     for name, group in evaluated_sets(scored):
         labels, patients = group["label"].to_numpy(dtype=int), group["patient_id"].to_numpy()
         probs = task.probabilities(group)
-        brier = multiclass_brier(labels, probs, patients, n_boot=n_boot, seed=seed, level=level)
-        rows.append({"test_set": name, "backbone": backbone, "input": ALL_INPUT, "class": ALL_CLASSES,
-                     "n": brier["n"], "brier": brier["brier"], "brier_lo": brier["brier_lo"],
-                     "brier_hi": brier["brier_hi"], "interval": interval})
+        if not isinstance(task, BinaryTask):
+            brier = multiclass_brier(labels, probs, patients, n_boot=n_boot, seed=seed, level=level)
+            rows.append({"test_set": name, "backbone": backbone, "input": ALL_INPUT, "class": ALL_CLASSES,
+                         "n": brier["n"], "brier": brier["brier"], "brier_lo": brier["brier_lo"],
+                         "brier_hi": brier["brier_hi"], "interval": interval})
         for k, class_name in enumerate(task.classes):
+            if class_name not in reported:
+                continue
             outcome = (labels == k).astype(int)
             if outcome.min() == outcome.max():
                 continue  # the class absent (or alone): intercept, slope and scaled Brier undefined
@@ -278,6 +294,8 @@ def multiclass_curve_table(name: str, group: pd.DataFrame, task, settings: dict,
     parts = []
     labels, probs = group["label"].to_numpy(dtype=int), task.probabilities(group)
     for k, class_name in enumerate(task.classes):
+        if class_name not in one_vs_rest_classes(task):
+            continue
         outcome = (labels == k).astype(int)
         binned = reliability_curve(outcome, probs[:, k], n_bins=min(int(settings["n_bins"]), len(group)),
                                    strategy=settings["strategy"], level=level)
@@ -347,7 +365,7 @@ def multiclass_decision_curve_table(predictions: pd.DataFrame, backbones, task, 
     scored = pd.concat(scored, ignore_index=True)
     thresholds = decision_thresholds(settings)
     parts = []
-    for class_name in dca_classes or task.classes:
+    for class_name in dca_classes or one_vs_rest_classes(task):
         column = task.probability_columns[list(task.classes).index(class_name)]
         wide = scored.pivot_table(index=[key, "label"], columns="_model", values=column).dropna()
         models = {name: wide[name].to_numpy() for name in dict.fromkeys(scored["_model"])}
@@ -402,11 +420,15 @@ def multiclass_main_stage(config, case_prediction_paths, overall_path, out_summa
     curves = multiclass_curve_table(name, sets[name], task, settings, evaluation["ci_level"])
     write_csv(summary, out_summary)
     write_csv(curves, out_curve)
-    written = save_figure(multiclass_calibration_figure(curves, summary, list(task.classes), backbone, name, unit),
+    written = save_figure(multiclass_calibration_figure(curves, summary, one_vs_rest_classes(task), backbone, name,
+                                                        unit),
                           Path(calibration_stem))
-    for row in summary[summary["class"] == ALL_CLASSES].itertuples():
-        log.info("calibration of the final system, %s: multi-class Brier %.3f (%.3f to %.3f)", row.test_set,
-                 row.brier, row.brier_lo, row.brier_hi)
+    # the multi-class Brier score; two classes: the positive class's
+    shown = task.positive_class if isinstance(task, BinaryTask) else ALL_CLASSES
+    for test_set, brier, lo, hi in summary.loc[summary["class"] == shown,
+                                               ["test_set", "brier", "brier_lo", "brier_hi"]].itertuples(index=False):
+        log.info("calibration of the final system, %s: %s Brier %.3f (%.3f to %.3f)", test_set,
+                 "multi-class" if shown == ALL_CLASSES else shown, brier, lo, hi)
     result = {"summary": summary, "curves": curves, "figures": written}
     if out_decision_curve:
         backbones = model_names(config)

@@ -16,19 +16,20 @@ ensemble of the fold models and the internal cohort by its out-of-fold predictio
 (:func:`spinedx.stats.comparisons.adjust_family`, config ``comparisons.adjust``) over
 every row (``family: all``) or per metric (``family: metric``).
 
-Fusion: case-level tables of the fusion stage (columns ``patient_id``, ``label``,
-``prediction_set``, ``model`` with ``image`` and ``image+clinical``, and the probability
-columns) compare ``image+clinical`` with ``image`` (the same learner without the
-covariates: the fair baseline) on every test set (prediction sets that did not fit the
-stacker, :data:`spinedx.stats.fusion.FIT_SETS`).
-
-N-class studies labelled per case (:func:`multiclass_main_stage`): the same pairs (and
-fusion ``image+clinical`` vs ``image`` of each backbone) on each test set of
-:func:`spinedx.final_system.evaluated_sets` (the internal test set, each external cohort,
-the pooled external cohorts; every model scored by :func:`spinedx.final_system.scoring_predictions`):
+Studies of any other shape labelled per case (:func:`multiclass_main_stage`: N classes,
+and two classes with a hold-out split, several external cohorts, clinical fusion or
+planes): the same pairs and, with clinical fusion, ``image+clinical`` vs ``image`` of each
+backbone (the fusion stage's ``fusion_input``, :data:`spinedx.stats.fusion.FUSED` and
+:data:`~spinedx.stats.fusion.IMAGE_ONLY`: the same learner without the covariates, the
+fair baseline) on each test set of :func:`spinedx.final_system.evaluated_sets` (the
+internal test set, each external cohort, the pooled external cohorts; every model scored
+by :func:`spinedx.final_system.scoring_predictions`). N classes:
 :func:`spinedx.stats.comparisons.multiclass_paired_comparison_table` rows (accuracy of the
 argmax decisions by exact McNemar; per class one-vs-rest AUC by DeLong and sensitivity by
-exact McNemar), p adjusted within each test set over every pair, fusion included.
+exact McNemar). Two classes: the two-class rows above (AUC by DeLong, sensitivity and
+specificity by exact McNemar at decision.threshold), ``class`` the positive class. p
+adjusted within each test set over every pair, fusion included. (The reference shape has
+no fusion: a fused study is of another shape.)
 
 Studies whose labels belong to images (:func:`image_main_stage`; labels.source annotation,
 no case level): the same pairs on images (inputs: each sequence, each plane, ALL; every
@@ -59,7 +60,6 @@ from spinedx.task import BinaryTask, task_from_config
 log = logging.getLogger(__name__)
 
 TABLE_COLUMNS = ["cohort", "kind", *COLUMNS]
-FUSED, IMAGE_ONLY = "image+clinical", "image"
 
 
 def model_name(backbone: str, input_: str) -> str:
@@ -98,7 +98,7 @@ def _compare(kind: str, name_a: str, cases_a: pd.DataFrame, name_b: str, cases_b
 
 
 def comparisons_table(case_predictions: pd.DataFrame, backbones, inputs, score_col: str, threshold: float,
-                      level: float, adjust: str, family: str, fusion: pd.DataFrame | None = None) -> pd.DataFrame:
+                      level: float, adjust: str, family: str) -> pd.DataFrame:
     """Every comparison of every cohort, p adjusted within each cohort's family."""
     tables = []
     for cohort in ("external", "internal"):
@@ -112,8 +112,6 @@ def comparisons_table(case_predictions: pd.DataFrame, backbones, inputs, score_c
             parts.append(_compare(kind, model_name(backbone_a, input_a), a, model_name(backbone_b, input_b), b,
                                   score_col, threshold, level))
         tables.append(_adjusted(parts, "cohort", cohort, adjust, family))
-    if fusion is not None and not fusion.empty:
-        tables += _fusion_tables(fusion, score_col, threshold, level, adjust, family)
     return _joined(tables, TABLE_COLUMNS)
 
 
@@ -134,37 +132,19 @@ def _joined(tables: list, columns: list[str]) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)[columns]
 
 
-def _fusion_tables(fusion: pd.DataFrame, score_col: str, threshold: float, level: float, adjust: str,
-                   family: str) -> list[pd.DataFrame]:
-    from spinedx.stats.fusion import FIT_SETS, PREDICTION_SET_COLUMN
-
-    required = ["patient_id", "label", PREDICTION_SET_COLUMN, "model", score_col]
-    missing = [c for c in required if c not in fusion.columns]
-    if missing:
-        raise InputError(f"fusion predictions lack column(s) {missing}; rerun the fusion stage")
-    tables = []
-    for prediction_set, rows in fusion.groupby(PREDICTION_SET_COLUMN, sort=False):
-        if prediction_set in FIT_SETS:
-            continue  # these rows fitted the stacker: no test of it
-        fused, image = rows[rows["model"] == FUSED], rows[rows["model"] == IMAGE_ONLY]
-        if fused.empty or image.empty:
-            continue
-        part = _compare("fusion", FUSED, fused, IMAGE_ONLY, image, score_col, threshold, level)
-        tables.append(_adjusted([part], "cohort", f"{prediction_set} (fusion)", adjust, family))
-    return tables
-
-
 def main_stage(config, case_prediction_paths, out, fusion_paths=()) -> pd.DataFrame:
     task = BinaryTask.from_config(config)
     settings = config["comparisons"]
+    if fusion_paths:
+        raise InputError(f"{list(fusion_paths)}: fusion predictions are compared by the command multiclass_comparisons "
+                         "(a study with clinical fusion is not of the reference shape); run that command instead")
     predictions = read_parquets(case_prediction_paths)
     # One sequence: only ALL (no pair counted twice in the multiplicity family).
     inputs = distinct_inputs(predictions["input"])
-    fusion = read_parquets(fusion_paths) if fusion_paths else None
     # model_names: the backbones, or a volume study's models (2d_resnet10t, 3d_resnet10, ...).
     table = comparisons_table(predictions, model_names(config), inputs, task.positive_column,
                               task.threshold, config["evaluation"]["ci_level"], settings["adjust"],
-                              settings["family"], fusion)
+                              settings["family"])
     write_csv(table, out)
     significant = table[table["p_adjusted"] < 1 - config["evaluation"]["ci_level"]]
     log.info("paired comparisons: %d rows, %d with adjusted p < %.2g -> %s", len(table), len(significant),
@@ -179,7 +159,18 @@ MULTICLASS_TABLE_COLUMNS = ["test_set", "kind", *MULTICLASS_COLUMNS]
 
 def _compare_multiclass(kind: str, name_a: str, cases_a: pd.DataFrame, name_b: str, cases_b: pd.DataFrame,
                         task, level: float) -> pd.DataFrame:
-    """One N-class pair on the cases both scored (``patient_id``, ``label``, ``prob_<class>``)."""
+    """One N-class pair on the cases both scored (``patient_id``, ``label``, ``prob_<class>``);
+    two classes (a :class:`~spinedx.task.BinaryTask`): the two-class rows (DeLong AUC,
+    McNemar sensitivity and specificity at the task's threshold), ``class`` the positive class."""
+    if isinstance(task, BinaryTask):
+        both = _paired_cases(name_a, cases_a, name_b, cases_b, [task.positive_column])
+        if both.empty:
+            return pd.DataFrame(columns=MULTICLASS_TABLE_COLUMNS)
+        scores = {name_a: both[f"{task.positive_column}_a"].to_numpy(float),
+                  name_b: both[f"{task.positive_column}_b"].to_numpy(float)}
+        return paired_comparison_table((both["label_a"] == task.positive_label).astype(int).to_numpy(), scores,
+                                       [(name_a, name_b)], threshold=task.threshold, level=level).assign(
+            kind=kind, **{"class": task.positive_class})
     columns = list(task.probability_columns)
     both = _paired_cases(name_a, cases_a, name_b, cases_b, columns)
     if both.empty:
@@ -192,13 +183,14 @@ def _compare_multiclass(kind: str, name_a: str, cases_a: pd.DataFrame, name_b: s
 
 def multiclass_comparisons_table(case_predictions: pd.DataFrame, backbones, inputs, task, level: float,
                                  adjust: str, family: str, fusion: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every N-class pair on every test set; p adjusted within each test set over all its
-    rows (``family: all``) or per metric."""
+    """Every N-class pair (two classes: two-class rows, :func:`_compare_multiclass`) on
+    every test set; p adjusted within each test set over all its rows (``family: all``) or
+    per metric."""
     models = {(backbone, input_): dict(evaluated_sets(scoring_predictions(case_predictions, backbone, input_)))
               for backbone in backbones for input_ in inputs}
     pairs = [(kind, a, b, models[a], models[b]) for kind, a, b in _pairs(backbones, inputs)]
     if fusion is not None and not fusion.empty:
-        from spinedx.stats.fusion import PREDICTION_SET_COLUMN
+        from spinedx.stats.fusion import FUSED, IMAGE_ONLY, PREDICTION_SET_COLUMN
 
         required = ["backbone", "fusion_input", "model", PREDICTION_SET_COLUMN, "patient_id", "cohort", "label"]
         missing = [c for c in [*required, *task.probability_columns] if c not in fusion.columns]

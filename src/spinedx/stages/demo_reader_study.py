@@ -1,5 +1,5 @@
 """Demo reader-study stage: the built-in synthetic readers (:mod:`spinedx.demo.reader_study`)
-rate the demo's external cases without and with a model's help, written as the
+rate the demo's external cases (every external cohort) without and with a model's help, written as the
 ``readers.csv`` a real reader study brings (README "Reader studies"). The model is
 ``reader_study.aiding_model`` (the vertebral CT demo: the paper's ``2.5d_resnet10t``), else
 the final system, the chosen or best model (:func:`spinedx.final_system.aiding_model`): a
@@ -14,7 +14,7 @@ import pandas as pd
 from spinedx.config import ConfigError
 from spinedx.demo.reader_study import simulate_readers
 from spinedx.errors import InputError
-from spinedx.final_system import aiding_model, evaluated_cases
+from spinedx.final_system import aiding_model, scoring_predictions
 from spinedx.io import read_parquets, write_csv
 from spinedx.task import BinaryTask
 
@@ -25,10 +25,12 @@ def main_stage(config, case_prediction_paths, table3_path, out) -> pd.DataFrame:
     task = BinaryTask.from_config(config)
     backbone = aiding_model(pd.read_csv(table3_path), config)
     predictions = read_parquets(case_prediction_paths)
-    # The readers read the external cohort (the internal one when a demo has none).
-    cases = evaluated_cases(predictions, backbone, cohorts=("external",))
+    # The readers read every external cohort (the internal one when a demo has none), each
+    # case scored by the prediction that never saw it (external: the ensemble).
+    scored = scoring_predictions(predictions, backbone)
+    cases = scored[scored["cohort"] != "internal"]
     if cases.empty:
-        cases = evaluated_cases(predictions, backbone, cohorts=("internal",))
+        cases = scored
     if cases.empty:
         raise InputError(f"the demo reader study found no case-level predictions of {backbone}; rerun case_level")
     cases = cases.assign(model_probability=cases[task.positive_column]).sort_values("patient_id")

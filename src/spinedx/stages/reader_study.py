@@ -33,8 +33,10 @@ comparison of the conditions and of the model against the readers, and the figur
 The model's ratings are those of the model the readers were aided by
 (:func:`spinedx.final_system.aiding_model`: config ``reader_study.aiding_model``, else the
 final system): case-level ALL input of that backbone (a volume study's model, e.g.
-``2.5d_resnet10t``), the external cohort's ensemble and the internal cohort's out-of-fold
-predictions. With more
+``2.5d_resnet10t``), each case scored by the prediction that never saw it
+(:func:`spinedx.final_system.scoring_predictions`: every external cohort's ensemble, the
+internal cohort's out-of-fold predictions, or with a hold-out split the internal-test
+prediction of the first repeat testing the case). With more
 than two classes, ratings, truth and the MRMC analysis
 are those of the binary contrast ``reader_study.positive_classes``; decisions stay class
 names (accuracy and confusion tables); the model's rating of the contrast is the sum of
@@ -51,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from spinedx.errors import InputError
-from spinedx.final_system import aiding_model, evaluated_cases
+from spinedx.final_system import aiding_model, scoring_predictions
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import PAGE_WIDTH, colors, pyplot, roc_axis, roc_points, save_figure
 from spinedx.readers.cases import read_cases
@@ -80,7 +82,7 @@ MRMC_COLUMNS = ["contrast", "analysis", "covariance", "row_type", "modality", "c
 def model_ratings(case_predictions: pd.DataFrame, backbone: str, classes, positives, threshold: float) -> pd.DataFrame:
     """The final system's rating (probability of the positive contrast), decision and
     decided class per case: patient_id, rating, called_positive, decision."""
-    rows = evaluated_cases(case_predictions, backbone)
+    rows = scoring_predictions(case_predictions, backbone)
     columns = [f"{PROBABILITY_PREFIX}{name}" for name in classes]
     missing = [c for c in columns if c not in rows.columns]
     if missing:

@@ -11,8 +11,9 @@ patient without a value is in level ``missing`` (``not DICOM`` for header variab
 non-DICOM images).
 
 Rows (``subgroups.csv``): the final system (:mod:`spinedx.final_system`), case level,
-external cohort scored by the ensemble (the internal cohort's out-of-fold predictions
-when a study has no external cohort); one row for all cases, then one per variable and
+every external cohort scored by the ensemble (several: pooled, ``external_pooled``; the
+internal cohort's out-of-fold or, hold-out, internal-test predictions when a study has no
+external cohort); one row for all cases, then one per variable and
 level, with :data:`spinedx.stats.tables.METRIC_COLUMNS` (Wilson intervals; AUC and kappa
 with the patient bootstrap, evaluation.bootstrap_replicates). A level with one class
 has no AUC and only one of sensitivity and specificity.
@@ -60,11 +61,12 @@ import pandas as pd
 
 from spinedx.errors import InputError
 from spinedx.detection_task import DetectionTask
-from spinedx.final_system import (EVALUATED_MODEL, choose_detection_system, choose_final_backbone, evaluated_cases,
-                                  multiclass_final_system)
+from spinedx.aggregation import ENSEMBLE
+from spinedx.final_system import (EVALUATED_MODEL, EXTERNAL_POOLED, INTERNAL_TEST, choose_detection_system,
+                                  choose_final_backbone, multiclass_final_system, scoring_predictions)
 from spinedx.io import read_parquets, write_csv
 from spinedx.plotting import PAGE_WIDTH, PALETTE, pyplot, save_figure
-from spinedx.readers.cases import read_cases
+from spinedx.readers.cases import INTERNAL_COHORT, read_cases
 from spinedx.readers.detection_cases import read_cases_table
 from spinedx.readers.dicom import ACQUISITION_ATTRIBUTES, acquisition_attributes, is_dicom
 from spinedx.stats.detection import matches_from_tables
@@ -312,6 +314,21 @@ def forest_figure(table: pd.DataFrame, backbone: str, cohort: str):
                    "n/a: the level lacks a class", PAGE_WIDTH)
 
 
+def _two_class_final_cases(predictions: pd.DataFrame, backbone: str, config) -> tuple[pd.DataFrame, str]:
+    """A two-class study's final-system cases and their label: every external cohort's
+    (ensemble; pooled when several: ``external_pooled``), else the internal cohort's
+    (out-of-fold; a hold-out split: the internal-test prediction of the first repeat testing
+    the case), each case scored by the prediction that never saw it
+    (:func:`spinedx.final_system.scoring_predictions`, rows in the table's order)."""
+    scored = scoring_predictions(predictions, backbone)
+    external = scored[scored["cohort"] != INTERNAL_COHORT]
+    if len(external):
+        cohorts = list(dict.fromkeys(external["cohort"]))
+        return external, f"{cohorts[0] if len(cohorts) == 1 else EXTERNAL_POOLED} ({ENSEMBLE})"
+    scorer = EVALUATED_MODEL[INTERNAL_COHORT] if config["splits"]["scheme"] == "kfold" else INTERNAL_TEST
+    return scored[scored["cohort"] == INTERNAL_COHORT], f"{INTERNAL_COHORT} ({scorer})"
+
+
 def main_stage(config, cases_path, images_path, images_dir, case_prediction_paths, table3_path, out,
                figure_stem, overall_path=None, image_prediction_paths=()) -> pd.DataFrame:
     """``table3_path`` chooses the final backbone of a two-class study, ``overall_path``
@@ -330,19 +347,16 @@ def main_stage(config, cases_path, images_path, images_dir, case_prediction_path
     cases = read_cases(cases_path, task.classes, all_external=bool(config["audit"]["bundle"]),
                        external_cohorts=None)
     backbone = choose_final_backbone(pd.read_csv(table3_path), config)
-    predictions = read_parquets(case_prediction_paths)
-    cohort = "external"
-    final = evaluated_cases(predictions, backbone, cohorts=(cohort,))
-    if final.empty:
-        cohort = "internal"
-        final = evaluated_cases(predictions, backbone, cohorts=(cohort,))
+    final, cohort = _two_class_final_cases(read_parquets(case_prediction_paths), backbone, config)
     images = pd.read_parquet(images_path) if images_path else None
     values = subgroup_values(cases, variables, settings["age_bands"], images, images_dir, cases_path)
+    # a variable that is also a column of the predictions (cohort): the cases table's value
+    final = final.drop(columns=[v for v in variables if v in final.columns])
     table = subgroup_table(final, values, variables, task.positive_column, task.threshold, config["evaluation"])
-    table.insert(0, "cohort", f"{cohort} ({EVALUATED_MODEL[cohort]})")
+    table.insert(0, "cohort", cohort)
     table.insert(1, "backbone", backbone)
     write_csv(table[["cohort", "backbone", "variable", "level", *METRIC_COLUMNS]], out)
-    save_figure(forest_figure(table, backbone, cohort), Path(figure_stem))
+    save_figure(forest_figure(table, backbone, cohort.split(" (")[0]), Path(figure_stem))
     log.info("subgroups: %d levels of %s -> %s", len(table) - 1, variables, out)
     return table
 

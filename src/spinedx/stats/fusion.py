@@ -77,8 +77,10 @@ __all__ = [
 PREDICTION_SET_COLUMN = "prediction_set"
 #: Prediction sets that may train the stacker: internal out-of-fold and validation rows.
 FIT_SETS = ("oof", "validation")
-#: The three fused models, in report order.
-FUSION_INPUTS = ("image", "clinical", "image+clinical")
+#: The three fused models (each row's ``fusion_input``), in report order: image only (the
+#: fair baseline), clinical only, image + clinical (the fused model).
+IMAGE_ONLY, CLINICAL_ONLY, FUSED = "image", "clinical", "image+clinical"
+FUSION_INPUTS = (IMAGE_ONLY, CLINICAL_ONLY, FUSED)
 #: Floor of probabilities before the log ratio: a softmax output below it is rounding
 #: noise, and the floor keeps one overconfident model from dominating the features.
 PROB_FLOOR = 1e-6
@@ -150,10 +152,10 @@ def _check_frame(frame: pd.DataFrame, spec: FusionSpec, inputs: str, role: str) 
     """Columns, one row per patient, and no missing values in what ``inputs`` uses."""
     if inputs not in FUSION_INPUTS:
         raise InputError(f"fusion inputs must be one of {FUSION_INPUTS}, got {inputs!r}")
-    if inputs != "image" and not spec.covariates:
+    if inputs != IMAGE_ONLY and not spec.covariates:
         raise InputError(f"fusion inputs {inputs!r} need declared covariates; none are declared")
-    used = (spec.prob_columns if inputs != "clinical" else []) + (
-        list(spec.covariates) if inputs != "image" else [])
+    used = (spec.prob_columns if inputs != CLINICAL_ONLY else []) + (
+        list(spec.covariates) if inputs != IMAGE_ONLY else [])
     required = ["patient_id", PREDICTION_SET_COLUMN, *used] + (["label"] if role == "training" else [])
     missing = [column for column in required if column not in frame.columns]
     if missing:
@@ -215,7 +217,7 @@ class _Design:
         else:
             means, scales = np.zeros(0), np.ones(0)
         levels = {}
-        if inputs != "image":
+        if inputs != IMAGE_ONLY:
             levels = {c: tuple(sorted(pd.unique(training[c].astype(str)))) for c in spec.categorical}
         return cls(spec, inputs, tuple(names), means, scales, levels)
 
@@ -223,10 +225,10 @@ class _Design:
     def _numeric_features(frame, spec, inputs) -> tuple[list[str], np.ndarray]:
         names: list[str] = []
         columns: list[np.ndarray] = [np.zeros((len(frame), 0))]
-        if inputs != "clinical":
+        if inputs != CLINICAL_ONLY:
             names += [f"clr_{name}" for name in spec.class_names]
             columns.append(_clr(frame, spec))
-        if inputs != "image":
+        if inputs != IMAGE_ONLY:
             names += list(spec.numeric)
             columns.extend(_numeric(frame, column)[:, None] for column in spec.numeric)
         return names, np.hstack(columns)
@@ -373,4 +375,4 @@ def fusion_predictions(training: pd.DataFrame, test: pd.DataFrame, spec: FusionS
         ignore_index=True,
     )
     stacked = stacked[["fusion_input", *[c for c in stacked.columns if c != "fusion_input"]]]
-    return stacked, predictions["image+clinical"].unseen_levels
+    return stacked, predictions[FUSED].unseen_levels
