@@ -13,7 +13,8 @@ def test_defaults_fill_every_section():
     assert config["classes"][-1] == "schwannoma"  # the positive class is last
 
 
-@pytest.mark.parametrize("name", ["config/config.yaml", "config/paper.yaml", ".test/config.yaml"])
+@pytest.mark.parametrize("name", ["config/config.yaml", "config/paper.yaml", ".test/config.yaml",
+                                  ".test/binary_holdout.yaml"])
 def test_shipped_configs_are_valid(name):
     configuration.load(REPO / name)
 

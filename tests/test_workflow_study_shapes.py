@@ -465,6 +465,21 @@ BINARY_CLASSES = ["schwannoma", "ependymoma"]  # ependymoma is the positive clas
 BINARY_EXTERNAL_SETS = ["external_centre2", "external_centre3", "external_pooled"]
 
 
+def test_binary_holdout_plans_every_issue15_analysis(tmp_path):
+    """The dry run of a two-class study of another shape (hold-out, two external centres,
+    fusion): the N-class tables beside the binary ones, and every issue-15 rule, with the
+    two-class reader study and the N-class calibration and comparisons commands."""
+    import re
+
+    done = run_study(tmp_path, ".test/binary_holdout.yaml", "-n", "-p")
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", done.stdout, flags=re.MULTILINE))
+    for rule in ("evaluation", "multiclass_evaluation", "fusion", "shift_reference", "participant_flow", "subgroups",
+                 "comparisons", "multiclass_calibration", "demo_reader_study", "reader_study", "reporting_checklist"):
+        assert jobs.get(rule) == "1", rule
+    assert "multiclass_reader_study" not in jobs and "calibration" not in jobs and "meta_analysis" not in jobs
+    assert "python -m spinedx multiclass_comparisons" in done.stdout
+
+
 @pytest.fixture(scope="module")
 def binary_holdout(tmp_path_factory):
     """.test/binary_holdout.yaml: schwannoma vs ependymoma (the ISMF generator with two of
