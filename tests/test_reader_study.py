@@ -254,6 +254,7 @@ def test_three_classes_use_the_configured_binary_contrast(tmp_path, settings):
     assert (truth == cases.set_index("patient_id")["diagnosis"].isin(["b", "c"]).astype(int)).all()
     assert (study["called_positive"] == study["decision"].isin(["b", "c"])).all()
     probabilities = pd.DataFrame({"backbone": "net", "input": "ALL", "model": "ensemble", "cohort": "external",
+                                  "prediction_set": "external",  # as the case_level stage writes it
                                   "patient_id": cases["patient_id"], "label": cases["label"],
                                   "prob_a": 0.5, "prob_b": 0.3, "prob_c": 0.2})
     model = stage.model_ratings(probabilities, "net", classes, ["b", "c"], 0.5)
