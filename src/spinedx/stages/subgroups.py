@@ -286,7 +286,7 @@ def _multiclass_stage(config, cases_path, images_path, images_dir, case_predicti
                             sort=False)
     table = multiclass_subgroup_table(final, values, variables, task, config["evaluation"],
                                       proportion_intervals="bootstrap" if unit == "image" else "wilson")
-    table.insert(0, "cohort", cohort)
+    table.insert(0, "cohort", f"{cohort} ({scorer})")
     table.insert(1, "backbone", backbone)
     write_csv(table, out)
     save_figure(multiclass_forest_figure(table, backbone, cohort, unit), Path(figure_stem))
@@ -314,9 +314,9 @@ def forest_figure(table: pd.DataFrame, backbone: str, cohort: str):
                    "n/a: the level lacks a class", PAGE_WIDTH)
 
 
-def _two_class_final_cases(predictions: pd.DataFrame, backbone: str, config) -> tuple[pd.DataFrame, str]:
-    """A two-class study's final-system cases and their label: every external cohort's
-    (ensemble; pooled when several: ``external_pooled``), else the internal cohort's
+def _two_class_final_cases(predictions: pd.DataFrame, backbone: str, config) -> tuple[pd.DataFrame, str, str]:
+    """A two-class study's final-system cases, their cohort and what scored them: every
+    external cohort's (ensemble; pooled when several: ``external_pooled``), else the internal cohort's
     (out-of-fold; a hold-out split: the internal-test prediction of the first repeat testing
     the case), each case scored by the prediction that never saw it
     (:func:`spinedx.final_system.scoring_predictions`, rows in the table's order)."""
@@ -324,9 +324,9 @@ def _two_class_final_cases(predictions: pd.DataFrame, backbone: str, config) -> 
     external = scored[scored["cohort"] != INTERNAL_COHORT]
     if len(external):
         cohorts = list(dict.fromkeys(external["cohort"]))
-        return external, f"{cohorts[0] if len(cohorts) == 1 else EXTERNAL_POOLED} ({ENSEMBLE})"
+        return external, cohorts[0] if len(cohorts) == 1 else EXTERNAL_POOLED, ENSEMBLE
     scorer = EVALUATED_MODEL[INTERNAL_COHORT] if config["splits"]["scheme"] == "kfold" else INTERNAL_TEST
-    return scored[scored["cohort"] == INTERNAL_COHORT], f"{INTERNAL_COHORT} ({scorer})"
+    return scored[scored["cohort"] == INTERNAL_COHORT], INTERNAL_COHORT, scorer
 
 
 def main_stage(config, cases_path, images_path, images_dir, case_prediction_paths, table3_path, out,
@@ -347,16 +347,16 @@ def main_stage(config, cases_path, images_path, images_dir, case_prediction_path
     cases = read_cases(cases_path, task.classes, all_external=bool(config["audit"]["bundle"]),
                        external_cohorts=None)
     backbone = choose_final_backbone(pd.read_csv(table3_path), config)
-    final, cohort = _two_class_final_cases(read_parquets(case_prediction_paths), backbone, config)
+    final, cohort, scorer = _two_class_final_cases(read_parquets(case_prediction_paths), backbone, config)
     images = pd.read_parquet(images_path) if images_path else None
     values = subgroup_values(cases, variables, settings["age_bands"], images, images_dir, cases_path)
     # a variable that is also a column of the predictions (cohort): the cases table's value
     final = final.drop(columns=[v for v in variables if v in final.columns])
     table = subgroup_table(final, values, variables, task.positive_column, task.threshold, config["evaluation"])
-    table.insert(0, "cohort", cohort)
+    table.insert(0, "cohort", f"{cohort} ({scorer})")
     table.insert(1, "backbone", backbone)
     write_csv(table[["cohort", "backbone", "variable", "level", *METRIC_COLUMNS]], out)
-    save_figure(forest_figure(table, backbone, cohort.split(" (")[0]), Path(figure_stem))
+    save_figure(forest_figure(table, backbone, cohort), Path(figure_stem))
     log.info("subgroups: %d levels of %s -> %s", len(table) - 1, variables, out)
     return table
 

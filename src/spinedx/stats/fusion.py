@@ -61,8 +61,11 @@ from threadpoolctl import threadpool_limits
 from spinedx.errors import InputError
 
 __all__ = [
+    "CLINICAL_ONLY",
     "FIT_SETS",
+    "FUSED",
     "FUSION_INPUTS",
+    "IMAGE_ONLY",
     "PREDICTION_SET_COLUMN",
     "PROB_FLOOR",
     "FusionModel",
