@@ -258,6 +258,13 @@ External cohorts:
 Internal ({'validation and internal test' if holdout else 'cross-validation, out-of-fold'}):
 
 {table(card['metrics']['internal'])}"""
+    shift = card.get("distribution_shift")
+    shift_text = ("" if shift is None else
+                  "## Distribution-shift reference\n"
+                  f"{shift['method']}.\n\n"
+                  + "".join(f"- `{name}`\n" for name in shift["references"])
+                  + "\n`spinedx audit` scores a new cohort against these before any metric (README, "
+                  "\"Auditing a released model\").\n\n")
     return f"""# Model card: spinedx {', '.join(card['backbones'])} ({ensembles})
 
 ## Task
@@ -286,7 +293,7 @@ Sequences (one model per backbone x sequence x {'repeat' if holdout else 'fold'}
 {table([{k: m[k] for k in ('file', 'epoch', 'val_accuracy')} for m in card['models']])}
 Initial weights: {initial}.
 
-## Software
+{shift_text}## Software
 {software}; code: spinedx {code['spinedx']}, git commit {code['git_commit']} (uncommitted changes: {code['git_dirty']}).
 
 Verify the files with `sha256sum -c {paths.BUNDLE_MANIFEST}` (or `spinedx audit --verify-only`);
