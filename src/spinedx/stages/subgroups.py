@@ -288,7 +288,7 @@ def _multiclass_stage(config, cases_path, images_path, images_dir, case_predicti
                             sort=False)
     table = multiclass_subgroup_table(final, values, variables, task, config["evaluation"],
                                       proportion_intervals="bootstrap" if unit == "image" else "wilson")
-    table.insert(0, "cohort", f"{cohort} ({scorer})")
+    table.insert(0, "cohort", cohort)
     table.insert(1, "backbone", backbone)
     write_csv(table, out)
     save_figure(multiclass_forest_figure(table, backbone, cohort, unit), Path(figure_stem))
