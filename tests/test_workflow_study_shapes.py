@@ -453,6 +453,70 @@ def test_canine_flow_calibration_subgroups_and_checklist_on_images(canine):
     assert row.n == t1.sum() and row.ci_lo <= row.ci_hi
 
 
+def _features_2d(checkpoint: dict, crops: np.ndarray) -> np.ndarray:
+    """Penultimate features of a labelme timm model computed apart from spinedx.models.features:
+    uint8 crops / 255 normalised by the checkpoint's mean and SD, the backbone's feature map,
+    global average pooling."""
+    import torch
+
+    from spinedx.models.checkpoints import model_from_checkpoint
+
+    model = model_from_checkpoint(checkpoint, torch.device("cpu")).eval()
+    with torch.no_grad():
+        inputs = ((torch.from_numpy(crops).float() / 255 - checkpoint["mean"]) / checkpoint["std"]).unsqueeze(1)
+        return model.forward_features(inputs).mean(dim=(2, 3)).double().numpy()
+
+
+def _cached(results, sequence: str, cohort: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """A sequence's images of one cohort (the image table's order) and their cached crops."""
+    images = pd.read_parquet(results / "annotations/images.parquet")
+    table = images[(images.sequence == sequence) & (images.cohort == cohort)].reset_index(drop=True)
+    with np.load(results / f"preprocessing/{sequence}.npz") as cache:
+        return table, cache["images"][pd.Index(cache["image_id"]).get_indexer(table.image_id)]
+
+
+def test_canine_bundle_carries_the_shift_reference_of_what_each_model_did_not_train_on(canine):
+    """Image labels: the bundle holds each backbone x sequence's distribution-shift reference,
+    hashed in SHA256SUMS and listed with its sha256 in both model cards; without the box
+    fractions (only lesion images have a rectangle); repeat 0's held-out (validation) images'
+    distances recomputed apart (features by pooling the timm feature map, scipy's Mahalanobis
+    under the PPCA covariance of its training images) and one image statistic by numpy."""
+    import torch
+    from conftest import ppca_distances
+
+    from spinedx.io import sha256_file
+
+    _, results = canine
+    bundle = results / "bundle"
+    sums = dict(reversed(line.split("  ")) for line in (bundle / "SHA256SUMS").read_text().splitlines())
+    card = json.loads((bundle / "model_card.json").read_text())
+    sequences = ["T1_SAG", "T2_SAG", "T1_TRA", "T2_TRA"]
+    names = [f"shift_reference/resnet10t/{s}.npz" for s in sequences]
+    assert card["distribution_shift"]["references"] == names
+    card_md = (bundle / "model_card.md").read_text()
+    for name in names:
+        assert sums[name] == sha256_file(bundle / name) == sha256_file(results / name) \
+            == card["distribution_shift"]["sha256"][name]
+        assert f"| {name} | {sums[name]} |" in card_md
+        with np.load(bundle / name, allow_pickle=False) as reference:
+            assert list(reference["statistics_names"]) == ["intensity_mean", "intensity_sd", "intensity_p05",
+                                                           "intensity_p50", "intensity_p95", "width", "height"]
+            assert list(reference["folds"]) == [0]
+    table, crops = _cached(results, "T2_SAG", "internal")
+    holdout = pd.read_csv(results / "splits/holdout.tsv", sep="\t", dtype={"patient_id": str})
+    partition = table.patient_id.map(holdout[holdout.repeat == 0].set_index("patient_id").partition)
+    held = (partition != "train").to_numpy()
+    assert set(partition[held]) == {"validation"} and 0 < held.sum() < len(table)
+    checkpoint = torch.load(bundle / "models/resnet10t/T2_SAG/holdout0.pt", weights_only=True)
+    features = _features_2d(checkpoint, crops)
+    with np.load(bundle / "shift_reference/resnet10t/T2_SAG.npz", allow_pickle=False) as reference:
+        assert reference["fold0_components"].shape == (10, features.shape[1])
+        assert reference["fold0_held_out"] == pytest.approx(ppca_distances(features[~held], features[held], 10),
+                                                            rel=1e-6)
+        assert reference["statistics_training"][:, 0] == pytest.approx(
+            crops.reshape(len(crops), -1).astype(np.float64).mean(axis=1), rel=1e-12)
+
+
 def test_canine_rerun_has_nothing_to_do(canine):
     workdir, _ = canine
     done = run_study(workdir, ".test/canine.yaml", "-n")

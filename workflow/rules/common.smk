@@ -226,6 +226,10 @@ SHIFT_ENABLED = config["distribution_shift"]["enabled"] and READER_ANALYSES
 # the reference reads 2-D caches and penultimate features, whatever the classes and split scheme.
 SHIFT_ENABLED = SHIFT_ENABLED or (config["distribution_shift"]["enabled"] and len(config["classes"]) > 2
                                   and CASE_LEVEL and not VOLUMES)
+# Image-labelled 2-D studies too (r15canaudit; the IMAGE_LABEL_ANALYSES block below): the same
+# reference, a repeat model's held-out images being its validation (and internal-test) images.
+SHIFT_ENABLED = SHIFT_ENABLED or (config["distribution_shift"]["enabled"] and config["labels"]["source"] == "annotation"
+                                  and not VOLUMES)
 SHIFT_JOBS = [(backbone, sequence) for backbone in BACKBONES for sequence in SEQUENCES]
 # What each model x sequence reads: its cache and image table (labelme: the merged images table).
 from types import SimpleNamespace as _Job
@@ -315,8 +319,8 @@ if NCLASS_READER_ANALYSES:
 # difference bootstrapped over dogs) and N-class subgroups (plane, sequence, cases- and
 # image-table columns), all on images with intervals from a bootstrap that resamples
 # patients (dogs) with all their images, and the checklist. No reader study: readers read
-# cases, and these labels have no case (the canine paper had none). No distribution shift
-# yet (README). Not in audit mode, not for volume studies.
+# cases, and these labels have no case (the canine paper had none). The distribution-shift
+# reference goes into the bundle (SHIFT_ENABLED above). Not in audit mode, not for volume studies.
 IMAGE_LABEL_ANALYSES = config["labels"]["source"] == "annotation" and not VOLUMES and not AUDIT
 if IMAGE_LABEL_ANALYSES:
     if config["reader_study"]["readers"]:

@@ -285,13 +285,26 @@ Sequences (one model per backbone x sequence x {'repeat' if holdout else 'fold'}
 ## Models
 {table([{k: m[k] for k in ('file', 'epoch', 'val_accuracy')} for m in card['models']])}
 Initial weights: {initial}.
-
+{_shift_text(card)}
 ## Software
 {software}; code: spinedx {code['spinedx']}, git commit {code['git_commit']} (uncommitted changes: {code['git_dirty']}).
 
 Verify the files with `sha256sum -c {paths.BUNDLE_MANIFEST}` (or `spinedx audit --verify-only`);
 score a new cohort with `spinedx audit` (README, "Auditing a released model").
 """
+
+
+def _shift_text(card: dict) -> str:
+    """The card's distribution-shift section for people (none: a bundle without references)."""
+    shift = card.get("distribution_shift")
+    if not shift:
+        return ""
+    rows = [{"file": name, "sha256": shift.get("sha256", {}).get(name, "")} for name in shift["references"]]
+    return f"""
+## Distribution-shift reference
+The training cohort as `spinedx audit` compares a new cohort with it (README "Distribution shift"): {shift['method']}.
+
+{markdown_table(rows)}"""
 
 
 def _input_text(spec: dict) -> str:
@@ -355,12 +368,15 @@ def write_bundle(checkpoint_paths, images_path, external_metrics, internal_metri
     card = build_card(entries, images, external_metrics, internal_metrics, config, workflow_dir,
                       multiclass_metrics)
     if shift_references:
+        references = [name for name in files if name.startswith(paths.BUNDLE_SHIFT_DIR)]
         card["distribution_shift"] = {
-            "references": [name for name in files if name.startswith(paths.BUNDLE_SHIFT_DIR)],
+            "references": references,
+            "sha256": {name: sha256_file(out_dir / name) for name in references},
             "method": "per fold model: probabilistic-PCA Mahalanobis distance of penultimate-layer features to "
                       "the images it trained on, threshold from its held-out images; intensity and size "
-                      "statistics of the internal images (volumes: of the crops each model reads, per intensity "
-                      "channel, with the volumes' dimensions, spacing and lesion size) (spinedx.stats.shift)"}
+                      "statistics of the internal images (box fractions only where every image has a box; "
+                      "volumes: of the crops each model reads, per intensity channel, with the volumes' "
+                      "dimensions, spacing and lesion size) (spinedx.stats.shift)"}
     bundle = paths.BundlePaths(out_dir)
     write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", bundle.card_json)
     write_text(render_card(card), bundle.card_md)
