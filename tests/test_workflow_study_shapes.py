@@ -4,7 +4,8 @@ hold-out 7:1:2-like with two repeats, two external centres, clinical fusion; its
 analyses) and the canine-shaped study (.test/canine.yaml: six classes labelled per image by
 the labelme shape, four sequences in two planes, hold-out train/validation with the
 external cohort as the test set), then an audit of the ISMF bundle on its external centres
-(with the issue-15 analyses that need no training data)."""
+and one of the canine bundle on its external dogs (each with the issue-15 analyses that
+need no training data)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import REPO, SNAKEMAKE
+from conftest import REPO, SNAKEMAKE, spinedx_audit
 
 pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group(name="study_shapes")]
 
@@ -515,6 +516,116 @@ def test_canine_bundle_carries_the_shift_reference_of_what_each_model_did_not_tr
                                                             rel=1e-6)
         assert reference["statistics_training"][:, 0] == pytest.approx(
             crops.reshape(len(crops), -1).astype(np.float64).mean(axis=1), rel=1e-12)
+
+
+@pytest.fixture(scope="module")
+def canine_audit(canine, tmp_path_factory):
+    """``spinedx audit`` of the canine bundle on a copy of its external dogs (their images
+    and labelme files: the auditor's labels) with the demo's subgroup variables."""
+    _, results = canine
+    auditor = tmp_path_factory.mktemp("canine_auditor")
+    cases = pd.read_csv(results / "demo_cohort/cases.csv", dtype=str)
+    external = cases[cases.cohort != "internal"]
+    for patient in external.patient_id:
+        shutil.copytree(results / "demo_cohort/images" / patient, auditor / "cohort/images" / patient)
+    external.drop(columns="cohort").to_csv(auditor / "cohort/cases.csv", index=False)
+    (auditor / "audit.yaml").write_text(yaml.safe_dump({
+        "meta_analysis": {"enabled": False}, "evaluation": {"bootstrap_replicates": 100},
+        "training": {"device": "cpu", "threads": 1}, "gradcam": {"enabled": False},
+        "subgroups": {"variables": ["plane", "sequence", "cohort", "sex"]}}))
+    spinedx_audit(results / "bundle", auditor)
+    return auditor / "audit"
+
+
+def test_audit_of_the_canine_bundle_repeats_the_studys_external_numbers(canine, canine_audit):
+    """Audit mode of an image-labelled bundle: distribution shift (before the N-class
+    tables), flow, subgroups, calibration, decision curves, image comparisons and the
+    checklist on the auditor's images (one cohort, "external"; labels from its labelme
+    files). The audited images are the study's external images scored by the same ensemble,
+    so every number repeats the study's to the printed digit."""
+    _, results = canine
+    audited = canine_audit
+    assert not (audited / "models").exists() and not (audited / "splits").exists()
+    study = pd.read_csv(results / "tables/multiclass_overall.csv").query("prediction_set == 'external'")
+    overall = pd.read_csv(audited / "tables/multiclass_overall.csv")
+    assert set(overall.prediction_set) == {"external"} and set(overall.model) == {"ensemble"}
+    joined = overall.merge(study, on=["level", "input"], suffixes=("", "_study"))
+    assert len(joined) == len(overall) == len(study) == 7
+    for column in ("n", "n_patients", "accuracy", "accuracy_lo", "accuracy_hi", "macro_f1", "macro_auc", "kappa"):
+        assert [f"{v:.3f}" for v in joined[column]] == [f"{v:.3f}" for v in joined[f"{column}_study"]], column
+    # Distribution shift against the bundle's reference, per sequence, before the N-class tables.
+    images = pd.read_parquet(audited / "annotations/images.parquet")
+    shift = pd.read_csv(audited / "tables/distribution_shift_summary.csv").set_index("sequence")
+    assert shift.images.to_dict() == images.groupby("sequence").size().to_dict()
+    assert shift.patients.eq(6).all() and shift.verdict.notna().all()
+    assert "box_width_fraction_median" not in shift.columns
+    assert (audited / "tables/distribution_shift_summary.csv").stat().st_mtime <= (
+        audited / "tables/multiclass_overall.csv").stat().st_mtime
+    assert_figures(audited, ["distribution_shift", "participant_flow", "subgroups_forest", "calibration_curve",
+                             "decision_curve"])
+    # Flow: the study's analysed external dogs and images, per input and class.
+    flow = pd.read_csv(audited / "tables/participant_flow.csv")
+    assert set(flow.cohort) == {"external"}
+    own_flow = pd.read_csv(results / "tables/participant_flow.csv").query("cohort == 'external' and step == 'analysed'")
+    analysed = flow[flow.step == "analysed"]
+    assert analysed[["group", "patients", "images"]].values.tolist() == own_flow[["group", "patients", "images"]].values.tolist()
+    # Subgroups (plane, sequence, cohort, sex): every row, dog-bootstrap intervals included.
+    subgroups = pd.read_csv(audited / "tables/subgroups.csv")
+    joined = subgroups.merge(pd.read_csv(results / "tables/subgroups.csv"), on=["variable", "level"],
+                             suffixes=("", "_study"))
+    assert len(joined) == len(subgroups) == 10
+    for column in ("n", "accuracy", "accuracy_lo", "accuracy_hi", "macro_f1", "macro_f1_lo", "kappa", "macro_auc"):
+        assert [f"{v:.3f}" for v in joined[column]] == [f"{v:.3f}" for v in joined[f"{column}_study"]], column
+    # Calibration: one-vs-rest per class and the multi-class Brier score (inference ran again:
+    # float32 probabilities agree to ~1e-8, so to the printed digit, not bit for bit).
+    calibration = pd.read_csv(audited / "tables/calibration.csv")
+    joined = calibration.merge(pd.read_csv(results / "tables/calibration.csv"), on=["test_set", "class"],
+                               suffixes=("", "_study"))
+    assert set(calibration.test_set) == {"external"} and len(joined) == len(calibration) == 1 + len(CANINE_CLASSES)
+    for column in ("n", "brier", "brier_lo", "brier_hi", "intercept", "slope"):
+        assert [f"{v:.4f}" for v in joined[column]] == [f"{v:.4f}" for v in joined[f"{column}_study"]], column
+    curve = pd.read_csv(audited / "tables/decision_curve.csv")
+    joined = curve.merge(pd.read_csv(results / "tables/decision_curve.csv"), on=["class", "model", "threshold"],
+                         suffixes=("", "_study"))
+    assert len(joined) == len(curve) and set(curve.test_set) == {"external"}
+    assert np.allclose(joined.net_benefit, joined.net_benefit_study, atol=1e-9)
+    comparisons = pd.read_csv(audited / "tables/paired_comparisons.csv")
+    joined = comparisons.merge(pd.read_csv(results / "tables/paired_comparisons.csv"),
+                               on=["test_set", "comparison", "metric", "class"], suffixes=("", "_study"))
+    assert len(joined) == len(comparisons) == 21 * (1 + 2 * len(CANINE_CLASSES))
+    for column in ("estimate_a", "estimate_b", "difference", "ci_lo", "ci_hi", "p", "p_adjusted"):
+        assert np.allclose(joined[column], joined[f"{column}_study"], atol=1e-9, equal_nan=True), column
+    checklist = pd.read_csv(audited / "tables/reporting_checklist.csv").fillna("").set_index(["guideline", "item"])
+    assert checklist.loc[("STARD 2015", "13a"), "status"].startswith("not applicable: no reader study")
+    for name in ("distribution_shift_summary.csv", "paired_comparisons.csv", "calibration.csv", "subgroups.csv"):
+        assert checklist.files.str.contains(name).any(), name
+    assert not checklist.files.str.contains("splits/").any()
+
+
+def test_a_darker_canine_cohort_is_flagged_and_the_studys_own_mostly_not(canine):
+    """The canine bundle's references against the external images' model inputs as they are
+    and at half their intensity (a darker scanner): every darker image is flagged, by its
+    statistics at least; the study's own images mostly not by their statistics (the features'
+    own rate is noise of the tiny study's 16 held-out validation images per sequence)."""
+    import torch
+
+    from spinedx import config as configuration
+    from spinedx.models.device import set_up
+    from spinedx.stages import distribution_shift
+
+    _, results = canine
+    config = configuration.load(REPO / ".test/canine.yaml")
+    device, acceleration = set_up(config["training"], compile=False)
+    for sequence in ("T1_SAG", "T2_SAG", "T1_TRA", "T2_TRA"):
+        reference = distribution_shift.read_reference(results / f"bundle/shift_reference/resnet10t/{sequence}.npz")
+        folds = {0: results / f"bundle/models/resnet10t/{sequence}/holdout0.pt"}
+        chosen, crops = _cached(results, sequence, "external")
+        scores = {name: distribution_shift.score_cohort(reference, folds, chosen, pixels, torch.from_numpy(pixels),
+                                                        device, acceleration, 0.95, 64)
+                  for name, pixels in (("own", crops), ("darker", crops // 2))}
+        assert scores["own"].statistics_flag.mean() < 0.5, sequence
+        assert scores["darker"].statistics_flag.all() and scores["darker"].flagged.all(), sequence
+        assert scores["darker"].feature_score.median() > scores["own"].feature_score.median(), sequence
 
 
 def test_canine_rerun_has_nothing_to_do(canine):

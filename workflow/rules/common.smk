@@ -319,9 +319,12 @@ if NCLASS_READER_ANALYSES:
 # difference bootstrapped over dogs) and N-class subgroups (plane, sequence, cases- and
 # image-table columns), all on images with intervals from a bootstrap that resamples
 # patients (dogs) with all their images, and the checklist. No reader study: readers read
-# cases, and these labels have no case (the canine paper had none). The distribution-shift
-# reference goes into the bundle (SHIFT_ENABLED above). Not in audit mode, not for volume studies.
-IMAGE_LABEL_ANALYSES = config["labels"]["source"] == "annotation" and not VOLUMES and not AUDIT
+# cases, and these labels have no case (the canine paper had none). Not for volume studies.
+# The distribution-shift reference goes into the bundle (SHIFT_ENABLED above). Audit mode of
+# such a bundle (r15canaudit): the same analyses on the auditor's images (one cohort,
+# "external", labels from the auditor's labelme files, scored by the bundle's ensemble),
+# the new cohort's shift first (SHIFT_OUTPUTS; the N-class tables wait for it), no splits.
+IMAGE_LABEL_ANALYSES = config["labels"]["source"] == "annotation" and not VOLUMES
 if IMAGE_LABEL_ANALYSES:
     if config["reader_study"]["readers"]:
         print(f"spinedx: reader study skipped: labels of images (labels.source annotation) have no case to read "
@@ -334,8 +337,9 @@ if IMAGE_LABEL_ANALYSES:
         *([P.table(paths.CALIBRATION_TABLE), P.table(paths.CALIBRATION_CURVE_TABLE),
            P.table(paths.DECISION_CURVE_TABLE), *figures_of(paths.CALIBRATION_FIGURE, paths.DECISION_CURVE_FIGURE)]
           if config["calibration"]["enabled"] else []),
+        *SHIFT_OUTPUTS,  # audit mode, a bundle with a shift reference
     ]
-    CHECKLIST_EVIDENCE = [*STUDY_OUTPUTS, *ISSUE15_OUTPUTS, P.splits]
+    CHECKLIST_EVIDENCE = [*STUDY_OUTPUTS, *ISSUE15_OUTPUTS, *([] if AUDIT else [P.splits])]
     STUDY_OUTPUTS += [*ISSUE15_OUTPUTS, P.table(paths.CHECKLIST_TABLE)]
 # The N-class calibration (one-vs-rest, multi-class Brier) serves N-class case labels and image labels.
 MULTICLASS_CALIBRATION = NCLASS_READER_ANALYSES or IMAGE_LABEL_ANALYSES
