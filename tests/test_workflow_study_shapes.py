@@ -10,10 +10,8 @@ need no training data)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -258,11 +256,10 @@ def test_ismf_one_vs_rest_decision_curves(ismf):
     assert_figures(results, ["decision_curve"])
 
 
-@pytest.fixture(scope="module")
-def ismf_audit(ismf, tmp_path_factory):
-    """``spinedx audit`` of the ISMF bundle on a copy of its two external centres."""
-    _, results = ismf
-    auditor = tmp_path_factory.mktemp("ismf_auditor")
+def audit_of_the_external_patients(results, auditor, **settings):
+    """``spinedx audit`` of a study's bundle on a copy of its external patients (images and
+    labelme files; the cases table without its cohort column), on the CPU with 100 bootstrap
+    replicates, no meta-analysis or Grad-CAM, plus ``settings``; the audit's results folder."""
     cases = pd.read_csv(results / "demo_cohort/cases.csv", dtype=str)
     external = cases[cases.cohort != "internal"]
     for patient in external.patient_id:
@@ -270,14 +267,16 @@ def ismf_audit(ismf, tmp_path_factory):
     external.drop(columns="cohort").to_csv(auditor / "cohort/cases.csv", index=False)
     (auditor / "audit.yaml").write_text(yaml.safe_dump({
         "meta_analysis": {"enabled": False}, "evaluation": {"bootstrap_replicates": 100},
-        "training": {"device": "cpu", "threads": 1}, "gradcam": {"enabled": False}}))
-    command = [sys.executable, "-m", "spinedx", "audit", "--bundle", str(results / "bundle"),
-               "--images-dir", "cohort/images", "--cases", "cohort/cases.csv", "--results-dir", "audit",
-               "--config", "audit.yaml", "--cores", "2"]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=auditor,
-                          env={**os.environ, "PYTHONPATH": str(REPO / "src")})
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+        "training": {"device": "cpu", "threads": 1}, "gradcam": {"enabled": False}, **settings}))
+    spinedx_audit(results / "bundle", auditor)
     return auditor / "audit"
+
+
+@pytest.fixture(scope="module")
+def ismf_audit(ismf, tmp_path_factory):
+    """``spinedx audit`` of the ISMF bundle on a copy of its two external centres."""
+    _, results = ismf
+    return audit_of_the_external_patients(results, tmp_path_factory.mktemp("ismf_auditor"))
 
 
 def test_audit_of_the_holdout_bundle_reproduces_the_pooled_external_numbers(ismf, ismf_audit):
@@ -523,18 +522,8 @@ def canine_audit(canine, tmp_path_factory):
     """``spinedx audit`` of the canine bundle on a copy of its external dogs (their images
     and labelme files: the auditor's labels) with the demo's subgroup variables."""
     _, results = canine
-    auditor = tmp_path_factory.mktemp("canine_auditor")
-    cases = pd.read_csv(results / "demo_cohort/cases.csv", dtype=str)
-    external = cases[cases.cohort != "internal"]
-    for patient in external.patient_id:
-        shutil.copytree(results / "demo_cohort/images" / patient, auditor / "cohort/images" / patient)
-    external.drop(columns="cohort").to_csv(auditor / "cohort/cases.csv", index=False)
-    (auditor / "audit.yaml").write_text(yaml.safe_dump({
-        "meta_analysis": {"enabled": False}, "evaluation": {"bootstrap_replicates": 100},
-        "training": {"device": "cpu", "threads": 1}, "gradcam": {"enabled": False},
-        "subgroups": {"variables": ["plane", "sequence", "cohort", "sex"]}}))
-    spinedx_audit(results / "bundle", auditor)
-    return auditor / "audit"
+    return audit_of_the_external_patients(results, tmp_path_factory.mktemp("canine_auditor"),
+                                          subgroups={"variables": ["plane", "sequence", "cohort", "sex"]})
 
 
 def test_audit_of_the_canine_bundle_repeats_the_studys_external_numbers(canine, canine_audit):
