@@ -45,6 +45,26 @@ def released(tmp_path, config):
     return tmp_path / "bundle", card, config
 
 
+def test_card_lists_the_distribution_shift_references_in_both_forms(released, tmp_path):
+    """The shift references travel hashed with the models, and the card names them for
+    people (markdown) as well as for the audit (JSON)."""
+    bundle_dir, card, config = released
+    references = []
+    for sequence in SEQUENCES:
+        references.append(tmp_path / f"reference_{sequence}.npz")
+        references[-1].write_bytes(sequence.encode())
+    checkpoints_written = sorted((tmp_path / "study").glob("*/fold*/best.pt"))
+    images, table3, internal = (tmp_path / name for name in ("images.parquet", "table3.csv", "internal.csv"))
+    card = bundle.write_bundle(checkpoints_written, images, table3, internal, config, tmp_path / "shifted", tmp_path,
+                               shift_references=references)
+    names = [f"shift_reference/resnet10t/{sequence}.npz" for sequence in SEQUENCES]
+    assert card["distribution_shift"]["references"] == names
+    text = (tmp_path / "shifted/model_card.md").read_text()
+    assert "## Distribution-shift reference" in text and all(f"- `{name}`" in text for name in names)
+    assert bundle_reader.verify(tmp_path / "shifted") == card
+    assert "Distribution-shift" not in (bundle_dir / "model_card.md").read_text()  # none given, none listed
+
+
 def test_bundle_holds_hashed_models_and_a_card(released):
     bundle_dir, card, _ = released
     assert sorted(m["file"] for m in card["models"]) == [

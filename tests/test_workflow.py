@@ -143,6 +143,20 @@ def test_nothing_to_do_on_a_second_run(run):
     assert planned_jobs(workdir) == {}
 
 
+def test_a_bundle_without_its_shift_references_is_remade(run):
+    """A results folder from before the bundle carried shift references (or one whose copy
+    was deleted) remakes the bundle: its missing outputs are requested by rule all."""
+    workdir, results = run
+    reference = next((results / "bundle/shift_reference").rglob("*.npz"))
+    aside = workdir / "aside.npz"
+    os.replace(reference, aside)
+    try:
+        planned = planned_jobs(workdir)
+    finally:
+        os.replace(aside, reference)
+    assert planned == {"bundle": 1, "provenance": 1, "reporting_checklist": 1, "all": 1}
+    assert planned_jobs(workdir) == {}
+
 def test_changing_one_t2_image_reruns_only_the_t2_branch(run):
     workdir, results = run
     image = next((results / "demo_cohort/images").glob("*/T2WI/*.png"))

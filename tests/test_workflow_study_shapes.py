@@ -497,7 +497,7 @@ def test_canine_bundle_carries_the_shift_reference_of_what_each_model_did_not_tr
     for name in names:
         assert sums[name] == sha256_file(bundle / name) == sha256_file(results / name) \
             == card["distribution_shift"]["sha256"][name]
-        assert f"| {name} | {sums[name]} |" in card_md
+        assert f"- `{name}` (sha256 {sums[name]})" in card_md
         with np.load(bundle / name, allow_pickle=False) as reference:
             assert list(reference["statistics_names"]) == ["intensity_mean", "intensity_sd", "intensity_p05",
                                                            "intensity_p50", "intensity_p95", "width", "height"]

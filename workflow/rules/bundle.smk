@@ -10,7 +10,7 @@ rule bundle:
         shift_references=SHIFT_REFERENCES,
     output:
         models=BUNDLE_MODELS,
-        shift_references=[P.bundle.shift_reference(b, s) for b, s in SHIFT_JOBS] if SHIFT_REFERENCES else [],
+        shift_references=BUNDLE_SHIFT_REFERENCES,
         card_json=P.bundle.card_json,
         card_md=P.bundle.card_md,
         manifest=P.bundle.manifest,

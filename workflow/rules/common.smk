@@ -237,6 +237,11 @@ from types import SimpleNamespace as _Job
 SHIFT_CACHES = [model_cache(_Job(backbone=b, sequence=s)) for b, s in SHIFT_JOBS]
 SHIFT_IMAGES = [model_images(_Job(backbone=b, sequence=s)) if VOLUMES else P.images_table for b, s in SHIFT_JOBS]
 SHIFT_REFERENCES = [P.shift_reference(b, s) for b, s in SHIFT_JOBS] if SHIFT_ENABLED and not AUDIT else []
+# The bundle's copies are study outputs too: Snakemake reruns a job for missing outputs
+# only when they are requested, so a results folder from before the references existed would
+# otherwise keep its old bundle without them.
+BUNDLE_SHIFT_REFERENCES = [P.bundle.shift_reference(b, s) for b, s in SHIFT_JOBS] if SHIFT_REFERENCES else []
+STUDY_OUTPUTS += BUNDLE_SHIFT_REFERENCES
 AUDIT_SHIFT_REFERENCES = ([paths.BundlePaths(AUDIT_BUNDLE).shift_reference(b, s) for b, s in SHIFT_JOBS]
                           if AUDIT and SHIFT_ENABLED else [])
 if AUDIT_SHIFT_REFERENCES and not all(os.path.isfile(p) for p in AUDIT_SHIFT_REFERENCES):

@@ -258,6 +258,13 @@ External cohorts:
 Internal ({'validation and internal test' if holdout else 'cross-validation, out-of-fold'}):
 
 {table(card['metrics']['internal'])}"""
+    shift = card.get("distribution_shift")
+    shift_text = ("" if shift is None else
+                  "## Distribution-shift reference\n"
+                  f"{shift['method']}.\n\n"
+                  + "".join(f"- `{name}` (sha256 {shift['sha256'][name]})\n" for name in shift["references"])
+                  + "\n`spinedx audit` scores a new cohort against these before any metric (README, "
+                  "\"Auditing a released model\").\n\n")
     return f"""# Model card: spinedx {', '.join(card['backbones'])} ({ensembles})
 
 ## Task
@@ -285,26 +292,13 @@ Sequences (one model per backbone x sequence x {'repeat' if holdout else 'fold'}
 ## Models
 {table([{k: m[k] for k in ('file', 'epoch', 'val_accuracy')} for m in card['models']])}
 Initial weights: {initial}.
-{_shift_text(card)}
-## Software
+
+{shift_text}## Software
 {software}; code: spinedx {code['spinedx']}, git commit {code['git_commit']} (uncommitted changes: {code['git_dirty']}).
 
 Verify the files with `sha256sum -c {paths.BUNDLE_MANIFEST}` (or `spinedx audit --verify-only`);
 score a new cohort with `spinedx audit` (README, "Auditing a released model").
 """
-
-
-def _shift_text(card: dict) -> str:
-    """The card's distribution-shift section for people (none: a bundle without references)."""
-    shift = card.get("distribution_shift")
-    if not shift:
-        return ""
-    rows = [{"file": name, "sha256": shift.get("sha256", {}).get(name, "")} for name in shift["references"]]
-    return f"""
-## Distribution-shift reference
-The training cohort as `spinedx audit` compares a new cohort with it (README "Distribution shift"): {shift['method']}.
-
-{markdown_table(rows)}"""
 
 
 def _input_text(spec: dict) -> str:

@@ -52,6 +52,7 @@ positives drawn together). Forest plot of both.
 from __future__ import annotations
 
 import logging
+import textwrap
 from collections import Counter
 from pathlib import Path
 
@@ -236,7 +237,8 @@ def _forest(table: pd.DataFrame, panels, counts, title: str, note: str, width: f
         ax.grid(axis="y", visible=False)
     axes[0].set_yticks(y, [f"{label}  ({count})" for label, count in zip(labels, counts)])
     axes[0].set_ylim(-0.7, len(rows) - 0.3)
-    fig.suptitle(title)
+    # Wrapped to the figure's width: a long system name (detection) ran past both edges.
+    fig.suptitle("\n".join(textwrap.wrap(title, width=int(width * 10))))
     fig.text(0.01, 0.0, note, fontsize=6, color="0.3", va="bottom")
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
