@@ -94,6 +94,22 @@ def snakemake(workdir: Path, *args: str, check=True, cwd: Path | None = None,
     return done
 
 
+def ppca_distances(training: np.ndarray, new: np.ndarray, components: int) -> np.ndarray:
+    """Mahalanobis distances (scipy) of ``new`` to ``training`` features under the PPCA
+    covariance built from numpy's eigh: the distribution-shift references' distances
+    recomputed apart from spinedx.stats.shift."""
+    from scipy.spatial.distance import mahalanobis
+
+    values, vectors = np.linalg.eigh(np.cov(training, rowvar=False))
+    values, vectors = values[::-1], vectors[:, ::-1]
+    d = training.shape[1]
+    kept = vectors[:, :components]
+    covariance = kept @ np.diag(values[:components]) @ kept.T + values[components:].sum() / (d - components) * (
+        np.eye(d) - kept @ kept.T)
+    precision = np.linalg.inv(covariance)
+    return np.array([mahalanobis(x, training.mean(axis=0), precision) for x in new])
+
+
 def spinedx_audit(bundle: Path, auditor: Path) -> subprocess.CompletedProcess:
     """``spinedx audit`` of ``bundle`` in the auditor's folder: cohort/images, cohort/cases.csv
     and audit.yaml there, results in audit/; fails the test with the output's tail."""

@@ -252,7 +252,18 @@ def checkpoint_executing_code(images, cases, config):
     return lambda: checkpoints.load_checkpoint(path), path, "refused: loading it could execute code"
 
 
-REFUSED = [malformed_json, missing_image, unreadable_image, truncated_image, image_path_escaping,
+def image_labels_without_labelme(images, cases, config):
+    """The audit of an image-labelled bundle (its card sets labels.source annotation) on a
+    cohort of bare images: the labelme files are the images' labels, so it is refused."""
+    for path in images.rglob("*.json"):
+        path.unlink()
+    config = {**config, "labels": {**config["labels"], "source": "annotation", "reference_class": "ependymoma"},
+              "audit": {**config["audit"], "bundle": "released/bundle"}}
+    return (lambda: tabulate(images, cases, config, "T1"), images / "P1" / T1 / "P1_a.png",
+            ("labels.source annotation", "labelme JSON beside it", "no shape for an image of 'ependymoma'"))
+
+
+REFUSED = [image_labels_without_labelme, malformed_json, missing_image, unreadable_image, truncated_image, image_path_escaping,
            image_path_absolute, embedded_image_data_only, decompression_bomb, no_rectangle,
            several_rectangles, box_outside_image, unknown_diagnosis, unknown_sequence_folder,
            patient_missing_from_cases, patient_in_both_cohorts, same_image_two_patients,

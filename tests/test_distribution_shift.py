@@ -84,6 +84,31 @@ def test_image_statistics_and_fold_scores():
     assert shift.fold_scores(references, features, 0.8) == pytest.approx(np.median(ratios, axis=0))
 
 
+def test_box_fractions_only_where_every_training_image_has_a_box(monkeypatch):
+    """Labels from the annotation: only lesion images have a rectangle, so the reference
+    leaves the box fractions out (they would describe the label and be NaN elsewhere); an
+    audit computes what the reference holds, and refuses images without the box a
+    box-bearing reference needs, naming them."""
+    from spinedx.stages import distribution_shift as stage
+
+    monkeypatch.setattr(stage, "load_checkpoint", lambda path: {"backbone": "resnet10t"})  # a labelme model
+    crops = np.zeros((3, 4, 4), np.uint8)
+    images = pd.DataFrame({"width": [100, 100, 80], "height": [50, 50, 40], "x0": [10, np.nan, 5],
+                           "x1": [60, np.nan, 25], "y0": [0, np.nan, 0], "y1": [25, np.nan, 20],
+                           "sequence": "T2_SAG", "json_path": ["D1/T2/a.json", "D1/T2/b.json", "D2/T2/c.json"]})
+    assert not shift.every_image_has_a_box(images) and shift.every_image_has_a_box(images.iloc[[0, 2]])
+    reference = stage._statistics(crops, images, {0: "model"})
+    assert list(reference.columns) == [n for n in shift.IMAGE_STATISTICS if n not in shift.BOX_STATISTICS]
+    assert np.isfinite(reference.to_numpy()).all()
+    boxed = stage._statistics(crops[[0, 2]], images.iloc[[0, 2]], {0: "model"})
+    assert list(boxed.columns) == list(shift.IMAGE_STATISTICS)
+    assert boxed["box_width_fraction"].tolist() == [0.5, 0.25]
+    assert list(stage._statistics(crops, images, {0: "model"}, list(reference.columns)).columns) == list(
+        reference.columns)
+    with pytest.raises(InputError, match=r"D1/T2/b\.json.*draw the lesion's rectangle"):
+        stage._statistics(crops, images, {0: "model"}, list(shift.IMAGE_STATISTICS))
+
+
 @pytest.mark.parametrize("scheme", ["kfold", "holdout"])
 def test_reference_holds_out_what_each_model_did_not_train_on(scheme, monkeypatch):
     """k-fold: a fold model's held-out images are its fold's; hold-out (N-class studies): a

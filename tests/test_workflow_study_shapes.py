@@ -4,15 +4,14 @@ hold-out 7:1:2-like with two repeats, two external centres, clinical fusion; its
 analyses) and the canine-shaped study (.test/canine.yaml: six classes labelled per image by
 the labelme shape, four sequences in two planes, hold-out train/validation with the
 external cohort as the test set), then an audit of the ISMF bundle on its external centres
-(with the issue-15 analyses that need no training data)."""
+and one of the canine bundle on its external dogs (each with the issue-15 analyses that
+need no training data)."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -20,7 +19,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import REPO, SNAKEMAKE
+from conftest import REPO, SNAKEMAKE, spinedx_audit
 
 pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group(name="study_shapes")]
 
@@ -257,11 +256,10 @@ def test_ismf_one_vs_rest_decision_curves(ismf):
     assert_figures(results, ["decision_curve"])
 
 
-@pytest.fixture(scope="module")
-def ismf_audit(ismf, tmp_path_factory):
-    """``spinedx audit`` of the ISMF bundle on a copy of its two external centres."""
-    _, results = ismf
-    auditor = tmp_path_factory.mktemp("ismf_auditor")
+def audit_of_the_external_patients(results, auditor, **settings):
+    """``spinedx audit`` of a study's bundle on a copy of its external patients (images and
+    labelme files; the cases table without its cohort column), on the CPU with 100 bootstrap
+    replicates, no meta-analysis or Grad-CAM, plus ``settings``; the audit's results folder."""
     cases = pd.read_csv(results / "demo_cohort/cases.csv", dtype=str)
     external = cases[cases.cohort != "internal"]
     for patient in external.patient_id:
@@ -269,14 +267,16 @@ def ismf_audit(ismf, tmp_path_factory):
     external.drop(columns="cohort").to_csv(auditor / "cohort/cases.csv", index=False)
     (auditor / "audit.yaml").write_text(yaml.safe_dump({
         "meta_analysis": {"enabled": False}, "evaluation": {"bootstrap_replicates": 100},
-        "training": {"device": "cpu", "threads": 1}, "gradcam": {"enabled": False}}))
-    command = [sys.executable, "-m", "spinedx", "audit", "--bundle", str(results / "bundle"),
-               "--images-dir", "cohort/images", "--cases", "cohort/cases.csv", "--results-dir", "audit",
-               "--config", "audit.yaml", "--cores", "2"]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=auditor,
-                          env={**os.environ, "PYTHONPATH": str(REPO / "src")})
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+        "training": {"device": "cpu", "threads": 1}, "gradcam": {"enabled": False}, **settings}))
+    spinedx_audit(results / "bundle", auditor)
     return auditor / "audit"
+
+
+@pytest.fixture(scope="module")
+def ismf_audit(ismf, tmp_path_factory):
+    """``spinedx audit`` of the ISMF bundle on a copy of its two external centres."""
+    _, results = ismf
+    return audit_of_the_external_patients(results, tmp_path_factory.mktemp("ismf_auditor"))
 
 
 def test_audit_of_the_holdout_bundle_reproduces_the_pooled_external_numbers(ismf, ismf_audit):
@@ -451,6 +451,170 @@ def test_canine_flow_calibration_subgroups_and_checklist_on_images(canine):
     assert (f"{row.estimate_a:.6f}", f"{row.estimate_b:.6f}") == (f"{correct[t1].mean():.6f}",
                                                                   f"{correct[dogs].mean():.6f}")
     assert row.n == t1.sum() and row.ci_lo <= row.ci_hi
+
+
+def _features_2d(checkpoint: dict, crops: np.ndarray) -> np.ndarray:
+    """Penultimate features of a labelme timm model computed apart from spinedx.models.features:
+    uint8 crops / 255 normalised by the checkpoint's mean and SD, the backbone's feature map,
+    global average pooling."""
+    import torch
+
+    from spinedx.models.checkpoints import model_from_checkpoint
+
+    model = model_from_checkpoint(checkpoint, torch.device("cpu")).eval()
+    with torch.no_grad():
+        inputs = ((torch.from_numpy(crops).float() / 255 - checkpoint["mean"]) / checkpoint["std"]).unsqueeze(1)
+        return model.forward_features(inputs).mean(dim=(2, 3)).double().numpy()
+
+
+def _cached(results, sequence: str, cohort: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """A sequence's images of one cohort (the image table's order) and their cached crops."""
+    images = pd.read_parquet(results / "annotations/images.parquet")
+    table = images[(images.sequence == sequence) & (images.cohort == cohort)].reset_index(drop=True)
+    with np.load(results / f"preprocessing/{sequence}.npz") as cache:
+        return table, cache["images"][pd.Index(cache["image_id"]).get_indexer(table.image_id)]
+
+
+def test_canine_bundle_carries_the_shift_reference_of_what_each_model_did_not_train_on(canine):
+    """Image labels: the bundle holds each backbone x sequence's distribution-shift reference,
+    hashed in SHA256SUMS and listed with its sha256 in both model cards; without the box
+    fractions (only lesion images have a rectangle); repeat 0's held-out (validation) images'
+    distances recomputed apart (features by pooling the timm feature map, scipy's Mahalanobis
+    under the PPCA covariance of its training images) and one image statistic by numpy."""
+    import torch
+    from conftest import ppca_distances
+
+    from spinedx.io import sha256_file
+
+    _, results = canine
+    bundle = results / "bundle"
+    sums = dict(reversed(line.split("  ")) for line in (bundle / "SHA256SUMS").read_text().splitlines())
+    card = json.loads((bundle / "model_card.json").read_text())
+    sequences = ["T1_SAG", "T2_SAG", "T1_TRA", "T2_TRA"]
+    names = [f"shift_reference/resnet10t/{s}.npz" for s in sequences]
+    assert card["distribution_shift"]["references"] == names
+    card_md = (bundle / "model_card.md").read_text()
+    for name in names:
+        assert sums[name] == sha256_file(bundle / name) == sha256_file(results / name) \
+            == card["distribution_shift"]["sha256"][name]
+        assert f"- `{name}` (sha256 {sums[name]})" in card_md
+        with np.load(bundle / name, allow_pickle=False) as reference:
+            assert list(reference["statistics_names"]) == ["intensity_mean", "intensity_sd", "intensity_p05",
+                                                           "intensity_p50", "intensity_p95", "width", "height"]
+            assert list(reference["folds"]) == [0]
+    table, crops = _cached(results, "T2_SAG", "internal")
+    holdout = pd.read_csv(results / "splits/holdout.tsv", sep="\t", dtype={"patient_id": str})
+    partition = table.patient_id.map(holdout[holdout.repeat == 0].set_index("patient_id").partition)
+    held = (partition != "train").to_numpy()
+    assert set(partition[held]) == {"validation"} and 0 < held.sum() < len(table)
+    checkpoint = torch.load(bundle / "models/resnet10t/T2_SAG/holdout0.pt", weights_only=True)
+    features = _features_2d(checkpoint, crops)
+    with np.load(bundle / "shift_reference/resnet10t/T2_SAG.npz", allow_pickle=False) as reference:
+        assert reference["fold0_components"].shape == (10, features.shape[1])
+        assert reference["fold0_held_out"] == pytest.approx(ppca_distances(features[~held], features[held], 10),
+                                                            rel=1e-6)
+        assert reference["statistics_training"][:, 0] == pytest.approx(
+            crops.reshape(len(crops), -1).astype(np.float64).mean(axis=1), rel=1e-12)
+
+
+@pytest.fixture(scope="module")
+def canine_audit(canine, tmp_path_factory):
+    """``spinedx audit`` of the canine bundle on a copy of its external dogs (their images
+    and labelme files: the auditor's labels) with the demo's subgroup variables."""
+    _, results = canine
+    return audit_of_the_external_patients(results, tmp_path_factory.mktemp("canine_auditor"),
+                                          subgroups={"variables": ["plane", "sequence", "cohort", "sex"]})
+
+
+def test_audit_of_the_canine_bundle_repeats_the_studys_external_numbers(canine, canine_audit):
+    """Audit mode of an image-labelled bundle: distribution shift (before the N-class
+    tables), flow, subgroups, calibration, decision curves, image comparisons and the
+    checklist on the auditor's images (one cohort, "external"; labels from its labelme
+    files). The audited images are the study's external images scored by the same ensemble,
+    so every number repeats the study's to the printed digit."""
+    _, results = canine
+    audited = canine_audit
+    assert not (audited / "models").exists() and not (audited / "splits").exists()
+    study = pd.read_csv(results / "tables/multiclass_overall.csv").query("prediction_set == 'external'")
+    overall = pd.read_csv(audited / "tables/multiclass_overall.csv")
+    assert set(overall.prediction_set) == {"external"} and set(overall.model) == {"ensemble"}
+    joined = overall.merge(study, on=["level", "input"], suffixes=("", "_study"))
+    assert len(joined) == len(overall) == len(study) == 7
+    for column in ("n", "n_patients", "accuracy", "accuracy_lo", "accuracy_hi", "macro_f1", "macro_auc", "kappa"):
+        assert [f"{v:.3f}" for v in joined[column]] == [f"{v:.3f}" for v in joined[f"{column}_study"]], column
+    # Distribution shift against the bundle's reference, per sequence, before the N-class tables.
+    images = pd.read_parquet(audited / "annotations/images.parquet")
+    shift = pd.read_csv(audited / "tables/distribution_shift_summary.csv").set_index("sequence")
+    assert shift.images.to_dict() == images.groupby("sequence").size().to_dict()
+    assert shift.patients.eq(6).all() and shift.verdict.notna().all()
+    assert "box_width_fraction_median" not in shift.columns
+    assert (audited / "tables/distribution_shift_summary.csv").stat().st_mtime <= (
+        audited / "tables/multiclass_overall.csv").stat().st_mtime
+    assert_figures(audited, ["distribution_shift", "participant_flow", "subgroups_forest", "calibration_curve",
+                             "decision_curve"])
+    # Flow: the study's analysed external dogs and images, per input and class.
+    flow = pd.read_csv(audited / "tables/participant_flow.csv")
+    assert set(flow.cohort) == {"external"}
+    own_flow = pd.read_csv(results / "tables/participant_flow.csv").query("cohort == 'external' and step == 'analysed'")
+    analysed = flow[flow.step == "analysed"]
+    assert analysed[["group", "patients", "images"]].values.tolist() == own_flow[["group", "patients", "images"]].values.tolist()
+    # Subgroups (plane, sequence, cohort, sex): every row, dog-bootstrap intervals included.
+    subgroups = pd.read_csv(audited / "tables/subgroups.csv")
+    joined = subgroups.merge(pd.read_csv(results / "tables/subgroups.csv"), on=["variable", "level"],
+                             suffixes=("", "_study"))
+    assert len(joined) == len(subgroups) == 10
+    for column in ("n", "accuracy", "accuracy_lo", "accuracy_hi", "macro_f1", "macro_f1_lo", "kappa", "macro_auc"):
+        assert [f"{v:.3f}" for v in joined[column]] == [f"{v:.3f}" for v in joined[f"{column}_study"]], column
+    # Calibration: one-vs-rest per class and the multi-class Brier score (inference ran again:
+    # float32 probabilities agree to ~1e-8, so to the printed digit, not bit for bit).
+    calibration = pd.read_csv(audited / "tables/calibration.csv")
+    joined = calibration.merge(pd.read_csv(results / "tables/calibration.csv"), on=["test_set", "class"],
+                               suffixes=("", "_study"))
+    assert set(calibration.test_set) == {"external"} and len(joined) == len(calibration) == 1 + len(CANINE_CLASSES)
+    for column in ("n", "brier", "brier_lo", "brier_hi", "intercept", "slope"):
+        assert [f"{v:.4f}" for v in joined[column]] == [f"{v:.4f}" for v in joined[f"{column}_study"]], column
+    curve = pd.read_csv(audited / "tables/decision_curve.csv")
+    joined = curve.merge(pd.read_csv(results / "tables/decision_curve.csv"), on=["class", "model", "threshold"],
+                         suffixes=("", "_study"))
+    assert len(joined) == len(curve) and set(curve.test_set) == {"external"}
+    assert np.allclose(joined.net_benefit, joined.net_benefit_study, atol=1e-9)
+    comparisons = pd.read_csv(audited / "tables/paired_comparisons.csv")
+    joined = comparisons.merge(pd.read_csv(results / "tables/paired_comparisons.csv"),
+                               on=["test_set", "comparison", "metric", "class"], suffixes=("", "_study"))
+    assert len(joined) == len(comparisons) == 21 * (1 + 2 * len(CANINE_CLASSES))
+    for column in ("estimate_a", "estimate_b", "difference", "ci_lo", "ci_hi", "p", "p_adjusted"):
+        assert np.allclose(joined[column], joined[f"{column}_study"], atol=1e-9, equal_nan=True), column
+    checklist = pd.read_csv(audited / "tables/reporting_checklist.csv").fillna("").set_index(["guideline", "item"])
+    assert checklist.loc[("STARD 2015", "13a"), "status"].startswith("not applicable: no reader study")
+    for name in ("distribution_shift_summary.csv", "paired_comparisons.csv", "calibration.csv", "subgroups.csv"):
+        assert checklist.files.str.contains(name).any(), name
+    assert not checklist.files.str.contains("splits/").any()
+
+
+def test_a_darker_canine_cohort_is_flagged_and_the_studys_own_mostly_not(canine):
+    """The canine bundle's references against the external images' model inputs as they are
+    and at half their intensity (a darker scanner): every darker image is flagged, by its
+    statistics at least; the study's own images mostly not by their statistics (the features'
+    own rate is noise of the tiny study's 16 held-out validation images per sequence)."""
+    import torch
+
+    from spinedx import config as configuration
+    from spinedx.models.device import set_up
+    from spinedx.stages import distribution_shift
+
+    _, results = canine
+    config = configuration.load(REPO / ".test/canine.yaml")
+    device, acceleration = set_up(config["training"], compile=False)
+    for sequence in ("T1_SAG", "T2_SAG", "T1_TRA", "T2_TRA"):
+        reference = distribution_shift.read_reference(results / f"bundle/shift_reference/resnet10t/{sequence}.npz")
+        folds = {0: results / f"bundle/models/resnet10t/{sequence}/holdout0.pt"}
+        chosen, crops = _cached(results, sequence, "external")
+        scores = {name: distribution_shift.score_cohort(reference, folds, chosen, pixels, torch.from_numpy(pixels),
+                                                        device, acceleration, 0.95, 64)
+                  for name, pixels in (("own", crops), ("darker", crops // 2))}
+        assert scores["own"].statistics_flag.mean() < 0.5, sequence
+        assert scores["darker"].statistics_flag.all() and scores["darker"].flagged.all(), sequence
+        assert scores["darker"].feature_score.median() > scores["own"].feature_score.median(), sequence
 
 
 def test_canine_rerun_has_nothing_to_do(canine):

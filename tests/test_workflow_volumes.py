@@ -18,7 +18,7 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import REPO, snakemake
+from conftest import REPO, ppca_distances, snakemake
 from spinedx.config import deep_merge
 from volume_factories import IDENTIFYING, write_series
 
@@ -179,20 +179,6 @@ def _features_25d(checkpoint: dict, crops: np.ndarray) -> np.ndarray:
         return model.forward_features(inputs).mean(dim=(2, 3)).double().numpy()
 
 
-def _ppca_distances(training: np.ndarray, new: np.ndarray, components: int) -> np.ndarray:
-    """Mahalanobis distances (scipy) under the PPCA covariance built from numpy's eigh."""
-    from scipy.spatial.distance import mahalanobis
-
-    values, vectors = np.linalg.eigh(np.cov(training, rowvar=False))
-    values, vectors = values[::-1], vectors[:, ::-1]
-    d = training.shape[1]
-    kept = vectors[:, :components]
-    covariance = kept @ np.diag(values[:components]) @ kept.T + values[components:].sum() / (d - components) * (
-        np.eye(d) - kept @ kept.T)
-    precision = np.linalg.inv(covariance)
-    return np.array([mahalanobis(x, training.mean(axis=0), precision) for x in new])
-
-
 def _internal_crops(results: Path, mode: str, cohort: str = "internal") -> tuple[pd.DataFrame, np.ndarray]:
     table = pd.read_parquet(results / f"preprocessing/CT/{mode}.parquet")
     table = table[table.cohort == cohort].reset_index(drop=True)
@@ -229,7 +215,7 @@ def test_the_bundle_carries_every_models_shift_reference(run):
     features = _features_25d(checkpoint, crops)
     with np.load(bundle / "shift_reference/2.5d_resnet10t/CT.npz", allow_pickle=False) as reference:
         assert reference["fold0_components"].shape == (10, 512)  # config default 10 of 24 training crops
-        expected = _ppca_distances(features[~held], features[held], 10)
+        expected = ppca_distances(features[~held], features[held], 10)
         assert reference["fold0_held_out"] == pytest.approx(expected, rel=1e-6)
         bone_mean = reference["statistics_training"][:, names.index("bone_mean")]
     assert bone_mean == pytest.approx(crops[:, 0:3].astype(np.float64).mean(axis=(1, 2, 3)), rel=1e-12)
@@ -317,8 +303,8 @@ def test_audit_scores_the_shift_of_every_model_before_the_tables(run, audit_run)
         checkpoint = torch.load(results / f"bundle/models/2.5d_resnet10t/CT/fold{fold}.pt", weights_only=True)
         training = _features_25d(checkpoint, internal_crops)
         own = (internal.patient_id.map(folds) == fold).to_numpy()
-        held_out = _ppca_distances(training[~own], training[own], 10)
-        ratios.append(_ppca_distances(training[~own], _features_25d(checkpoint, external_crops[:1]), 10)[0]
+        held_out = ppca_distances(training[~own], training[own], 10)
+        ratios.append(ppca_distances(training[~own], _features_25d(checkpoint, external_crops[:1]), 10)[0]
                       / np.quantile(held_out, 0.95))
     row = scored[(scored.backbone == "2.5d_resnet10t") & (scored.image_id == external.image_id[0])].iloc[0]
     assert row.feature_score == pytest.approx(np.median(ratios), rel=1e-6)

@@ -234,6 +234,10 @@ SHIFT_ENABLED = config["distribution_shift"]["enabled"] and READER_ANALYSES
 # the reference reads 2-D caches and penultimate features, whatever the classes and split scheme.
 SHIFT_ENABLED = SHIFT_ENABLED or (config["distribution_shift"]["enabled"] and CASE_LEVEL and not VOLUMES
                                   and (len(config["classes"]) > 2 or BINARY_OTHER_SHAPE))
+# Image-labelled 2-D studies too (r15canaudit; the IMAGE_LABEL_ANALYSES block below): the same
+# reference, a repeat model's held-out images being its validation (and internal-test) images.
+SHIFT_ENABLED = SHIFT_ENABLED or (config["distribution_shift"]["enabled"] and config["labels"]["source"] == "annotation"
+                                  and not VOLUMES)
 SHIFT_JOBS = [(backbone, sequence) for backbone in BACKBONES for sequence in SEQUENCES]
 # What each model x sequence reads: its cache and image table (labelme: the merged images table).
 from types import SimpleNamespace as _Job
@@ -331,9 +335,12 @@ if NCLASS_READER_ANALYSES:
 # difference bootstrapped over dogs) and N-class subgroups (plane, sequence, cases- and
 # image-table columns), all on images with intervals from a bootstrap that resamples
 # patients (dogs) with all their images, and the checklist. No reader study: readers read
-# cases, and these labels have no case (the canine paper had none). No distribution shift
-# yet (README). Not in audit mode, not for volume studies.
-IMAGE_LABEL_ANALYSES = config["labels"]["source"] == "annotation" and not VOLUMES and not AUDIT
+# cases, and these labels have no case (the canine paper had none). Not for volume studies.
+# The distribution-shift reference goes into the bundle (SHIFT_ENABLED above). Audit mode of
+# such a bundle (r15canaudit): the same analyses on the auditor's images (one cohort,
+# "external", labels from the auditor's labelme files, scored by the bundle's ensemble),
+# the new cohort's shift first (SHIFT_OUTPUTS; the N-class tables wait for it), no splits.
+IMAGE_LABEL_ANALYSES = config["labels"]["source"] == "annotation" and not VOLUMES
 if IMAGE_LABEL_ANALYSES:
     if config["reader_study"]["readers"]:
         print(f"spinedx: reader study skipped: labels of images (labels.source annotation) have no case to read "
@@ -346,8 +353,9 @@ if IMAGE_LABEL_ANALYSES:
         *([P.table(paths.CALIBRATION_TABLE), P.table(paths.CALIBRATION_CURVE_TABLE),
            P.table(paths.DECISION_CURVE_TABLE), *figures_of(paths.CALIBRATION_FIGURE, paths.DECISION_CURVE_FIGURE)]
           if config["calibration"]["enabled"] else []),
+        *SHIFT_OUTPUTS,  # audit mode, a bundle with a shift reference
     ]
-    CHECKLIST_EVIDENCE = [*STUDY_OUTPUTS, *ISSUE15_OUTPUTS, P.splits]
+    CHECKLIST_EVIDENCE = [*STUDY_OUTPUTS, *ISSUE15_OUTPUTS, *([] if AUDIT else [P.splits])]
     STUDY_OUTPUTS += [*ISSUE15_OUTPUTS, P.table(paths.CHECKLIST_TABLE)]
 # The N-class calibration (one-vs-rest, multi-class Brier) serves N-class case labels and image labels.
 MULTICLASS_CALIBRATION = NCLASS_READER_ANALYSES or IMAGE_LABEL_ANALYSES

@@ -92,7 +92,7 @@ def tabulate(images_dir: str | Path, cases_path: str | Path, config,
     table = pd.DataFrame(rows, columns=IMAGE_COLUMNS)
     what = f"sequence {sequence}" if sequence else "any sequence"
     if table.empty:
-        raise InputError(f"{images_dir}: no labelme JSON files found for {what}")
+        raise no_annotation_error(images_dir, config, sequence)
     check_duplicates(table, images_dir)
     missing = sorted(set(cases["patient_id"]) - set(table["patient_id"]))
     if missing:
@@ -102,6 +102,28 @@ def tabulate(images_dir: str | Path, cases_path: str | Path, config,
                     "%s or ignore this if the sequence was not acquired", len(missing),
                     cases_path, what, missing[:10], images_dir)
     return table.astype({"width": int, "height": int, "label": int})
+
+
+def no_annotation_error(images_dir: Path, config, sequence: str | None) -> InputError:
+    """No labelme JSON for ``sequence`` (None: any): the first image file that lacks one and
+    the fix; where labels come from the annotation (an image-labelled study, or the audit of
+    its bundle, whose card sets labels.source) the labelme file is the image's label."""
+    what = f"sequence {sequence}" if sequence else "any sequence"
+    names = [sequence] if sequence else list(config["sequences"])
+    images = [path for name in names for path in sequence_files(images_dir, config["sequences"], name)
+              if path.suffix.lower() != ".json"]
+    labels = config["labels"]
+    if labels["source"] == "annotation":
+        fix = (f"the models' labels come from the annotation (labels.source annotation; in audit mode the "
+               f"bundle's model card sets it), so each image needs its labelme JSON beside it: the lesion's "
+               f"rectangle labelled with its class (one of {list(config['classes'])}, or a label of "
+               f"labels.shape_labels), or no shape for an image of {labels['reference_class']!r}")
+    else:
+        fix = "annotate each image in labelme (one JSON beside it, with the lesion's rectangle)"
+    if images:
+        return InputError(f"{images[0]}: no labelme JSON names this image, nor any of the {len(images)} image "
+                          f"file(s) of {what} under {images_dir}; {fix}")
+    return InputError(f"{images_dir}: no labelme JSON files found for {what} (no image files either); {fix}")
 
 
 def check_duplicates(table: pd.DataFrame, images_dir: Path) -> None:

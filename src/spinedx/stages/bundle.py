@@ -262,7 +262,7 @@ Internal ({'validation and internal test' if holdout else 'cross-validation, out
     shift_text = ("" if shift is None else
                   "## Distribution-shift reference\n"
                   f"{shift['method']}.\n\n"
-                  + "".join(f"- `{name}`\n" for name in shift["references"])
+                  + "".join(f"- `{name}` (sha256 {shift['sha256'][name]})\n" for name in shift["references"])
                   + "\n`spinedx audit` scores a new cohort against these before any metric (README, "
                   "\"Auditing a released model\").\n\n")
     return f"""# Model card: spinedx {', '.join(card['backbones'])} ({ensembles})
@@ -362,12 +362,15 @@ def write_bundle(checkpoint_paths, images_path, external_metrics, internal_metri
     card = build_card(entries, images, external_metrics, internal_metrics, config, workflow_dir,
                       multiclass_metrics)
     if shift_references:
+        references = [name for name in files if name.startswith(paths.BUNDLE_SHIFT_DIR)]
         card["distribution_shift"] = {
-            "references": [name for name in files if name.startswith(paths.BUNDLE_SHIFT_DIR)],
+            "references": references,
+            "sha256": {name: sha256_file(out_dir / name) for name in references},
             "method": "per fold model: probabilistic-PCA Mahalanobis distance of penultimate-layer features to "
                       "the images it trained on, threshold from its held-out images; intensity and size "
-                      "statistics of the internal images (volumes: of the crops each model reads, per intensity "
-                      "channel, with the volumes' dimensions, spacing and lesion size) (spinedx.stats.shift)"}
+                      "statistics of the internal images (box fractions only where every image has a box; "
+                      "volumes: of the crops each model reads, per intensity channel, with the volumes' "
+                      "dimensions, spacing and lesion size) (spinedx.stats.shift)"}
     bundle = paths.BundlePaths(out_dir)
     write_text(json.dumps(card, indent=2, sort_keys=False) + "\n", bundle.card_json)
     write_text(render_card(card), bundle.card_md)

@@ -46,8 +46,8 @@ from spinedx.models.features import penultimate_features
 from spinedx.models.volumetric import VolumeJob
 from spinedx.plotting import PAGE_WIDTH, PALETTE, pyplot, save_figure
 from spinedx.splitting import model_partitions, read_folds
-from spinedx.stats.shift import (FeatureReference, StatisticsReference, crop_statistics, fit_feature_reference,
-                                 fold_scores, image_statistics)
+from spinedx.stats.shift import (BOX_STATISTICS, FeatureReference, StatisticsReference, crop_statistics,
+                                 every_image_has_a_box, fit_feature_reference, fold_scores, image_statistics)
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +90,24 @@ def _job_images(images: pd.DataFrame, cache: dict, cache_path, sequence: str, co
     return chosen, crops, torch.from_numpy(crops).to(device)
 
 
-def _statistics(crops: np.ndarray, images: pd.DataFrame, fold_paths: dict[int, str]) -> pd.DataFrame:
+def _statistics(crops: np.ndarray, images: pd.DataFrame, fold_paths: dict[int, str],
+                names: list[str] | None = None) -> pd.DataFrame:
     """Intensity and size statistics of what the job's models read: labelme images
     (stats.shift.image_statistics) or a volume study's crops, per channel of the intensity
-    recipe the models were trained with (stats.shift.crop_statistics)."""
+    recipe the models were trained with (stats.shift.crop_statistics). Labelme images: the
+    reference (``names`` None) keeps the box fractions only when every training image has a
+    box (labels from the annotation: lesion images only); an audit computes the reference's
+    ``names``."""
     checkpoint = load_checkpoint(next(iter(fold_paths.values())))
-    if "mode" not in checkpoint:
-        return image_statistics(crops, images)
-    return crop_statistics(crops, images, channels(checkpoint["intensity_recipe"]))
+    if "mode" in checkpoint:
+        return crop_statistics(crops, images, channels(checkpoint["intensity_recipe"]))
+    boxes = every_image_has_a_box(images) if names is None else BOX_STATISTICS[0] in names
+    if boxes and names is not None and not every_image_has_a_box(images):
+        unboxed = images.loc[~np.isfinite(images[["x0", "y0", "x1", "y1"]].to_numpy(float)).all(axis=1), "json_path"]
+        raise InputError(f"the bundle's shift reference of {images['sequence'].iloc[0]} holds box statistics "
+                         f"(every training image had a rectangle); {len(unboxed)} image(s) of this cohort have "
+                         f"none, e.g. {unboxed.tolist()[:3]}: draw the lesion's rectangle in labelme")
+    return image_statistics(crops, images, boxes)
 
 
 class _Inputs:
@@ -194,8 +204,8 @@ def score_cohort(reference: dict, fold_paths: dict[int, str], images: pd.DataFra
     features = _features_per_fold({k: fold_paths[k] for k in folds}, pixels, device, acceleration, batch_size)
     references = [FeatureReference.from_arrays(reference, f"fold{k}_") for k in folds]
     scores = fold_scores(references, [features[k] for k in folds], quantile)
-    statistics = _statistics(crops, images, fold_paths)
     names = [str(name) for name in reference["statistics_names"]]
+    statistics = _statistics(crops, images, fold_paths, names)
     if list(statistics.columns) != names:
         raise InputError(f"the shift reference of {reference['backbone']}/{reference['sequence']} holds the "
                          f"statistics {names}, this cohort's images give {list(statistics.columns)}; preprocess "

@@ -35,6 +35,8 @@ from spinedx.errors import InputError
 #: Statistics of an image (computed by :func:`image_statistics`), in order.
 IMAGE_STATISTICS = ("intensity_mean", "intensity_sd", "intensity_p05", "intensity_p50", "intensity_p95",
                     "width", "height", "box_width_fraction", "box_height_fraction")
+#: The statistics of an image's rectangle: left out where not every image has one.
+BOX_STATISTICS = ("box_width_fraction", "box_height_fraction")
 _EPS = 1e-12
 _RIDGE = 1e-3
 
@@ -98,20 +100,29 @@ def fit_feature_reference(training, held_out, components: int) -> FeatureReferen
     return FeatureReference(mean, directions[:q], kept, residual, partial.distance(held_out))
 
 
-def image_statistics(crops: np.ndarray, images: pd.DataFrame) -> pd.DataFrame:
+def every_image_has_a_box(images: pd.DataFrame) -> bool:
+    """Whether each image of the table has its rectangle (x0, y0, x1, y1). Labels from the
+    annotation (labels.source annotation) put one on lesion images only: there the box
+    fractions would describe the label, not the image, and are left out of the statistics."""
+    return bool(np.isfinite(images[["x0", "y0", "x1", "y1"]].to_numpy(dtype=float)).all())
+
+
+def image_statistics(crops: np.ndarray, images: pd.DataFrame, boxes: bool = True) -> pd.DataFrame:
     """:data:`IMAGE_STATISTICS` of each image: intensity of its preprocessed crop (uint8 N x
     H x W, what the model sees) and size of the image and its box (the image table's width,
-    height, x0, y0, x1, y1), in the order of ``images``."""
+    height, x0, y0, x1, y1), in the order of ``images``; without the box fractions when
+    ``boxes`` is false (:func:`every_image_has_a_box`)."""
     crops = np.asarray(crops, dtype=np.float64).reshape(len(images), -1)
     p05, p50, p95 = np.percentile(crops, [5, 50, 95], axis=1)
     width = images["width"].to_numpy(dtype=float)
     height = images["height"].to_numpy(dtype=float)
-    return pd.DataFrame({
+    statistics = pd.DataFrame({
         "intensity_mean": crops.mean(axis=1), "intensity_sd": crops.std(axis=1),
         "intensity_p05": p05, "intensity_p50": p50, "intensity_p95": p95, "width": width, "height": height,
         "box_width_fraction": (images["x1"].to_numpy(float) - images["x0"].to_numpy(float)) / width,
         "box_height_fraction": (images["y1"].to_numpy(float) - images["y0"].to_numpy(float)) / height,
     })[list(IMAGE_STATISTICS)]
+    return statistics if boxes else statistics.drop(columns=list(BOX_STATISTICS))
 
 
 #: Size statistics of a volume study's crop (:func:`crop_statistics`): the source volume's
