@@ -14,7 +14,7 @@ def test_defaults_fill_every_section():
 
 
 @pytest.mark.parametrize("name", ["config/config.yaml", "config/paper.yaml", ".test/config.yaml",
-                                  ".test/binary_holdout.yaml"])
+                                  ".test/binary_holdout.yaml", ".test/vertebral_ct_holdout.yaml"])
 def test_shipped_configs_are_valid(name):
     configuration.load(REPO / name)
 

@@ -338,3 +338,130 @@ def test_a_training_volume_stored_as_dicom_is_no_external_validation(run, tmp_pa
     volume_annotations.main_stage(config, tmp_path / "images", tmp_path / "cases.csv", "CT", tmp_path / "images.parquet")
     with pytest.raises(InputError, match="training images of the bundle"):
         audit.check_cohort(results / "bundle", tmp_path / "images.parquet")
+
+
+# --- two classes, a volume study NOT of the reference shape (r15volshape) -----------------
+# .test/vertebral_ct_holdout.yaml: the vertebral CT generator (it names one external cohort),
+# hold-out 3:1:1 with two repeats, input modes 2d and 2.5d. It takes the r15bin route: the
+# N-class tables beside the binary ones and every issue-15 analysis with two-class statistics.
+
+HOLDOUT_CONFIG = REPO / ".test/vertebral_ct_holdout.yaml"
+HOLDOUT_MODELS = ["2d_resnet10t", "2.5d_resnet10t"]
+
+
+def test_volume_holdout_plans_every_issue15_analysis(tmp_path):
+    """The dry run: the N-class tables and figures beside the binary and input-mode ones,
+    every issue-15 rule with the two-class reader study and the N-class calibration and
+    comparisons commands (main before r15volshape planned none of these rules)."""
+    import re
+
+    done = snakemake(tmp_path, "-n", "-p", "--cores", "2", extra_configs=[HOLDOUT_CONFIG])
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", done.stdout, flags=re.MULTILINE))
+    for rule in ("evaluation", "mode_comparison", "multiclass_evaluation", "multiclass_figures", "shift_reference",
+                 "participant_flow", "subgroups", "comparisons", "multiclass_calibration", "demo_reader_study",
+                 "reader_study", "reporting_checklist"):
+        assert jobs.get(rule) == "1", rule
+    assert not {"multiclass_reader_study", "calibration", "meta_analysis", "gradcam"} & set(jobs)
+    assert "python -m spinedx multiclass_comparisons" in done.stdout
+
+
+@pytest.fixture(scope="module")
+def holdout_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("vertebral_ct_holdout")
+    snakemake(workdir, "--cores", "2", extra_configs=[HOLDOUT_CONFIG])
+    return workdir, workdir / ".test/results/vertebral_ct_holdout"
+
+
+def test_volume_holdout_gets_every_issue15_analysis(holdout_run):
+    """Every analysis of a two-class study of another shape, for volumes: flow, subgroups,
+    comparisons, positive-class calibration and decision curves, the two-class reader study
+    (AUC of the ratings), each model's shift reference in the bundle, the checklist."""
+    _, results = holdout_run
+    for name in ("multiclass_overall", "multiclass_per_class", "multiclass_holdout_repeats", "table3_case_level",
+                 "table4_input_modes", "participant_flow", "subgroups", "paired_comparisons", "calibration",
+                 "calibration_curve", "decision_curve", "reader_study_metrics", "reader_study_mrmc",
+                 "reader_study_decisions", "reporting_checklist"):
+        assert len(pd.read_csv(results / f"tables/{name}.csv")), name
+    for name in ("participant_flow", "subgroups_forest", "calibration_curve", "decision_curve", "reader_study_roc",
+                 "fig_multiclass_roc", "fig_multiclass_confusion", "fig_multiclass_f1"):
+        assert (results / f"figures/{name}.pdf").read_bytes()[:5] == b"%PDF-", name
+        assert min(Image.open(results / f"figures/{name}.png").size) > 300, name
+    for name in ("reader_study_gain", "reader_study_per_class"):  # the N-class reader study's
+        assert not (results / f"tables/{name}.csv").exists()
+    sums = (results / "bundle/SHA256SUMS").read_text()
+    for model in HOLDOUT_MODELS:  # from the crops each model reads; hold-out repeats' held-out crops
+        assert f"shift_reference/{model}/CT.npz" in sums, model
+        with np.load(results / f"bundle/shift_reference/{model}/CT.npz", allow_pickle=False) as reference:
+            assert reference["folds"].tolist() == [0, 1] and str(reference["backbone"]) == model
+    checklist = pd.read_csv(results / "tables/reporting_checklist.csv").set_index(["guideline", "item"])
+    assert "tables/reader_study_mrmc.csv" in checklist.loc[("STARD 2015", "13a"), "files"]
+    assert "tables/paired_comparisons.csv" in checklist.loc[("STARD 2015", "14"), "files"]
+    assert checklist.loc[("STARD 2015", "19"), "status"] == "answered"
+    flow = pd.read_csv(results / "tables/participant_flow.csv")
+    analysed = flow[(flow.step == "analysed") & (flow.group == "ALL")].set_index("cohort").patients
+    assert analysed.to_dict() == {"internal": 4, "external": 6}  # internal: the two repeats' internal tests
+    readers = pd.read_csv(results / "demo_reader_study/readers.csv")  # every external case
+    cases = pd.read_csv(results / "demo_cohort/cases.csv")
+    assert set(readers.patient_id) == set(cases[cases.cohort == "external"].patient_id)
+
+
+def test_volume_holdout_tables_repeat_the_studys_own_multiclass_tables(holdout_run):
+    """Every number the N-class evaluation also reports equals it to the printed digit:
+    comparisons (each model's AUC, sensitivity, specificity of the positive class on the
+    external cohort; DeLong p = table 4's), the reader study's model row (the aiding 2.5d
+    model), the subgroups' all-cases row; calibration's Brier by scikit-learn."""
+    from sklearn.metrics import brier_score_loss
+
+    _, results = holdout_run
+    tables = results / "tables"
+    per_class = pd.read_csv(tables / "multiclass_per_class.csv")
+    own = per_class[(per_class.level == "case") & (per_class["class"] == "malignant") & (per_class.model == "ensemble")
+                    & (per_class.input == "ALL")].set_index(["backbone", "prediction_set"])
+    overall = pd.read_csv(tables / "multiclass_overall.csv")
+    own_overall = overall[(overall.level == "case") & (overall.model == "ensemble")
+                          & (overall.input == "ALL")].set_index(["backbone", "prediction_set"])
+
+    def same(value, expected, what):
+        assert f"{value:.3f}" == f"{expected:.3f}", what
+
+    comparisons = pd.read_csv(tables / "paired_comparisons.csv")
+    assert set(comparisons.metric) == {"auc", "sensitivity", "specificity"} and set(comparisons["class"]) == {"malignant"}
+    assert list(comparisons.test_set.unique()) == ["internal_test", "external"]
+    external = comparisons[comparisons.test_set == "external"]
+    assert len(external) == 3 and set(external.comparison) == {"2d_resnet10t/ALL vs 2.5d_resnet10t/ALL"}
+    for row in external.itertuples():
+        for name, estimate in ((row.model_a, row.estimate_a), (row.model_b, row.estimate_b)):
+            same(estimate, own.loc[(name.split("/")[0], "external"), row.metric], (name, row.metric))
+    delong = pd.read_csv(tables / "table4_input_modes_delong.csv")
+    delong = delong[(delong.metric == "auc") & (delong.model_a == "2d_resnet10t") & (delong.model_b == "2.5d_resnet10t")]
+    assert external[external.metric == "auc"].p.iloc[0] == pytest.approx(delong.p.iloc[0], rel=1e-9)
+    # the reader study's model row: the aiding model (reader_study.aiding_model) on every external case
+    model = pd.read_csv(tables / "reader_study_metrics.csv").set_index("reader").loc["model"]
+    aiding, aiding_overall = own.loc[("2.5d_resnet10t", "external")], own_overall.loc[("2.5d_resnet10t", "external")]
+    assert model.n_cases == aiding_overall.n == 6
+    for column in ("auc", "sensitivity", "sensitivity_lo", "sensitivity_hi", "specificity", "specificity_lo",
+                   "specificity_hi", "f1"):
+        same(model[column], aiding[column], column)
+    for column in ("accuracy", "accuracy_lo", "accuracy_hi"):
+        same(model[column], aiding_overall[column], column)
+    # subgroups and calibration: the final system (table 3's best external ALL AUC, ties: the first model)
+    table3 = pd.read_csv(tables / "table3_case_level.csv")
+    final = table3[table3.input == "ALL"].set_index("backbone").loc[HOLDOUT_MODELS].auc.idxmax()
+    subgroups = pd.read_csv(tables / "subgroups.csv")
+    assert set(subgroups.cohort) == {"external (ensemble)"} and set(subgroups.backbone) == {final}
+    assert set(subgroups.variable) == {"all cases", "sex", "vendor"}
+    row, mine = subgroups.set_index(["variable", "level"]).loc[("all cases", "all cases")], own.loc[(final, "external")]
+    assert row.n_patients == own_overall.loc[(final, "external"), "n"] == 6
+    for column in ("sensitivity", "sensitivity_lo", "sensitivity_hi", "specificity", "specificity_lo",
+                   "specificity_hi", "auc"):
+        same(row[column], mine[column], column)
+    same(row.accuracy, own_overall.loc[(final, "external"), "accuracy"], "accuracy")
+    calibration = pd.read_csv(tables / "calibration.csv").set_index("test_set")
+    assert list(calibration.index) == ["internal_test", "external"] and set(calibration["class"]) == {"malignant"}
+    case_level = pd.read_parquet(results / f"case_level/{calibration.backbone.iloc[0]}.parquet")
+    rows = case_level[(case_level.input == "ALL") & (case_level.model == "ensemble")]
+    assert calibration.loc["external", "n"] == len(rows) == 6
+    same(calibration.loc["external", "brier"], brier_score_loss(rows.label, rows.prob_malignant), "Brier")
+    curve = pd.read_csv(tables / "decision_curve.csv")
+    assert set(curve["class"]) == {"malignant"} and set(curve.test_set) == {"external"}
+    assert {f"{m}/ALL" for m in HOLDOUT_MODELS} <= set(curve.model)

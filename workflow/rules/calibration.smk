@@ -63,7 +63,8 @@ if config["calibration"]["enabled"] and MULTICLASS_CALIBRATION:
         params:
             # two classes (a study of another shape than the reference): the task reads decision
             settings=settings("classes", "evaluation", "calibration", "figures", "backbones", "data",
-                              *(("decision",) if len(config["classes"]) == 2 else ())),
+                              *(("decision",) if len(config["classes"]) == 2 else ()),
+                              *VOLUME_SECTIONS),
             calibration_figure=lambda wildcards, output: paths.figure_stem(output.calibration_figure[0]),
             decision_curve_figure=lambda wildcards, output: paths.figure_stem(output.decision_curve_figure[0]),
         log:

@@ -221,19 +221,23 @@ READER_STUDY_OUTPUTS = ([P.table(paths.READER_METRICS_TABLE), P.table(paths.READ
 # models (`2.5d_resnet10t`) from the VOLUME_SECTIONS their rules pass.
 READER_ANALYSES = REFERENCE_SHAPE
 # --- r15bin: two-class studies labelled per case of any other shape (hold-out, several
-# external cohorts, clinical fusion, planes; not volumes) take the N-class path below
+# external cohorts, clinical fusion, planes) take the N-class path below
 # (NCLASS_READER_ANALYSES: every test set, fusion by fusion_input) with two classes; its
 # stages give the two-class statistics there: the reader study by AUC of the ratings
 # (rules demo_reader_study / reader_study), comparisons by DeLong AUC and McNemar
 # sensitivity / specificity, calibration and decision curves of the positive class.
-BINARY_OTHER_SHAPE = BINARY_TABLES and not REFERENCE_SHAPE and not VOLUMES
+# Volume studies too (r15volshape: e.g. vertebral CT with a hold-out split): their models
+# (`2.5d_resnet10t`) resolve from the VOLUME_SECTIONS the rules pass, and the shift
+# reference reads each model's input-mode cache and crops table, as for the reference shape.
+BINARY_OTHER_SHAPE = BINARY_TABLES and not REFERENCE_SHAPE
 # ---
 # Volume studies too: a model's reference reads its input mode's cache and crops table.
 SHIFT_ENABLED = config["distribution_shift"]["enabled"] and READER_ANALYSES
 # N-class 2-D studies labelled per case too (r15nclass; the NCLASS_READER_ANALYSES block below):
 # the reference reads 2-D caches and penultimate features, whatever the classes and split scheme.
-SHIFT_ENABLED = SHIFT_ENABLED or (config["distribution_shift"]["enabled"] and CASE_LEVEL and not VOLUMES
-                                  and (len(config["classes"]) > 2 or BINARY_OTHER_SHAPE))
+# Two-class studies of another shape too (r15bin), volumes included (r15volshape).
+SHIFT_ENABLED = SHIFT_ENABLED or (config["distribution_shift"]["enabled"] and CASE_LEVEL
+                                  and ((len(config["classes"]) > 2 and not VOLUMES) or BINARY_OTHER_SHAPE))
 # Image-labelled 2-D studies too (r15canaudit; the IMAGE_LABEL_ANALYSES block below): the same
 # reference, a repeat model's held-out images being its validation (and internal-test) images.
 SHIFT_ENABLED = SHIFT_ENABLED or (config["distribution_shift"]["enabled"] and config["labels"]["source"] == "annotation"
@@ -296,13 +300,14 @@ if MULTICLASS:
 # cohort), subgroups (N-class metrics), calibration (one-vs-rest per class, multi-class
 # Brier), paired comparisons (command multiclass_comparisons: accuracy and per-class
 # sensitivity by McNemar, per-class AUC by DeLong, every test set), one-vs-rest decision
-# curves per class and the checklist. Not for volume studies (two-class volume studies:
-# READER_ANALYSES above) nor image labels. The distribution-shift reference goes into the
+# curves per class and the checklist. Not for N-class volume studies (two-class volume
+# studies: READER_ANALYSES above, or this path for another shape) nor image labels. The distribution-shift reference goes into the
 # bundle (SHIFT_ENABLED above) and an audit scores the new cohort against it (SHIFT_OUTPUTS).
 # Audit mode of an N-class bundle (r15nclass): the same analyses on the auditor's cohort
 # (one cohort, "external", scored by the bundle's ensemble); no fusion (FUSION is off),
 # the reader study only with the auditor's readers.csv (no demo), no splits as evidence.
-NCLASS_READER_ANALYSES = (len(config["classes"]) > 2 or BINARY_OTHER_SHAPE) and CASE_LEVEL and not VOLUMES
+# N-class volume studies: not yet (README "Study shapes"); two-class ones of another shape: yes.
+NCLASS_READER_ANALYSES = ((len(config["classes"]) > 2 and not VOLUMES) or BINARY_OTHER_SHAPE) and CASE_LEVEL
 # The N-class reader study (class decisions, accuracy); two classes keep the two-class one (AUC).
 NCLASS_READERS = NCLASS_READER_ANALYSES and len(config["classes"]) > 2
 if NCLASS_READERS:

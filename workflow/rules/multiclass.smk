@@ -65,7 +65,7 @@ rule multiclass_figures:
                  for path in figure_report(P.figure(name), "multiclass_figures.rst", "3. N-class evaluation",
                                            "Figures", figure=name)],
     params:
-        settings=settings("classes", "labels", "figures", "backbones"),
+        settings=settings("classes", "labels", "figures", "backbones", *VOLUME_SECTIONS),
         tables_dir=lambda wildcards, input: os.path.dirname(input.tables[0]),
         fusion="--fusion" if FUSION else "",
         out_dir=lambda wildcards, output: os.path.dirname(output.figures[0]),

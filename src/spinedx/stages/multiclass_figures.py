@@ -31,6 +31,7 @@ import pandas as pd
 from spinedx import paths
 from spinedx.aggregation import ALL_INPUT, ENSEMBLE, OUT_OF_FOLD, PREDICTION_SET
 from spinedx.errors import InputError
+from spinedx.input_modes import model_names
 from spinedx.io import read_parquets
 from spinedx.plotting import PAGE_WIDTH, PALETTE, pyplot, save_figure
 from spinedx.stats.fusion import FUSION_INPUTS
@@ -66,16 +67,18 @@ def set_label(prediction_set: str, model: str) -> str:
 
 def choose_backbone(overall: pd.DataFrame, config, level: str) -> str:
     """figures.final_backbone, or the best macro-AUC of the ALL input on the main external
-    set (ties: the first in `backbones`)."""
+    set (ties: the first model in the config's order)."""
     if config["figures"]["final_backbone"]:
         return config["figures"]["final_backbone"]
     rows = overall[(overall["level"] == level) & (overall["input"] == ALL_INPUT) & (overall["model"] == ENSEMBLE)]
     main = "external_pooled" if (rows[PREDICTION_SET] == "external_pooled").any() else None
     if main is not None:
         rows = rows[rows[PREDICTION_SET] == main]
-    ranked = [(rows.loc[rows["backbone"] == b, "macro_auc"].mean(), -i, b) for i, b in enumerate(config["backbones"])]
+    # the backbones, or a volume study's models (2.5d_resnet10t; the rule passes VOLUME_SECTIONS)
+    models = model_names(config)
+    ranked = [(rows.loc[rows["backbone"] == b, "macro_auc"].mean(), -i, b) for i, b in enumerate(models)]
     ranked = [r for r in ranked if np.isfinite(r[0])]
-    return max(ranked)[2] if ranked else config["backbones"][0]
+    return max(ranked)[2] if ranked else models[0]
 
 
 def _roc_points(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
