@@ -492,6 +492,19 @@ def test_n_class_figures_are_drawn_from_the_tables(tmp_path):
             assert min(Image.open(path).size) > 300
 
 
+def test_n_class_figures_of_a_volume_study_show_its_best_model():
+    """Volume studies name their models <mode>_<network> (2.5d_resnet10t): the figures'
+    final system is chosen among those (a backbone name matched no row: an empty legend)."""
+    from spinedx.stages import multiclass_figures
+
+    config = resolve(data={"format": "volume"}, input_modes=["2d", "2.5d"], backbones=["resnet10t"],
+                     classes=["osteoporotic", "malignant"])
+    overall = pd.DataFrame({"level": "case", "input": "ALL", "model": "ensemble", "prediction_set": "external",
+                            "backbone": ["2d_resnet10t", "2.5d_resnet10t"], "macro_auc": [0.7, 0.9]})
+    assert multiclass_figures.choose_backbone(overall, config, "case") == "2.5d_resnet10t"
+    assert multiclass_figures.choose_backbone(overall.assign(macro_auc=np.nan), config, "case") == "2d_resnet10t"
+
+
 def test_the_demo_studies_are_chosen_by_config_and_the_spine_keeps_its_settings():
     from spinedx.demo import plan
 
