@@ -110,6 +110,24 @@ def ppca_distances(training: np.ndarray, new: np.ndarray, components: int) -> np
     return np.array([mahalanobis(x, training.mean(axis=0), precision) for x in new])
 
 
+def same_printed(value, expected, what) -> None:
+    """``value`` equals ``expected`` to the printed digit (3 decimals, as the tables are read)."""
+    assert f"{value:.3f}" == f"{expected:.3f}", what
+
+
+def assert_reader_model_row(results: Path, positive: pd.Series, overall: pd.Series, n_cases: int) -> None:
+    """A two-class study of another shape: the reader study's model row equals its model's
+    N-class rows on the read cases to the printed digit: ``positive`` (multiclass_per_class,
+    the positive class) and ``overall`` (multiclass_overall)."""
+    model = pd.read_csv(results / "tables/reader_study_metrics.csv").set_index("reader").loc["model"]
+    assert model.n_cases == overall.n == n_cases
+    for column in ("auc", "sensitivity", "sensitivity_lo", "sensitivity_hi", "specificity", "specificity_lo",
+                   "specificity_hi", "f1"):
+        same_printed(model[column], positive[column], column)
+    for column in ("accuracy", "accuracy_lo", "accuracy_hi"):
+        same_printed(model[column], overall[column], column)
+
+
 def spinedx_audit(bundle: Path, auditor: Path) -> subprocess.CompletedProcess:
     """``spinedx audit`` of ``bundle`` in the auditor's folder: cohort/images, cohort/cases.csv
     and audit.yaml there, results in audit/; fails the test with the output's tail."""

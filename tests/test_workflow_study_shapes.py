@@ -19,7 +19,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import REPO, SNAKEMAKE, spinedx_audit
+from conftest import REPO, SNAKEMAKE, assert_reader_model_row, same_printed, spinedx_audit
 
 pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group(name="study_shapes")]
 
@@ -692,9 +692,7 @@ def test_binary_holdout_tables_repeat_the_studys_own_multiclass_tables(binary_ho
     overall = pd.read_csv(results / "tables/multiclass_overall.csv")
     own_overall = overall[(overall.level == "case") & (overall.model == "ensemble")].set_index(["input", "prediction_set"])
 
-    def same(value, expected, what):
-        assert f"{value:.3f}" == f"{expected:.3f}", what
-
+    same = same_printed
     comparisons = pd.read_csv(results / "tables/paired_comparisons.csv")
     assert set(comparisons.metric) == {"auc", "sensitivity", "specificity"} and set(comparisons["class"]) == {"ependymoma"}
     assert list(comparisons.test_set.unique()) == ["internal_test", *BINARY_EXTERNAL_SETS]
@@ -712,14 +710,8 @@ def test_binary_holdout_tables_repeat_the_studys_own_multiclass_tables(binary_ho
             checked += 1
     assert checked == 2 * len(comparisons[comparisons.test_set.isin(BINARY_EXTERNAL_SETS)]) == 2 * 3 * 11 * 3
     # the reader study's model row (the final system on the read cases: every external case)
-    model = pd.read_csv(results / "tables/reader_study_metrics.csv").set_index("reader").loc["model"]
-    pooled, pooled_overall = own.loc[("ALL", "external_pooled")], own_overall.loc[("ALL", "external_pooled")]
-    assert model.n_cases == pooled_overall.n == 8
-    for column in ("auc", "sensitivity", "sensitivity_lo", "sensitivity_hi", "specificity", "specificity_lo",
-                   "specificity_hi", "f1"):
-        same(model[column], pooled[column], column)
-    for column in ("accuracy", "accuracy_lo", "accuracy_hi"):
-        same(model[column], pooled_overall[column], column)
+    pooled = own.loc[("ALL", "external_pooled")]
+    assert_reader_model_row(results, pooled, own_overall.loc[("ALL", "external_pooled")], 8)
     mrmc = pd.read_csv(results / "tables/reader_study_mrmc.csv")
     assert {"conditions", "model vs unaided", "model vs aided"} <= set(mrmc.contrast)
     model_modality = mrmc[(mrmc.contrast == "model vs aided") & (mrmc.row_type == "modality") & (mrmc.modality == "model")]

@@ -18,7 +18,7 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import REPO, ppca_distances, snakemake
+from conftest import REPO, assert_reader_model_row, ppca_distances, same_printed, snakemake
 from spinedx.config import deep_merge
 from volume_factories import IDENTIFYING, write_series
 
@@ -28,11 +28,16 @@ CONFIG = REPO / ".test/vertebral_ct.yaml"
 MODELS = ["2d_resnet10t", "2.5d_resnet10t", "3d_classifier"]
 
 
+def study_run(tmp_path_factory, config: Path) -> tuple[Path, Path]:
+    """The workflow on the tiny .test config plus ``config`` in a scratch folder: (workdir, results)."""
+    workdir = tmp_path_factory.mktemp(config.stem)
+    snakemake(workdir, "--cores", "2", extra_configs=[config])
+    return workdir, workdir / ".test/results" / config.stem
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("vertebral_ct")
-    snakemake(workdir, "--cores", "2", extra_configs=[CONFIG])
-    return workdir, workdir / ".test/results/vertebral_ct"
+    return study_run(tmp_path_factory, CONFIG)
 
 
 def test_every_mode_is_trained_scored_and_compared_on_the_same_cases(run):
@@ -367,9 +372,7 @@ def test_volume_holdout_plans_every_issue15_analysis(tmp_path):
 
 @pytest.fixture(scope="module")
 def holdout_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("vertebral_ct_holdout")
-    snakemake(workdir, "--cores", "2", extra_configs=[HOLDOUT_CONFIG])
-    return workdir, workdir / ".test/results/vertebral_ct_holdout"
+    return study_run(tmp_path_factory, HOLDOUT_CONFIG)
 
 
 def test_volume_holdout_gets_every_issue15_analysis(holdout_run):
@@ -421,9 +424,7 @@ def test_volume_holdout_tables_repeat_the_studys_own_multiclass_tables(holdout_r
     own_overall = overall[(overall.level == "case") & (overall.model == "ensemble")
                           & (overall.input == "ALL")].set_index(["backbone", "prediction_set"])
 
-    def same(value, expected, what):
-        assert f"{value:.3f}" == f"{expected:.3f}", what
-
+    same = same_printed
     comparisons = pd.read_csv(tables / "paired_comparisons.csv")
     assert set(comparisons.metric) == {"auc", "sensitivity", "specificity"} and set(comparisons["class"]) == {"malignant"}
     assert list(comparisons.test_set.unique()) == ["internal_test", "external"]
@@ -436,14 +437,8 @@ def test_volume_holdout_tables_repeat_the_studys_own_multiclass_tables(holdout_r
     delong = delong[(delong.metric == "auc") & (delong.model_a == "2d_resnet10t") & (delong.model_b == "2.5d_resnet10t")]
     assert external[external.metric == "auc"].p.iloc[0] == pytest.approx(delong.p.iloc[0], rel=1e-9)
     # the reader study's model row: the aiding model (reader_study.aiding_model) on every external case
-    model = pd.read_csv(tables / "reader_study_metrics.csv").set_index("reader").loc["model"]
-    aiding, aiding_overall = own.loc[("2.5d_resnet10t", "external")], own_overall.loc[("2.5d_resnet10t", "external")]
-    assert model.n_cases == aiding_overall.n == 6
-    for column in ("auc", "sensitivity", "sensitivity_lo", "sensitivity_hi", "specificity", "specificity_lo",
-                   "specificity_hi", "f1"):
-        same(model[column], aiding[column], column)
-    for column in ("accuracy", "accuracy_lo", "accuracy_hi"):
-        same(model[column], aiding_overall[column], column)
+    assert_reader_model_row(results, own.loc[("2.5d_resnet10t", "external")],
+                            own_overall.loc[("2.5d_resnet10t", "external")], 6)
     # subgroups and calibration: the final system (table 3's best external ALL AUC, ties: the first model)
     table3 = pd.read_csv(tables / "table3_case_level.csv")
     final = table3[table3.input == "ALL"].set_index("backbone").loc[HOLDOUT_MODELS].auc.idxmax()
