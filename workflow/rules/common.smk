@@ -231,17 +231,18 @@ READER_ANALYSES = REFERENCE_SHAPE
 # reference reads each model's input-mode cache and crops table, as for the reference shape.
 BINARY_OTHER_SHAPE = BINARY_TABLES and not REFERENCE_SHAPE
 # ---
-# Volume studies too: a model's reference reads its input mode's cache and crops table.
-SHIFT_ENABLED = config["distribution_shift"]["enabled"] and READER_ANALYSES
-# N-class 2-D studies labelled per case too (r15nclass; the NCLASS_READER_ANALYSES block below):
-# the reference reads 2-D caches and penultimate features, whatever the classes and split scheme.
-# Two-class studies of another shape too (r15bin), volumes included (r15volshape).
-SHIFT_ENABLED = SHIFT_ENABLED or (config["distribution_shift"]["enabled"] and CASE_LEVEL
-                                  and ((len(config["classes"]) > 2 and not VOLUMES) or BINARY_OTHER_SHAPE))
-# Image-labelled 2-D studies too (r15canaudit; the IMAGE_LABEL_ANALYSES block below): the same
-# reference, a repeat model's held-out images being its validation (and internal-test) images.
-SHIFT_ENABLED = SHIFT_ENABLED or (config["distribution_shift"]["enabled"] and config["labels"]["source"] == "annotation"
-                                  and not VOLUMES)
+# The issue-15 analyses of each study shape (their blocks below say what each gets):
+# N-class 2-D studies labelled per case (ISMF; r15nclass) and two-class ones of another shape,
+# volumes included (the N-class path with two-class statistics); N-class volume studies: not
+# yet (README "Study shapes").
+NCLASS_READER_ANALYSES = ((len(config["classes"]) > 2 and not VOLUMES) or BINARY_OTHER_SHAPE) and CASE_LEVEL
+# Labels of images (canine; r15img, r15canaudit): 2-D only.
+IMAGE_LABEL_ANALYSES = config["labels"]["source"] == "annotation" and not VOLUMES
+# Every study shape with these analyses writes the training cohort's shift reference into its
+# bundle: from 2-D caches and penultimate features (a volume model: its input mode's cache and
+# crops table; a hold-out repeat: its validation and internal-test images held out).
+SHIFT_ENABLED = config["distribution_shift"]["enabled"] and (READER_ANALYSES or NCLASS_READER_ANALYSES
+                                                             or IMAGE_LABEL_ANALYSES)
 SHIFT_JOBS = [(backbone, sequence) for backbone in BACKBONES for sequence in SEQUENCES]
 # What each model x sequence reads: its cache and image table (labelme: the merged images table).
 from types import SimpleNamespace as _Job
@@ -301,13 +302,13 @@ if MULTICLASS:
 # Brier), paired comparisons (command multiclass_comparisons: accuracy and per-class
 # sensitivity by McNemar, per-class AUC by DeLong, every test set), one-vs-rest decision
 # curves per class and the checklist. Not for N-class volume studies (two-class volume
-# studies: READER_ANALYSES above, or this path for another shape) nor image labels. The distribution-shift reference goes into the
-# bundle (SHIFT_ENABLED above) and an audit scores the new cohort against it (SHIFT_OUTPUTS).
+# studies: READER_ANALYSES above, or this path for another shape) nor image labels. The
+# distribution-shift reference goes into the bundle (SHIFT_ENABLED above) and an audit
+# scores the new cohort against it (SHIFT_OUTPUTS).
 # Audit mode of an N-class bundle (r15nclass): the same analyses on the auditor's cohort
 # (one cohort, "external", scored by the bundle's ensemble); no fusion (FUSION is off),
 # the reader study only with the auditor's readers.csv (no demo), no splits as evidence.
-# N-class volume studies: not yet (README "Study shapes"); two-class ones of another shape: yes.
-NCLASS_READER_ANALYSES = ((len(config["classes"]) > 2 and not VOLUMES) or BINARY_OTHER_SHAPE) and CASE_LEVEL
+# (NCLASS_READER_ANALYSES: decided above, with SHIFT_ENABLED.)
 # The N-class reader study (class decisions, accuracy); two classes keep the two-class one (AUC).
 NCLASS_READERS = NCLASS_READER_ANALYSES and len(config["classes"]) > 2
 if NCLASS_READERS:
@@ -345,7 +346,7 @@ if NCLASS_READER_ANALYSES:
 # such a bundle (r15canaudit): the same analyses on the auditor's images (one cohort,
 # "external", labels from the auditor's labelme files, scored by the bundle's ensemble),
 # the new cohort's shift first (SHIFT_OUTPUTS; the N-class tables wait for it), no splits.
-IMAGE_LABEL_ANALYSES = config["labels"]["source"] == "annotation" and not VOLUMES
+# (IMAGE_LABEL_ANALYSES: decided above, with SHIFT_ENABLED.)
 if IMAGE_LABEL_ANALYSES:
     if config["reader_study"]["readers"]:
         print(f"spinedx: reader study skipped: labels of images (labels.source annotation) have no case to read "
