@@ -47,7 +47,8 @@ from spinedx.models.volumetric import VolumeJob
 from spinedx.plotting import PAGE_WIDTH, PALETTE, pyplot, save_figure
 from spinedx.splitting import model_partitions, read_folds
 from spinedx.stats.shift import (BOX_STATISTICS, FeatureReference, StatisticsReference, crop_statistics,
-                                 every_image_has_a_box, fit_feature_reference, fold_scores, image_statistics)
+                                 every_image_has_a_box, fit_feature_reference, fold_scores, image_statistics,
+                                 images_without_a_box)
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,11 @@ def _statistics(crops: np.ndarray, images: pd.DataFrame, fold_paths: dict[int, s
     checkpoint = load_checkpoint(next(iter(fold_paths.values())))
     if "mode" in checkpoint:
         return crop_statistics(crops, images, channels(checkpoint["intensity_recipe"]))
-    boxes = every_image_has_a_box(images) if names is None else BOX_STATISTICS[0] in names
-    if boxes and names is not None and not every_image_has_a_box(images):
-        unboxed = images.loc[~np.isfinite(images[["x0", "y0", "x1", "y1"]].to_numpy(float)).all(axis=1), "json_path"]
+    if names is None:
+        return image_statistics(crops, images, every_image_has_a_box(images))
+    boxes = BOX_STATISTICS[0] in names
+    unboxed = images.loc[images_without_a_box(images), "json_path"]
+    if boxes and len(unboxed):
         raise InputError(f"the bundle's shift reference of {images['sequence'].iloc[0]} holds box statistics "
                          f"(every training image had a rectangle); {len(unboxed)} image(s) of this cohort have "
                          f"none, e.g. {unboxed.tolist()[:3]}: draw the lesion's rectangle in labelme")

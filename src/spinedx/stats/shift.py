@@ -100,11 +100,16 @@ def fit_feature_reference(training, held_out, components: int) -> FeatureReferen
     return FeatureReference(mean, directions[:q], kept, residual, partial.distance(held_out))
 
 
+def images_without_a_box(images: pd.DataFrame) -> np.ndarray:
+    """Which images of the table lack their rectangle (x0, y0, x1, y1), as a boolean mask."""
+    return ~np.isfinite(images[["x0", "y0", "x1", "y1"]].to_numpy(dtype=float)).all(axis=1)
+
+
 def every_image_has_a_box(images: pd.DataFrame) -> bool:
-    """Whether each image of the table has its rectangle (x0, y0, x1, y1). Labels from the
-    annotation (labels.source annotation) put one on lesion images only: there the box
-    fractions would describe the label, not the image, and are left out of the statistics."""
-    return bool(np.isfinite(images[["x0", "y0", "x1", "y1"]].to_numpy(dtype=float)).all())
+    """Whether each image of the table has its rectangle. Labels from the annotation
+    (labels.source annotation) put one on lesion images only: there the box fractions
+    would describe the label, not the image, and are left out of the statistics."""
+    return not images_without_a_box(images).any()
 
 
 def image_statistics(crops: np.ndarray, images: pd.DataFrame, boxes: bool = True) -> pd.DataFrame:
